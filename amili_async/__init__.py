@@ -1,0 +1,59 @@
+"""Async Python SDK for the Amili AutoCollect debt-collection API.
+
+async with AmiliClient(client_id=..., client_secret=..., environment="staging") as client:
+    invoice = await client.invoices.get(org_id, invoice_id)
+    async for invoice in client.invoices.list(org_id, status="OPEN"):
+        ...
+"""
+
+from . import models
+from ._client import AmiliClient, RawResponse
+from ._pagination import AsyncPager, Page
+from ._request import Response
+from ._version import __version__
+from .errors import (
+    AmiliError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadGatewayError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    LockedError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerNotImplementedError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmiliClient",
+    "AmiliError",
+    "AsyncPager",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "LockedError",
+    "NotFoundError",
+    "Page",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RawResponse",
+    "Response",
+    "ResponseDecodeError",
+    "ServerNotImplementedError",
+    "ServiceUnavailableError",
+    "UnprocessableEntityError",
+    "__version__",
+    "models",
+]

@@ -1,0 +1,238 @@
+"""AmiliClient: configuration, the shared transport, and one attribute per resource."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import aiohttp
+import attrs
+
+from . import _serde
+from ._auth import Auth, CallableTokenAuth, ClientCredentialsAuth, StaticTokenAuth
+from ._config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    resolve_environment,
+)
+from ._pagination import DEFAULT_PREFETCH
+from ._request import Request, Response
+from ._retry import RetryPolicy
+from ._transport import RequestHook, ResponseHook, Transport
+from ._version import __version__
+from .errors import ResponseDecodeError
+from .resources import (
+    Batches,
+    Collections,
+    Corrections,
+    Invoices,
+    Legacy,
+    Payments,
+    Settlements,
+)
+
+T = TypeVar("T")
+
+_captured: contextvars.ContextVar[list[Response] | None] = contextvars.ContextVar(
+    "amili_async_captured_responses", default=None
+)
+
+
+@attrs.frozen
+class RawResponse(Generic[T]):
+    """A call's result together with the HTTP response it came from."""
+
+    data: T
+    response: Response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def headers(self) -> Any:
+        return self.response.headers
+
+    @property
+    def request_id(self) -> str | None:
+        return self.response.request_id
+
+
+class AmiliClient:
+    """Async client for the Amili AutoCollect API.
+
+    Authenticate with exactly one of: `client_id` + `client_secret` (Identiverse
+    client-credentials flow, tokens cached and refreshed), `token` (a static bearer token) or
+    `token_provider` (a callable returning a token, sync or async). Pick the hosts with
+    `environment` ("staging" or "production") or `base_url` (+ `token_url`). Use it as
+    `async with AmiliClient(...) as client:` or call `await client.aclose()`.
+    """
+
+    invoices: Invoices
+    batches: Batches
+    payments: Payments
+    corrections: Corrections
+    collections: Collections
+    settlements: Settlements
+    legacy: Legacy
+
+    def __init__(
+        self,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token: str | None = None,
+        token_provider: Callable[[], str | Awaitable[str]] | None = None,
+        environment: Literal["staging", "production"] | None = None,
+        base_url: str | None = None,
+        token_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        prefetch: int = DEFAULT_PREFETCH,
+        session: aiohttp.ClientSession | None = None,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+    ) -> None:
+        if environment is None and base_url is None:
+            base_url = os.environ.get("AMILI_BASE_URL") or None
+            environment = _environment_from_env()
+        if environment is None and base_url is None:
+            raise ValueError(
+                "choose the hosts: environment='staging' or 'production', or base_url=..."
+            )
+        hosts = resolve_environment(environment or "production", base_url, token_url)
+        self._auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
+        self.base_url = hosts.api_base_url
+        self.prefetch = prefetch
+        self._transport = Transport(
+            base_url=hosts.api_base_url,
+            auth=self._auth,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+            retry=RetryPolicy(max_retries=max_retries),
+            max_connections=max_connections,
+            session=session,
+            on_request=on_request,
+            on_response=on_response,
+            trace_configs=trace_configs,
+            user_agent=f"amili-async/{__version__}",
+        )
+        self.invoices = Invoices(self)
+        self.batches = Batches(self)
+        self.payments = Payments(self)
+        self.corrections = Corrections(self)
+        self.collections = Collections(self)
+        self.settlements = Settlements(self)
+        self.legacy = Legacy(self)
+
+    def __repr__(self) -> str:
+        return f"AmiliClient(base_url={self.base_url!r}, auth={self._auth!r})"
+
+    async def __aenter__(self) -> AmiliClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a session passed in by the caller stays open)."""
+        await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._transport.closed
+
+    async def with_raw_response(self, call: Awaitable[T]) -> RawResponse[T]:
+        """Await one SDK call and return its result with its HTTP response.
+
+        `raw = await client.with_raw_response(client.invoices.get(org, inv))` gives
+        `raw.data`, `raw.status_code`, `raw.headers` and `raw.request_id`. Pass the coroutine
+        itself (not a Task): the capture follows the awaiting task.
+        """
+        responses: list[Response] = []
+        reset = _captured.set(responses)
+        try:
+            data = await call
+        finally:
+            _captured.reset(reset)
+        if not responses:
+            raise ValueError("the awaited call sent no request through this client")
+        return RawResponse(data=data, response=responses[-1])
+
+    @overload
+    async def _request(self, request: Request, cast_to: type[T]) -> T: ...
+    @overload
+    async def _request(self, request: Request, cast_to: None) -> None: ...
+    async def _request(self, request: Request, cast_to: type[T] | None) -> T | None:
+        """Send through the transport, then decode the body into `cast_to` (None: no body)."""
+        response = await self._transport.send(request)
+        captured = _captured.get()
+        if captured is not None:
+            captured.append(response)
+        if cast_to is None:
+            return None
+        try:
+            return _serde.decode(response.content, cast_to)
+        except _serde.StructureError as error:
+            raise ResponseDecodeError(
+                str(error),
+                status_code=response.status_code,
+                request_id=response.request_id,
+                body=response.content,
+                method=response.method,
+                url=response.url,
+            ) from error
+
+
+def _environment_from_env() -> Literal["staging", "production"] | None:
+    value = os.environ.get("AMILI_ENVIRONMENT")
+    if value in (None, ""):
+        return None
+    if value not in ("staging", "production"):
+        raise ValueError("AMILI_ENVIRONMENT must be 'staging' or 'production'")
+    return value  # type: ignore[return-value]
+
+
+def _choose_auth(
+    client_id: str | None,
+    client_secret: str | None,
+    token: str | None,
+    token_provider: Callable[[], str | Awaitable[str]] | None,
+    token_url: str,
+) -> Auth:
+    """Exactly one way to authenticate; credentials may also come from the environment."""
+    chosen = [
+        name
+        for name, given in (
+            ("client_id/client_secret", client_id is not None or client_secret is not None),
+            ("token", token is not None),
+            ("token_provider", token_provider is not None),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise ValueError(f"pass only one way to authenticate, got {' and '.join(chosen)}")
+    if token is not None:
+        return StaticTokenAuth(token)
+    if token_provider is not None:
+        return CallableTokenAuth(token_provider)
+    client_id = client_id or os.environ.get("AMILI_CLIENT_ID")
+    client_secret = client_secret or os.environ.get("AMILI_CLIENT_SECRET")
+    if not client_id or not client_secret:
+        raise ValueError(
+            "credentials missing: pass client_id and client_secret (or set AMILI_CLIENT_ID and "
+            "AMILI_CLIENT_SECRET), token=, or token_provider="
+        )
+    return ClientCredentialsAuth(client_id, client_secret, token_url)

@@ -1,0 +1,108 @@
+"""Hosts, defaults and header names, each with the reason for its value, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit
+
+import attrs
+
+
+@attrs.frozen
+class Environment:
+    """Where the API and its token endpoint live."""
+
+    api_base_url: str
+    token_url: str
+
+    @property
+    def legacy_origin(self) -> str:
+        """Origin of the API base URL, the root the legacy ``/webapi/api/*`` paths hang off."""
+        return origin_of(self.api_base_url)
+
+
+ENVIRONMENTS: Final[dict[str, Environment]] = {
+    # Documented by Amili.
+    "staging": Environment(
+        api_base_url="https://api.staging.amili.no/collection/v1",
+        token_url="https://auth.staging.amili.no/token",
+    ),
+    # Inferred: the docs' batchUrl example points at https://api.amili.no/co…, and the token
+    # host mirrors staging's auth.staging.amili.no without the "staging." label.
+    "production": Environment(
+        api_base_url="https://api.amili.no/collection/v1",
+        token_url="https://auth.amili.no/token",
+    ),
+}
+
+# Whole-request budget: bulk POSTs of 1,000 invoices are answered within seconds, a minute
+# leaves room for a slow page without letting a hung server stall a caller forever.
+DEFAULT_TIMEOUT: Final = 60.0
+# Establishing TCP+TLS takes well under a second; 10 s covers a congested link and still
+# fails fast enough to retry against a fresh connection.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+# Two retries ride out a rolling deploy or a single dropped connection; more only delays the
+# error a caller must handle anyway.
+DEFAULT_MAX_RETRIES: Final = 2
+# aiohttp's own default; enough parallelism for bulk export without exhausting the server's
+# or the host's sockets.
+DEFAULT_MAX_CONNECTIONS: Final = 100
+# First retry waits up to 0.5 s: long enough for a restarted instance to take traffic.
+BACKOFF_BASE: Final = 0.5
+# Doubling stops at 8 s so a high retry count never waits minutes between tries.
+BACKOFF_CAP: Final = 8.0
+# Honour a server's Retry-After up to a minute (the default whole-request timeout); asked for
+# longer, we give the error back rather than silently blocking the caller.
+MAX_RETRY_AFTER: Final = 60.0
+# Refresh a token a minute before it expires so a request never leaves with a token that
+# dies in flight or to clock skew between us and the token server.
+TOKEN_REFRESH_MARGIN: Final = 60.0
+
+# Request header carrying the idempotency key on every POST (inferred, see docs/DESIGN.md).
+IDEMPOTENCY_KEY_HEADER: Final = "IdempotencyKey"
+# Response header carrying the server's request id (documented for webhook deliveries).
+REQUEST_ID_HEADER: Final = "X-Amili-Request-Id"
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def resolve_environment(
+    environment: str = "production",
+    base_url: str | None = None,
+    token_url: str | None = None,
+) -> Environment:
+    """Pick the hosts to talk to: a named environment, optionally overridden URL by URL.
+
+    A custom ``base_url`` (a proxy, the embedded sandbox) without a ``token_url`` gets
+    ``<origin of base_url>/token``, the sandbox layout, so credentials never travel to a
+    host the caller did not name.
+    """
+    try:
+        named = ENVIRONMENTS[environment]
+    except KeyError:
+        known = ", ".join(sorted(ENVIRONMENTS))
+        raise ValueError(f"unknown environment {environment!r} (known: {known})") from None
+    if base_url is None:
+        api_base_url = named.api_base_url
+        default_token_url = named.token_url
+    else:
+        api_base_url = _validated_url("base_url", base_url).rstrip("/")
+        default_token_url = origin_of(api_base_url) + "/token"
+    resolved_token_url = (
+        default_token_url if token_url is None else _validated_url("token_url", token_url)
+    )
+    return Environment(api_base_url=api_base_url, token_url=resolved_token_url)
+
+
+def _validated_url(name: str, url: str) -> str:
+    """Reject anything but an absolute http(s) URL without query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{name} must not carry a query or fragment")
+    return url

@@ -1,0 +1,196 @@
+"""Async iteration over token-paged listings, with prefetch, resume and partitions.
+
+A listing is described by one coroutine function, `fetch(token) -> Page[T]`, that the resource
+builds with its filters and page size already bound, so every page request carries them. The
+pager only moves tokens: it never knows the endpoint's spelling of its token parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from .errors import AmiliError
+
+T = TypeVar("T")
+
+DEFAULT_PREFETCH = 1
+"""Pages fetched ahead of the caller: one hides a round trip per page (the big win) while
+keeping memory at two pages; deeper only helps when the caller is slower than the server."""
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a listing: its items, the token that fetched it and the next page's token."""
+
+    items: Sequence[T]
+    next_page_token: str | None
+    token: str | None = None
+
+
+Fetch = Callable[[str | None], Awaitable[Page[T]]]
+
+
+@attrs.frozen
+class _Failure:
+    error: BaseException
+
+
+_END = object()
+
+
+async def _fetch_marked(fetch: Fetch[T], token: str | None) -> Page[T]:
+    """Fetch one page; an SDK error carries `resume_token` = the token of the failed page."""
+    try:
+        return await fetch(token)
+    except AmiliError as error:
+        error.resume_token = token
+        raise
+
+
+class AsyncPager(Generic[T]):
+    """A listing: `async for item in pager`, `async for page in pager.pages()`, `collect()`.
+
+    Subclasses say how pages are produced; iteration and collection are shared.
+    """
+
+    def pages(self) -> AsyncGenerator[Page[T], None]:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._items()
+
+    async def _items(self) -> AsyncGenerator[T, None]:
+        async with contextlib.aclosing(self.pages()) as pages:
+            async for page in pages:
+                for item in page.items:
+                    yield item
+
+    async def collect(self, limit: int | None = None) -> list[T]:
+        """All items (or the first `limit`) as a list: for small listings only."""
+        items: list[T] = []
+        if limit is not None and limit <= 0:
+            return items
+        async with contextlib.aclosing(self._items()) as stream:
+            async for item in stream:
+                items.append(item)
+                if limit is not None and len(items) >= limit:
+                    break
+        return items
+
+
+async def _drain(
+    queue: asyncio.Queue[Any], producer: asyncio.Task[None]
+) -> AsyncGenerator[Any, None]:
+    """Yield what a producer task queues until its end marker; re-raise its failure.
+
+    On break, an exception in the caller or task cancellation, the producer is cancelled and
+    awaited, so no task or connection outlives the iteration.
+    """
+    try:
+        while True:
+            entry = await queue.get()
+            if entry is _END:
+                return
+            if isinstance(entry, _Failure):
+                raise entry.error
+            yield entry
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+
+class TokenPager(AsyncPager[T]):
+    """A token-paged listing: `async for item in pager`, `pager.pages()`, `pager.collect()`.
+
+    Start from a saved token with `page_token=`; an error raised mid-listing carries
+    `.resume_token`, the token to pass back to continue with nothing lost and nothing repeated.
+    """
+
+    def __init__(
+        self, fetch: Fetch[T], *, page_token: str | None = None, prefetch: int = DEFAULT_PREFETCH
+    ) -> None:
+        if prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
+        self._fetch = fetch
+        self._start = page_token
+        self._prefetch = prefetch
+
+    async def pages(self) -> AsyncGenerator[Page[T], None]:
+        """Yield whole pages (`.items`, `.next_page_token`, `.token`)."""
+        if self._prefetch == 0:
+            token = self._start
+            while True:
+                page = await _fetch_marked(self._fetch, token)
+                yield page
+                if not page.next_page_token:
+                    return
+                token = page.next_page_token
+        # A bounded queue between one producer task and the caller: the producer runs at most
+        # `prefetch` pages ahead, so memory is bounded by the depth, never by the listing.
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._prefetch)
+        producer = asyncio.create_task(self._produce(queue))
+        async with contextlib.aclosing(_drain(queue, producer)) as entries:
+            async for page in entries:
+                yield page
+
+    async def _produce(self, queue: asyncio.Queue[Any]) -> None:
+        token = self._start
+        try:
+            while True:
+                page = await _fetch_marked(self._fetch, token)
+                await queue.put(page)
+                if not page.next_page_token:
+                    break
+                token = page.next_page_token
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            await queue.put(_Failure(error))
+            return
+        await queue.put(_END)
+
+
+class MergedPager(AsyncPager[T]):
+    """Several pagers listed concurrently (bounded) and yielded as one stream.
+
+    Used for partitioned listings: each part is a disjoint window, so the union has every item
+    exactly once; items arrive in no global order. Pages are bounded per part by the prefetch
+    depth of the shared queue.
+    """
+
+    def __init__(self, parts: Sequence[TokenPager[T]], *, concurrency: int) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self._parts = parts
+        self._concurrency = concurrency
+
+    async def pages(self) -> AsyncGenerator[Page[T], None]:
+        """Pages of all parts, interleaved as they arrive."""
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._concurrency)
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def run(part: TokenPager[T]) -> None:
+            async with gate, contextlib.aclosing(part.pages()) as pages:
+                async for page in pages:
+                    await queue.put(page)
+
+        async def run_all() -> None:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for part in self._parts:
+                        group.create_task(run(part))
+            except BaseExceptionGroup as failed:
+                await queue.put(_Failure(failed.exceptions[0]))
+                return
+            await queue.put(_END)
+
+        producer = asyncio.create_task(run_all())
+        async with contextlib.aclosing(_drain(queue, producer)) as entries:
+            async for page in entries:
+                yield page

@@ -1,0 +1,123 @@
+"""What resources hand the transport and what they get back: plain values, no aiohttp."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from amili_async.errors import ResponseDecodeError
+
+
+@attrs.frozen
+class RequestOptions:
+    """Per-call overrides of the client's defaults."""
+
+    timeout: float | None = None
+    """Whole-request timeout in seconds for this call (each attempt), instead of the client's."""
+    idempotency_key: str | None = None
+    """Sent as the IdempotencyKey of a POST instead of a generated one (reuse it to dedupe)."""
+    max_retries: int | None = None
+    """Retries for this call instead of the client's policy."""
+    extra_headers: Mapping[str, str] | None = None
+    """Additional request headers; the SDK's own (Authorization, IdempotencyKey...) win."""
+
+
+# Shared default: RequestOptions is frozen, so one instance serves every request.
+DEFAULT_OPTIONS: Final = RequestOptions()
+
+
+@attrs.frozen
+class Request:
+    """One API call as a resource describes it.
+
+    ``path`` is URL-quoted and relative to the API base URL, or to the origin of that URL
+    when ``root`` is set (the legacy ``/webapi`` paths). ``params`` values are wire strings.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+    root: bool = False
+    options: RequestOptions = DEFAULT_OPTIONS
+
+
+@attrs.frozen
+class Response:
+    """The answer to one attempt: status, headers and the whole body, already read."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = attrs.field(repr=False)
+    method: str
+    url: str
+    """The request URL without its query string."""
+    request_id: str | None
+    elapsed: float
+    """Seconds this attempt took, from sending to the last body byte."""
+    attempts: int
+    """1 for the first try, 2 after one retry, ..."""
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (the API's only charset); undecodable bytes replaced."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; :class:`ResponseDecodeError` when it is not JSON."""
+        try:
+            return orjson.loads(self.content)
+        except orjson.JSONDecodeError as exc:
+            raise ResponseDecodeError(
+                "body is not JSON",
+                status_code=self.status_code,
+                request_id=self.request_id,
+                body=self.content,
+                method=self.method,
+                url=self.url,
+            ) from exc
+
+
+def encode_multipart(
+    fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+) -> tuple[bytes, str]:
+    """Encode a ``multipart/form-data`` body; returns the bytes and the Content-Type.
+
+    ``files`` maps a part name to ``(filename, content, content type)``. The boundary is a
+    random UUID: 122 random bits make a collision with file content practically impossible.
+    """
+    boundary = uuid.uuid4().hex
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    chunks: list[bytes] = []
+    for name, value in fields.items():
+        chunks += (
+            delimiter,
+            f'Content-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode(),
+            value.encode(),
+            b"\r\n",
+        )
+    for name, (filename, content, content_type) in files.items():
+        chunks += (
+            delimiter,
+            (
+                f'Content-Disposition: form-data; name="{_quote(name)}"; '
+                f'filename="{_quote(filename)}"\r\n'
+                f"Content-Type: {_quote(content_type)}\r\n\r\n"
+            ).encode(),
+            content,
+            b"\r\n",
+        )
+    chunks.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+# The escaping browsers apply to names in a Content-Disposition header (WHATWG HTML).
+_HEADER_ESCAPES: Final = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
+
+
+def _quote(value: str) -> str:
+    return value.translate(_HEADER_ESCAPES)

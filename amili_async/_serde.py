@@ -1,0 +1,412 @@
+"""The one cattrs converter: JSON bytes <-> generated attrs models.
+
+Wire names come from each field's `metadata["wire"]` (written by the code generator), so no
+hand-kept rename table exists. Structuring runs on every listing page, so the hooks below are
+specialised per type (derived generically from the annotations, never per model): optional
+fields, strings, money and timestamps skip cattrs' generic union and validation machinery.
+A failure is re-run once through a second, detailed converter to say *where* it failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._openenum import OpenEnum
+
+T = TypeVar("T")
+_Hook = Callable[[Any, Any], Any]
+_NONE = type(None)
+
+
+class StructureError(ValueError):
+    """A JSON document does not have the shape a model needs.
+
+    The message names the failing path (`$.data[3].createdAt`) and the expected type, never the
+    offending value: values can be personal data.
+    """
+
+
+# -- primitive hooks --------------------------------------------------------------------------
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if type(value) is str:
+        return value
+    # Numbers where the spec says string (a case number sent as 5000001): keep them, as text.
+    if type(value) in (int, float):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if type(value) is bool:
+        return value
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    """Money: JSON numbers arrive as floats; repr() is their shortest exact decimal text."""
+    kind = type(value)
+    if kind is float:
+        return Decimal(repr(value))
+    if kind is int:
+        return Decimal(value)
+    if kind is str:
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise ValueError("expected a decimal number") from None
+    raise TypeError(f"expected a number, got {kind.__name__}")
+
+
+def _structure_datetime(value: Any, _: Any) -> dt.datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an ISO 8601 date-time, got {type(value).__name__}")
+    parsed = dt.datetime.fromisoformat(value)
+    # Amili sends UTC with "Z"; a timestamp without offset is read as UTC, never as local time.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _structure_date(value: Any, _: Any) -> dt.date:
+    if type(value) is not str:
+        raise TypeError(f"expected an ISO 8601 date, got {type(value).__name__}")
+    if len(value) == 10:
+        return dt.date.fromisoformat(value)
+    # Some pages show dates as midnight date-times (2024-01-15T00:00:00Z): keep the date part.
+    return dt.datetime.fromisoformat(value).date()
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """ISO 8601 the way Amili writes it: `Z` for UTC, milliseconds only when present."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    if value.utcoffset() == dt.timedelta(0):
+        suffix = "Z"
+        value = value.replace(tzinfo=None)
+    else:
+        suffix = ""
+    if value.microsecond == 0:
+        text = value.isoformat(timespec="seconds")
+    elif value.microsecond % 1000 == 0:
+        text = value.isoformat(timespec="milliseconds")
+    else:
+        text = value.isoformat(timespec="microseconds")
+    return text + suffix
+
+
+# -- hook factories (generic over the annotations) --------------------------------------------
+
+
+def _optional_inner(tp: Any) -> Any | None:
+    """`X` for `X | None` / `Optional[X]`, else None."""
+    origin = typing.get_origin(tp)
+    if origin is not typing.Union and origin is not types.UnionType:
+        return None
+    args = [a for a in typing.get_args(tp) if a is not _NONE]
+    if len(args) != 1 or len(typing.get_args(tp)) != 2:
+        return None
+    return args[0]
+
+
+def _exactly(cls: type) -> Callable[[Any], bool]:
+    return lambda tp: tp is cls
+
+
+def _is_optional(tp: Any) -> bool:
+    return _optional_inner(tp) is not None
+
+
+def _is_list(tp: Any) -> bool:
+    return typing.get_origin(tp) is list
+
+
+def _is_open_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, OpenEnum)
+
+
+def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
+    for tp, hook in (
+        (str, _structure_str),
+        (int, _structure_int),
+        (bool, _structure_bool),
+        (float, _structure_float),
+        (Decimal, _structure_decimal),
+        (dt.datetime, _structure_datetime),
+        (dt.date, _structure_date),
+    ):
+        # Exact-type predicates, not singledispatch: the str hook must not catch the StrEnums.
+        conv.register_structure_hook_func(_exactly(tp), hook)
+
+    def optional_factory(tp: Any) -> _Hook:
+        inner_type = _optional_inner(tp)
+        inner = conv.get_structure_hook(inner_type)
+
+        def structure_optional(value: Any, _: Any) -> Any:
+            return None if value is None else inner(value, inner_type)
+
+        return structure_optional
+
+    def list_factory(tp: Any) -> _Hook:
+        (item_type,) = typing.get_args(tp) or (Any,)
+        if item_type is Any:
+            return lambda value, _: list(value) if type(value) is list else _not_a_list(value)
+        item = conv.get_structure_hook(item_type)
+
+        def structure_list(value: Any, _: Any) -> list[Any]:
+            if type(value) is not list:
+                _not_a_list(value)
+            return [item(v, item_type) for v in value]
+
+        return structure_list
+
+    def enum_factory(tp: Any) -> _Hook:
+        members = tp._value2member_map_
+
+        def structure_enum(value: Any, _: Any) -> Any:
+            if type(value) is not str:
+                raise TypeError(f"expected a string for {tp.__name__}, got {type(value).__name__}")
+            return members.get(value) or tp(value)
+
+        return structure_enum
+
+    def attrs_structure_factory(cls: Any) -> _Hook:
+        if not detailed:
+            return _fast_structure_fn(cls, conv)
+        renames: dict[str, Any] = _renames(cls)
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
+
+    def attrs_unstructure_factory(cls: Any) -> Callable[[Any], Any]:
+        renames: dict[str, Any] = _renames(cls)
+        # Fields left at their default (None) are not sent: no explicit nulls on the wire.
+        return make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)
+
+    conv.register_structure_hook_factory(attrs.has, attrs_structure_factory)
+    conv.register_structure_hook_factory(_is_open_enum, enum_factory)
+    if not detailed:
+        # The detailed converter keeps cattrs' own list hook, which records failing indexes.
+        conv.register_structure_hook_factory(_is_list, list_factory)
+    conv.register_structure_hook_factory(_is_optional, optional_factory)
+
+    conv.register_unstructure_hook_factory(attrs.has, attrs_unstructure_factory)
+    conv.register_unstructure_hook(dt.datetime, format_datetime)
+    conv.register_unstructure_hook(dt.date, dt.date.isoformat)
+    conv.register_unstructure_hook_func(_is_open_enum, lambda member: member._value_)
+    # Decimals stay Decimals here; `dumps` writes them as exact JSON numbers.
+    conv.register_unstructure_hook(Decimal, lambda d: d)
+    return conv
+
+
+# Inline checks for the primitive field types: the common case (the value already has the
+# right JSON type) costs one type() comparison instead of a hook call.
+_INLINE_PRIMITIVES: dict[Any, tuple[str, _Hook]] = {
+    str: ("str", _structure_str),
+    int: ("int", _structure_int),
+    bool: ("bool", _structure_bool),
+}
+
+
+# Parsed values of immutable scalar types, keyed by their JSON value. Amounts repeat within an
+# invoice (the invoice's and its principal claim's amounts are the same numbers) and dates
+# repeat across a page, while parsing a float into an exact Decimal costs ~400 ns (repr + parse).
+_MEMOS: dict[Any, dict[Any, Any]] = {Decimal: {}, dt.datetime: {}, dt.date: {}}
+# Bounded so a long export never grows it: 4,096 entries is a few hundred KB, more than one page
+# of distinct values; when full it is simply emptied (cheaper than LRU bookkeeping).
+_MEMO_SIZE = 4096
+
+
+def _memoizing(tp: Any, hook: _Hook) -> _Hook:
+    """Wrap a scalar hook so it records its results in the memo of `tp`."""
+    memo = _MEMOS[tp]
+
+    def structure_and_remember(value: Any, target: Any) -> Any:
+        result = hook(value, target)
+        # Never remember 0 or 1: True and False are equal to them as dict keys, and a boolean
+        # sent for an amount must fail in the hook, not hit a remembered number.
+        if type(value) in (float, str) and value != 0 and value != 1:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[value] = result
+        return result
+
+    return structure_and_remember
+
+
+def _fast_structure_fn(cls: Any, conv: cattrs.Converter) -> _Hook:
+    """Compile a structure function for an attrs class, specialised from its annotations.
+
+    It does what cattrs' generated function does (rename, per-field hooks, ignore unknown
+    keys) with less per-field overhead: optional fields are read with `dict.get` and skip
+    their hook when null, primitives are checked inline, lists are comprehensions over the
+    item hook, and plain classes get their slots filled without the keyword-argument call.
+    Any mismatch raises; the detailed converter then explains where.
+    """
+    attrs.resolve_types(cls)
+    namespace: dict[str, Any] = {"cls": cls, "expect_object": _expect_object}
+    body = ["def structure(o, _):"]  # the signature is rewritten below, once helpers are known
+    body += ["    if type(o) is not dict: expect_object(o)", "    get = o.get"]
+    arguments = []
+    for index, field in enumerate(attrs.fields(cls)):
+        var = f"v{index}"
+        wire = field.metadata.get("wire", field.name)
+        required = field.default is attrs.NOTHING
+        inner = _optional_inner(field.type)
+        tp = field.type if inner is None else inner
+        body.append(f"    {var} = o[{wire!r}]" if required else f"    {var} = get({wire!r})")
+        if tp in _INLINE_PRIMITIVES:
+            name, hook = _INLINE_PRIMITIVES[tp]
+            namespace[f"h{index}"] = hook
+            # The value usually has the right type: test that first, None second.
+            none_guard = "" if required else f" and {var} is not None"
+            body.append(
+                f"    if type({var}) is not {name}{none_guard}: {var} = h{index}({var}, None)"
+            )
+        elif _is_list(tp) and typing.get_args(tp) and typing.get_args(tp)[0] is not Any:
+            (item_type,) = typing.get_args(tp)
+            namespace[f"h{index}"] = conv.get_structure_hook(item_type)
+            namespace[f"t{index}"] = item_type
+            namespace["not_a_list"] = _not_a_list
+            indent = "    " if required else "        "
+            if not required:
+                body.append(f"    if {var} is not None:")
+            body.append(f"{indent}if type({var}) is not list: not_a_list({var})")
+            body.append(f"{indent}{var} = [h{index}(e, t{index}) for e in {var}]")
+        else:
+            namespace[f"h{index}"] = conv.get_structure_hook(tp)
+            namespace[f"t{index}"] = tp
+            condition = "" if required else f"if {var} is not None: "
+            if tp in _MEMOS:  # immutable scalars that repeat within a page: one dict lookup
+                namespace[f"m{index}"] = _MEMOS[tp]
+                namespace[f"h{index}"] = _memoizing(tp, namespace[f"h{index}"])
+                convert = f"m{index}.get({var}) or h{index}({var}, t{index})"
+            elif _is_open_enum(tp):  # known values are one dict lookup
+                namespace[f"m{index}"] = tp._value2member_map_
+                convert = f"m{index}.get({var}) or h{index}({var}, t{index})"
+            else:
+                convert = f"h{index}({var}, t{index})"
+            body.append(f"    {condition}{var} = {convert}")
+        arguments.append(f"{field.alias}={var}")
+    fields = attrs.fields(cls)
+    plain = cls.__setattr__ is object.__setattr__ and not any(
+        f.validator or f.converter or not f.init for f in fields
+    )
+    if plain and not hasattr(cls, "__attrs_post_init__"):
+        # No validators, converters or hooks: filling the slots directly is what __init__
+        # would do, minus the cost of passing ~20 keyword arguments.
+        namespace["new"] = object.__new__
+        body.append("    obj = new(cls)")
+        body.extend(f"    obj.{f.name} = v{i}" for i, f in enumerate(fields))
+        body.append("    return obj")
+    else:
+        body.append(f"    return cls({', '.join(arguments)})")
+    # Bind helpers as defaults: locals are the fastest lookups in the function body.
+    bound = ", ".join(f"{name}={name}" for name in namespace)
+    body[0] = f"def structure(o, _, {bound}):"
+    source = "\n".join(body)
+    exec(compile(source, f"<amili_async structure {cls.__name__}>", "exec"), namespace)
+    function: _Hook = namespace["structure"]
+    return function
+
+
+def _expect_object(value: Any) -> typing.NoReturn:
+    raise TypeError(f"expected an object, got {type(value).__name__}")
+
+
+def _renames(cls: Any) -> dict[str, Any]:
+    """cattrs overrides mapping each attribute to its wire name (from the field metadata)."""
+    return {a.name: override(rename=a.metadata.get("wire", a.name)) for a in attrs.fields(cls)}
+
+
+def _not_a_list(value: Any) -> typing.NoReturn:
+    raise TypeError(f"expected an array, got {type(value).__name__}")
+
+
+converter = _configure(cattrs.Converter(detailed_validation=False), detailed=False)
+"""The converter on the hot path: specialised hooks, no detailed validation."""
+
+_explainer = _configure(cattrs.Converter(detailed_validation=True), detailed=True)
+"""Used only after a failure, to name the path that failed."""
+
+
+# -- public helpers ---------------------------------------------------------------------------
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build `cls` from decoded JSON; raise StructureError naming the failing path."""
+    try:
+        return converter.structure(data, cls)
+    except Exception as fast_error:
+        raise StructureError(_explain(data, cls, fast_error)) from fast_error
+
+
+def _explain(data: Any, cls: type[Any], fast_error: Exception) -> str:
+    try:
+        _explainer.structure(data, cls)
+    except cattrs.BaseValidationError as error:
+        details = cattrs.transform_error(error, path="$")
+        return f"data does not match {cls.__name__}: " + "; ".join(details)
+    except Exception as error:
+        return f"data does not match {cls.__name__}: {type(error).__name__}"
+    return f"data does not match {cls.__name__}: {type(fast_error).__name__}"
+
+
+def unstructure(obj: Any) -> Any:
+    """Model -> plain JSON-ready data (wire names; Decimal kept for exact output)."""
+    return converter.unstructure(obj)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("amounts must be finite numbers")
+        # A Fragment is written verbatim: Decimal("4500.10") goes out as 4500.10, not a float.
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def dumps(obj: Any) -> bytes:
+    """Model or plain data -> JSON bytes."""
+    try:
+        return orjson.dumps(unstructure(obj), default=_json_default)
+    except orjson.JSONEncodeError as error:
+        # orjson wraps what `default` raised; give the caller our own, clearer error back.
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON bytes -> plain data (raises orjson.JSONDecodeError, a ValueError)."""
+    return orjson.loads(data)
+
+
+def decode(data: bytes, cls: type[T]) -> T:
+    """JSON bytes -> model; StructureError for a body that is not JSON or not the shape."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise StructureError(f"body is not valid JSON (at byte {error.pos})") from error
+    return structure(parsed, cls)

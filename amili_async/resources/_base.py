@@ -1,0 +1,203 @@
+"""What every resource shares: the client it calls, paths, query formatting, listings.
+
+Resources describe requests (`Request`) and name the model to decode; they never touch
+aiohttp. The operation each method implements is recorded with `@operation`, so a test can
+check that every operationId of the spec has exactly one method.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Protocol, TypeVar, overload
+from urllib.parse import quote
+
+from .. import _serde
+from .._pagination import Page, TokenPager
+from .._request import Request, RequestOptions
+from ..models import Summary
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M")
+
+OPERATION_ATTR = "__amili_operation__"
+JSON = "application/json"
+
+
+def operation(operation_id: str) -> Callable[[F], F]:
+    """Mark a resource method as the SDK's implementation of a spec operationId."""
+
+    def mark(method: F) -> F:
+        setattr(method, OPERATION_ATTR, operation_id)
+        return method
+
+    return mark
+
+
+class Requester(Protocol):
+    """The part of AmiliClient that resources use."""
+
+    @property
+    def prefetch(self) -> int: ...
+
+    @overload
+    async def _request(self, request: Request, cast_to: type[T]) -> T: ...
+    @overload
+    async def _request(self, request: Request, cast_to: None) -> None: ...
+    async def _request(self, request: Request, cast_to: type[T] | None) -> T | None: ...
+
+
+class ListResponse(Protocol[T]):
+    """Every generated list envelope: `data` plus an optional `summary` with the next token."""
+
+    @property
+    def data(self) -> list[T]: ...
+    @property
+    def summary(self) -> Summary | None: ...
+
+
+def path(template: str, *ids: str) -> str:
+    """Fill `{}` slots with URL-quoted ids; an empty id is refused (it would hit another path)."""
+    for value in ids:
+        if not isinstance(value, str) or not value:
+            raise ValueError("ids must be non-empty strings")
+    return template.format(*(quote(value, safe="") for value in ids))
+
+
+def wire_value(value: Any) -> str:
+    """A query value as the API expects it (ISO 8601 dates, enum values, true/false)."""
+    if isinstance(value, str):  # also enums: they are StrEnums
+        return str(value.value) if isinstance(value, Enum) else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return _serde.format_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int | Decimal):
+        return str(value)
+    raise TypeError(f"unsupported query value type {type(value).__name__}")
+
+
+def query(params: Mapping[str, Any]) -> dict[str, str]:
+    """Wire query from {wire name: value}; None means "no filter" and is left out."""
+    return {name: wire_value(value) for name, value in params.items() if value is not None}
+
+
+def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
+    """Accept models or wire-shaped dicts (e.g. rows read from JSON) and return models."""
+    return [item if isinstance(item, cls) else _serde.structure(item, cls) for item in items]
+
+
+def options(timeout: float | None = None, idempotency_key: str | None = None) -> RequestOptions:
+    """Per-call options; the defaults mean "use the client's settings"."""
+    return RequestOptions(timeout=timeout, idempotency_key=idempotency_key)
+
+
+class Resource:
+    """Base of the resources: holds the client that sends the requests."""
+
+    def __init__(self, client: Requester) -> None:
+        self._client = client
+
+    async def _get(
+        self,
+        route: str,
+        cast_to: type[T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        root: bool = False,
+    ) -> T:
+        request = Request(
+            "GET", route, params=query(params or {}), root=root, options=options(timeout)
+        )
+        return await self._client._request(request, cast_to)
+
+    @overload
+    async def _post(
+        self,
+        route: str,
+        body: Any,
+        cast_to: type[T],
+        *,
+        idempotency_key: str | None,
+        timeout: float | None,
+        params: Mapping[str, Any] | None = None,
+        content_type: str = JSON,
+        root: bool = False,
+    ) -> T: ...
+    @overload
+    async def _post(
+        self,
+        route: str,
+        body: Any,
+        cast_to: None,
+        *,
+        idempotency_key: str | None,
+        timeout: float | None,
+        params: Mapping[str, Any] | None = None,
+        content_type: str = JSON,
+        root: bool = False,
+    ) -> None: ...
+    async def _post(
+        self,
+        route: str,
+        body: Any,
+        cast_to: type[T] | None,
+        *,
+        idempotency_key: str | None,
+        timeout: float | None,
+        params: Mapping[str, Any] | None = None,
+        content_type: str = JSON,
+        root: bool = False,
+    ) -> T | None:
+        """POST a body: a model (or None) is JSON-encoded; bytes are sent as they are."""
+        payload = body if isinstance(body, bytes) or body is None else _serde.dumps(body)
+        request = Request(
+            "POST",
+            route,
+            params=query(params or {}),
+            body=payload,
+            content_type=content_type if payload is not None else None,
+            root=root,
+            options=options(timeout, idempotency_key),
+        )
+        return await self._client._request(request, cast_to)
+
+    def _listing(
+        self,
+        route: str,
+        params: Mapping[str, Any],
+        *,
+        token_param: str,
+        envelope: type[ListResponse[T]],
+        page_token: str | None,
+        prefetch: int | None,
+        timeout: float | None,
+        keep: Callable[[T], bool] | None = None,
+    ) -> TokenPager[T]:
+        """A pager whose every page request carries the same filters and page size."""
+        base_query = query(params)
+        request_options = options(timeout)
+        client = self._client
+
+        async def fetch(token: str | None) -> Page[T]:
+            page_query = base_query if token is None else {**base_query, token_param: token}
+            request = Request("GET", route, params=page_query, options=request_options)
+            response: ListResponse[T] = await client._request(request, envelope)
+            summary = response.summary
+            items = response.data or []
+            if keep is not None:
+                items = [item for item in items if keep(item)]
+            next_token = summary.next_page_token if summary is not None else None
+            return Page(items=items, next_page_token=next_token or None, token=token)
+
+        depth = client.prefetch if prefetch is None else prefetch
+        return TokenPager(fetch, page_token=page_token, prefetch=depth)
+
+
+Decoder = Callable[[bytes], Awaitable[Any]]

@@ -1,0 +1,35 @@
+"""Correction operations: credit or adjust invoices in collection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .. import models
+from ._base import Resource, as_models, operation, path
+
+
+class Corrections(Resource):
+    """`client.corrections`: the Correction section of the docs."""
+
+    @operation("CreateCorrections")
+    async def create(
+        self,
+        organization_id: str,
+        corrections: Iterable[models.NewCorrection | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> models.BatchReference:
+        """Submit corrections (models or wire-shaped dicts); answers with the batch to wait for."""
+        body = models.CreateCorrectionsRequest(
+            corrections=as_models(corrections, models.NewCorrection)
+        )
+        envelope = await self._post(
+            path("/orgs/{}/corrections", organization_id),
+            body,
+            models.BatchReferenceEnvelope,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+        )
+        return envelope.data

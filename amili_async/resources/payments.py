@@ -1,0 +1,33 @@
+"""Payment operations: register payments received on invoices in collection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .. import models
+from ._base import Resource, as_models, operation, path
+
+
+class Payments(Resource):
+    """`client.payments`: the Payment section of the docs."""
+
+    @operation("CreatePayments")
+    async def create(
+        self,
+        organization_id: str,
+        payments: Iterable[models.NewPayment | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> models.BatchReference:
+        """Submit payments (models or wire-shaped dicts); answers with the batch to wait for."""
+        body = models.CreatePaymentsRequest(payments=as_models(payments, models.NewPayment))
+        envelope = await self._post(
+            path("/orgs/{}/payments", organization_id),
+            body,
+            models.BatchReferenceEnvelope,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+        )
+        return envelope.data

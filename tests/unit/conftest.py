@@ -1,0 +1,56 @@
+"""Shared fixtures for the transport-core tests: recorded sleeps and self-closing transports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from amili_async._auth import StaticTokenAuth
+from amili_async._retry import RetryPolicy
+from amili_async._transport import Transport
+
+BASE_URL = "https://api.test.invalid/collection/v1"
+TOKEN_URL = "https://auth.test.invalid/token"
+
+
+class SleepRecorder:
+    """Stands in for asyncio.sleep: records the delays, waits for nothing."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+@pytest.fixture
+def sleeper() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+async def make_transport(sleeper: SleepRecorder) -> AsyncIterator[Callable[..., Transport]]:
+    """Builds transports with test defaults (rng fixed at 0.5) and closes them all afterwards."""
+    created: list[Transport] = []
+
+    def make(**overrides: Any) -> Transport:
+        settings: dict[str, Any] = {
+            "base_url": BASE_URL,
+            "auth": StaticTokenAuth("static-token-value"),
+            "timeout": 5.0,
+            "retry": RetryPolicy(),
+            "max_connections": 10,
+            "user_agent": "amili-async-tests/0",
+            "sleep": sleeper,
+            "rng": lambda: 0.5,
+        }
+        settings.update(overrides)
+        transport = Transport(**settings)
+        created.append(transport)
+        return transport
+
+    yield make
+    for transport in created:
+        await transport.aclose()

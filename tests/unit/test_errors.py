@@ -1,0 +1,212 @@
+"""errors.py: the status table, ProblemDetails parsing, messages without personal data."""
+
+from __future__ import annotations
+
+import pickle
+
+import orjson
+import pytest
+
+from amili_async._request import Response
+from amili_async.errors import (
+    AmiliError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadGatewayError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    LockedError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerNotImplementedError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+    error_for_response,
+)
+
+URL = "https://api.amili.no/collection/v1/orgs/o1/invoices/i1"
+PROBLEM = {
+    "type": "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+    "title": "Invoice not found",
+    "status": 404,
+    "detail": "No invoice for customer Ola Nordmann",
+    "traceId": "00-abc-01",
+}
+PROBLEM_HEADERS = {"Content-Type": "application/problem+json", "X-Amili-Request-Id": "req-1"}
+
+STATUS_CLASSES = [
+    (400, BadRequestError),
+    (401, AuthenticationError),
+    (403, PermissionDeniedError),
+    (404, NotFoundError),
+    (409, ConflictError),
+    (422, UnprocessableEntityError),
+    (423, LockedError),
+    (429, RateLimitError),
+    (500, InternalServerError),
+    (501, ServerNotImplementedError),
+    (502, BadGatewayError),
+    (503, ServiceUnavailableError),
+]
+
+
+@pytest.mark.parametrize(("status", "cls"), STATUS_CLASSES)
+def test_status_picks_class_and_keeps_attributes(status: int, cls: type[APIStatusError]) -> None:
+    body = orjson.dumps({**PROBLEM, "status": status})
+    error = error_for_response(status, PROBLEM_HEADERS, body, "GET", URL + "?CustomerNumber=42")
+    assert type(error) is cls
+    assert isinstance(error, APIStatusError)
+    assert isinstance(error, AmiliError)
+    assert error.status_code == status
+    assert error.request_id == "req-1"
+    assert error.body == {**PROBLEM, "status": status}
+    assert error.text == body.decode()
+    assert error.method == "GET"
+    assert error.url == URL
+    assert error.headers["x-amili-request-id"] == "req-1"
+    assert error.resume_token is None
+
+
+def test_message_names_status_method_path_request_id_and_title() -> None:
+    error = error_for_response(
+        404, PROBLEM_HEADERS, orjson.dumps(PROBLEM), "GET", URL + "?CustomerNumber=42"
+    )
+    assert str(error) == (
+        "404 Not Found: GET /collection/v1/orgs/o1/invoices/i1 (request id req-1): "
+        "Invoice not found"
+    )
+    # The detail may name a debtor; the query may carry a customer number.
+    assert "Nordmann" not in str(error)
+    assert "42" not in str(error)
+    assert "Nordmann" not in repr(error)
+
+
+def test_json_media_type_with_charset_is_parsed() -> None:
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    error = error_for_response(422, headers, b'{"title": "Invalid"}', "POST", URL)
+    assert error.body == {"title": "Invalid"}
+    assert str(error).endswith(": Invalid")
+    assert error.request_id is None
+    assert "request id" not in str(error)
+
+
+def test_html_gateway_page_keeps_text_without_body() -> None:
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    error = error_for_response(502, {"Content-Type": "text/html"}, page, "GET", URL)
+    assert type(error) is BadGatewayError
+    assert error.body is None
+    assert error.text == page.decode()
+    assert str(error) == "502 Bad Gateway: GET /collection/v1/orgs/o1/invoices/i1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b"\xff\xfe garbage"],
+)
+def test_garbage_claiming_json_is_tolerated(body: bytes) -> None:
+    error = error_for_response(500, {"Content-Type": "application/json"}, body, "GET", URL)
+    assert type(error) is InternalServerError
+    assert error.body is None
+    assert error.text == body.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("status", [402, 405, 410, 418, 504, 599])
+def test_status_outside_the_table_is_plain_api_status_error(status: int) -> None:
+    error = error_for_response(status, {}, b"", "GET", URL)
+    assert type(error) is APIStatusError
+    assert error.status_code == status
+
+
+def test_unknown_status_code_gets_a_phrase() -> None:
+    assert str(error_for_response(599, {}, b"", "GET", URL)).startswith("599 Unknown Status:")
+
+
+def test_error_class_override() -> None:
+    body = b'{"error": "invalid_client"}'
+    headers = {"Content-Type": "application/json"}
+    error = error_for_response(
+        400, headers, body, "POST", "https://auth/token", error_class=AuthenticationError
+    )
+    assert type(error) is AuthenticationError
+    assert error.status_code == 400
+    assert str(error) == "400 Bad Request: POST /token: invalid_client"
+
+
+@pytest.mark.parametrize(("status", "cls"), [(429, RateLimitError), (503, ServiceUnavailableError)])
+def test_retry_after_is_parsed(status: int, cls: type[RateLimitError]) -> None:
+    error = error_for_response(status, {"Retry-After": "7"}, b"", "GET", URL)
+    assert isinstance(error, cls)
+    assert error.retry_after == 7.0
+    without = error_for_response(status, {}, b"", "GET", URL)
+    assert isinstance(without, cls)
+    assert without.retry_after is None
+
+
+def _response(content: bytes) -> Response:
+    return Response(
+        status_code=200,
+        headers={},
+        content=content,
+        method="GET",
+        url=URL,
+        request_id="req-9",
+        elapsed=0.01,
+        attempts=1,
+    )
+
+
+def test_response_decode_error_keeps_snippet_out_of_str() -> None:
+    content = b"<html>" + b"Ola Nordmann " * 50
+    with pytest.raises(ResponseDecodeError) as caught:
+        _response(content).json()
+    error = caught.value
+    assert error.status_code == 200
+    assert error.request_id == "req-9"
+    assert error.body_snippet == content[:200].decode()
+    assert len(error.body_snippet) == 200
+    assert isinstance(error.__cause__, orjson.JSONDecodeError)
+    assert "Nordmann" not in str(error)
+    assert "Nordmann" not in repr(error)
+    assert str(error) == (
+        "cannot decode 200 response to GET /collection/v1/orgs/o1/invoices/i1 "
+        "(request id req-9): body is not JSON"
+    )
+
+
+def test_response_helpers() -> None:
+    response = _response(b'{"a": 1}')
+    assert response.json() == {"a": 1}
+    assert response.text() == '{"a": 1}'
+    assert "content" not in repr(response)
+
+
+def test_connection_errors_drop_the_query() -> None:
+    error = APITimeoutError("GET /x timed out", method="GET", url=URL + "?SearchTerm=Ola")
+    assert isinstance(error, APIConnectionError)
+    assert error.url == URL
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        error_for_response(429, {"Retry-After": "3", "X-Amili-Request-Id": "r"}, b"{}", "GET", URL),
+        error_for_response(404, PROBLEM_HEADERS, orjson.dumps(PROBLEM), "GET", URL),
+        APIConnectionError("boom", method="GET", url=URL),
+        ResponseDecodeError(
+            "bad", status_code=200, request_id=None, body=b"x", method="GET", url=URL
+        ),
+    ],
+    ids=["rate-limit", "not-found", "connection", "decode"],
+)
+def test_errors_survive_pickling(error: AmiliError) -> None:
+    error.resume_token = "page-7"
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.__dict__.keys() == error.__dict__.keys()
+    assert copy.resume_token == "page-7"
