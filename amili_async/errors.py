@@ -266,3 +266,14 @@ def _reason(status: int) -> str:
 
 def _request_id_part(request_id: str | None) -> str:
     return f" (request id {request_id})" if request_id else ""
+
+
+class BatchWaitTimeoutError(AmiliError):
+    """A batch was still not finished (SUCCESS, PARTIAL or FAILED) when the wait timed out.
+
+    ``batch`` is the last state seen; waiting again later is safe.
+    """
+
+    def __init__(self, message: str, *, batch: Any) -> None:
+        super().__init__(message)
+        self.batch = batch

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 try:
     import pytest_asyncio
-except ImportError:  # pragma: no cover - the fixtures below need it; say so when used
-    pytest_asyncio = None
+
+    HAVE_PYTEST_ASYNCIO = True
+except ImportError:  # pragma: no cover - without it the async fixtures are not offered
+    HAVE_PYTEST_ASYNCIO = False
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def amili_sandbox_config() -> SandboxConfig:
     return SandboxConfig()
 
 
-if pytest_asyncio is not None:
+if HAVE_PYTEST_ASYNCIO:
 
     @pytest_asyncio.fixture
     async def amili_sandbox(amili_sandbox_config: SandboxConfig) -> AsyncIterator[SandboxServer]:

@@ -11,13 +11,16 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 from .. import _serde
 from .._pagination import Page, TokenPager
 from .._request import Request, RequestOptions
 from ..models import Summary
+
+if TYPE_CHECKING:
+    from .batches import Batches
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +45,8 @@ class Requester(Protocol):
 
     @property
     def prefetch(self) -> int: ...
+    @property
+    def batches(self) -> Batches: ...
 
     @overload
     async def _request(self, request: Request, cast_to: type[T]) -> T: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import models
+from .. import bulk, models
 from .._pagination import AsyncPager
 from ._base import Resource, operation, path
 
@@ -58,4 +58,22 @@ class Batches(Resource):
             page_token=page_token,
             prefetch=prefetch,
             timeout=timeout,
+        )
+
+    async def wait(
+        self,
+        organization_id: str,
+        batch_id: str,
+        *,
+        timeout: float | None = bulk.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = bulk.DEFAULT_POLL_INTERVAL,
+    ) -> models.Batch:
+        """Poll GetBatchById with backoff until the batch is SUCCESS, PARTIAL or FAILED.
+
+        Raises BatchWaitTimeoutError (with the last state seen) when `timeout` runs out.
+        """
+        return await bulk.wait_for_batch(
+            lambda: self.get(organization_id, batch_id),
+            timeout=timeout,
+            poll_interval=poll_interval,
         )

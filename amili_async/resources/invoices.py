@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from .. import models
+from .. import bulk, models
 from .._pagination import AsyncPager, MergedPager, TokenPager
 from ._base import Resource, as_models, operation, path
 
@@ -43,6 +43,36 @@ class Invoices(Resource):
             timeout=timeout,
         )
         return envelope.data
+
+    def create_many(
+        self,
+        organization_id: str,
+        invoices: Iterable[models.NewInvoice | Mapping[str, Any]]
+        | AsyncIterable[models.NewInvoice | Mapping[str, Any]],
+        *,
+        chunk_size: int = bulk.DEFAULT_CHUNK_SIZE,
+        concurrency: int = bulk.DEFAULT_CONCURRENCY,
+        wait_timeout: float | None = bulk.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = bulk.DEFAULT_POLL_INTERVAL,
+    ) -> AsyncIterator[bulk.ItemResult[models.NewInvoice | Mapping[str, Any]]]:
+        """Submit any number of invoices in concurrent chunks; one result per item, in order.
+
+        Each chunk is created at most once (see amili_async.bulk), then waited for.
+        """
+
+        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+            return await self.create(organization_id, chunk, idempotency_key=key)
+
+        return bulk.submit_many(
+            self._client.batches,
+            organization_id,
+            submit,
+            invoices,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+        )
 
     @operation("GetInvoicesByOrganization")
     def list(

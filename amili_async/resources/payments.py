@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from .. import models
+from .. import bulk, models
 from ._base import Resource, as_models, operation, path
 
 
@@ -31,3 +31,33 @@ class Payments(Resource):
             timeout=timeout,
         )
         return envelope.data
+
+    def create_many(
+        self,
+        organization_id: str,
+        payments: Iterable[models.NewPayment | Mapping[str, Any]]
+        | AsyncIterable[models.NewPayment | Mapping[str, Any]],
+        *,
+        chunk_size: int = bulk.DEFAULT_CHUNK_SIZE,
+        concurrency: int = bulk.DEFAULT_CONCURRENCY,
+        wait_timeout: float | None = bulk.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = bulk.DEFAULT_POLL_INTERVAL,
+    ) -> AsyncIterator[bulk.ItemResult[models.NewPayment | Mapping[str, Any]]]:
+        """Submit any number of payments in concurrent chunks; one result per item, in order.
+
+        Each chunk is created at most once (see amili_async.bulk), then waited for.
+        """
+
+        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+            return await self.create(organization_id, chunk, idempotency_key=key)
+
+        return bulk.submit_many(
+            self._client.batches,
+            organization_id,
+            submit,
+            payments,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+        )
