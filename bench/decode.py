@@ -18,9 +18,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_of, invoice_page, print_table  # noqa: E402
+from _common import best_of, invoice_page, print_table
 
-from amili_async import _serde, models  # noqa: E402
+from amili_async import _serde, models
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "openapi" / "amili-autocollect.yaml"
@@ -49,7 +49,8 @@ def pydantic_models(tmp: Path) -> ModuleType:
         capture_output=True,
     )
     spec = importlib.util.spec_from_file_location("pydantic_models", out)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["pydantic_models"] = module
     spec.loader.exec_module(module)
@@ -91,10 +92,14 @@ def main() -> None:
         ["decoder", "ms/page", "ratio"],
         rows,
     )
-    best_pyd = min(timings["pydantic v2 model_validate_json"], timings["pydantic v2 orjson + model_validate"])
+    best_pyd = min(
+        timings["pydantic v2 model_validate_json"], timings["pydantic v2 orjson + model_validate"]
+    )
     verdict = "PASS" if ours <= best_pyd else "FAIL"
-    print(f"target ours <= pydantic v2 (best of both paths): {verdict} "
-          f"(pydantic/ours = {best_pyd / ours:.2f}x)")
+    print(
+        f"target ours <= pydantic v2 (best of both paths): {verdict} "
+        f"(pydantic/ours = {best_pyd / ours:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,14 @@ def test_seed_invoice_example(docs_dir: Path) -> None:
     assert invoice.type is models.InvoiceType.PAYMENT_REMINDER
     assert invoice.status is models.InvoiceStatus.OPEN
     assert invoice.created_at == dt.datetime(2019, 8, 24, 14, 15, 22, 123000, tzinfo=dt.UTC)
-    assert invoice.claims is not None and invoice.claims[0].type is models.ClaimType.PRINCIPAL
+    assert invoice.claims is not None
+    assert invoice.claims[0].type is models.ClaimType.PRINCIPAL
     assert invoice.claims[0].remaining_amount == Decimal(0)
     assert invoice.debtors is not None
     debtor = invoice.debtors[0]
     assert debtor.date_of_birth == dt.date(2019, 8, 24)
-    assert debtor.phone_numbers is not None and debtor.phone_numbers[0].original_value == "string"
+    assert debtor.phone_numbers is not None
+    assert debtor.phone_numbers[0].original_value == "string"
     assert round_trip(data, models.InvoiceEnvelope) == data
 
 
@@ -138,7 +140,8 @@ def test_datetimes_are_timezone_aware() -> None:
         b' "finishedAt": "2025-03-09T16:30:05+02:00"}',
         models.Batch,
     )
-    assert batch.created_at is not None and batch.created_at.tzinfo is not None
+    assert batch.created_at is not None
+    assert batch.created_at.tzinfo is not None
     assert batch.finished_at == dt.datetime(2025, 3, 9, 14, 30, 5, tzinfo=dt.UTC)
     wire = orjson.loads(_serde.dumps(batch))
     assert wire["createdAt"] == "2025-03-09T14:30:00Z"
@@ -151,7 +154,8 @@ def test_unknown_enum_value_is_kept_and_round_trips() -> None:
     assert isinstance(invoice.status, models.InvoiceStatus)
     assert invoice.status == "SENT_TO_BAILIFF"
     assert not invoice.status.is_known
-    assert invoice.type is models.InvoiceType.PAYMENT_REMINDER and invoice.type.is_known
+    assert invoice.type is models.InvoiceType.PAYMENT_REMINDER
+    assert invoice.type.is_known
     assert round_trip(data, models.Invoice) == data
 
 

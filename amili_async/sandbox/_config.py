@@ -1,0 +1,94 @@
+"""Sandbox configuration: organisations, API clients and server knobs."""
+
+from __future__ import annotations
+
+import attrs
+
+from ._faults import FaultConfig
+
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_ORGS",
+    "DEFAULT_ORG_ID",
+    "RESTRICTED_CLIENT_ID",
+    "RESTRICTED_CLIENT_SECRET",
+    "SECOND_ORG_ID",
+    "ClientConfig",
+    "OrgConfig",
+    "SandboxConfig",
+]
+
+#: The organisation id of the docs' examples; the sandbox's default (seeded) organisation.
+DEFAULT_ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+#: A second, initially empty organisation (the organizationId of the docs' batch list example).
+SECOND_ORG_ID = "7bc05553-4b68-44e8-b7bc-37be63c6d9e9"
+
+DEFAULT_CLIENT_ID = "sandbox"
+DEFAULT_CLIENT_SECRET = "sandbox-secret"
+#: A client whose tokens are valid but grant access to no organisation (403 everywhere).
+RESTRICTED_CLIENT_ID = "sandbox-restricted"
+RESTRICTED_CLIENT_SECRET = "sandbox-restricted-secret"
+
+
+@attrs.frozen
+class OrgConfig:
+    id: str
+    organization_number: str
+    name: str
+    creditor_number: str
+
+
+@attrs.frozen
+class ClientConfig:
+    client_id: str
+    client_secret: str
+    #: Organisation ids this client may use; None means every organisation.
+    org_ids: frozenset[str] | None = None
+
+    def may_access(self, org_id: str) -> bool:
+        return self.org_ids is None or org_id in self.org_ids
+
+
+DEFAULT_ORGS: tuple[OrgConfig, ...] = (
+    OrgConfig(DEFAULT_ORG_ID, "912345688", "Nordlys Eiendom AS", "10001"),
+    OrgConfig(SECOND_ORG_ID, "987654325", "Fjellheim Utleie AS", "10002"),
+)
+DEFAULT_CLIENTS: tuple[ClientConfig, ...] = (
+    ClientConfig(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, None),
+    ClientConfig(RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, frozenset()),
+)
+
+
+@attrs.define(kw_only=True)
+class SandboxConfig:
+    """How one sandbox server runs. Every field has a usable default."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: Number of seeded invoices (and cases) in the first organisation.
+    invoices: int = 50
+    #: Seed of the generated data (same seed, same invoices).
+    seed: int = 1
+    #: Fault injection; None disables it. Can be swapped at runtime (SandboxServer.set_faults).
+    faults: FaultConfig | None = None
+    #: Seconds a write batch stays QUEUED; 0 means "on the next loop iteration".
+    batch_delay: float = 0.05
+    #: Access token lifetime in seconds.
+    token_lifetime: int = 3600
+    orgs: tuple[OrgConfig, ...] = DEFAULT_ORGS
+    clients: tuple[ClientConfig, ...] = DEFAULT_CLIENTS
+    #: HMAC key for access tokens and page tokens; None draws a random key per app.
+    secret: bytes | None = None
+    #: The ``resource`` value of token responses.
+    token_resource: str = "04468334-ec11-4ef8-9e7c-e124bacbd5c1"
+    #: Most cases returned by the legacy ``GET /webapi/api/Batch``.
+    legacy_batch_limit: int = 100
+
+    @property
+    def default_org_id(self) -> str:
+        return self.orgs[0].id
+
+    @property
+    def default_client(self) -> ClientConfig:
+        return self.clients[0]

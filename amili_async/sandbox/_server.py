@@ -1,0 +1,139 @@
+"""SandboxServer: the app on a free loopback port, as an async context manager."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+
+from aiohttp import web
+
+from ._app import STATE_KEY, TOKENS_KEY, create_app
+from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConfig
+from ._events import EventBus
+from ._faults import FAULTS_KEY, FaultConfig, FaultInjector
+from ._state import SandboxState
+
+__all__ = ["SandboxServer", "serve_forever"]
+
+
+class SandboxServer:
+    """Run a sandbox on loopback::
+
+    async with SandboxServer(SandboxConfig(invoices=1000)) as server:
+        ...  # server.base_url, server.token_url, server.client_id, server.client_secret
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, *, access_log: bool = False) -> None:
+        self.config = config or SandboxConfig()
+        self.app = create_app(self.config)
+        self._access_log = access_log
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> SandboxServer:
+        if self._runner is not None:
+            raise RuntimeError("SandboxServer already started")
+        kwargs: dict[str, object] = {} if self._access_log else {"access_log": None}
+        runner = web.AppRunner(self.app, shutdown_timeout=0.25, **kwargs)  # type: ignore[arg-type]
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        return self
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SandboxServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("SandboxServer is not started")
+        return self._port
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/collection/v1"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.origin}/token"
+
+    # ------------------------------------------------------------------ credentials & data
+    @property
+    def client_id(self) -> str:
+        return self.config.default_client.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.config.default_client.client_secret
+
+    restricted_client_id = RESTRICTED_CLIENT_ID
+    restricted_client_secret = RESTRICTED_CLIENT_SECRET
+
+    @property
+    def default_org_id(self) -> str:
+        return self.config.default_org_id
+
+    @property
+    def state(self) -> SandboxState:
+        return self.app[STATE_KEY]
+
+    @property
+    def events(self) -> EventBus:
+        return self.state.events
+
+    def issue_token(self, client_id: str | None = None, lifetime: int | None = None) -> str:
+        """Mint an access token directly (a negative ``lifetime`` gives an expired one)."""
+        issuer = self.app[TOKENS_KEY]
+        client = issuer.clients[client_id or self.client_id]
+        return str(issuer.issue(client, lifetime)["access_token"])
+
+    def set_faults(self, faults: FaultConfig | str | None) -> None:
+        """Swap fault injection at runtime (a spec string is parsed; None turns it off)."""
+        if isinstance(faults, str):
+            faults = FaultConfig.parse(faults)
+        self.app[FAULTS_KEY][0] = FaultInjector(faults) if faults else None
+
+
+async def serve_forever(
+    config: SandboxConfig | None = None,
+    *,
+    ready: Callable[[SandboxServer], None] | None = None,
+) -> None:
+    """Serve until cancelled (Ctrl-C in ``asyncio.run``); ``ready`` gets the running server."""
+    async with SandboxServer(config, access_log=True) as server:
+        if ready is not None:
+            ready(server)
+        else:
+            print(
+                f"Amili sandbox: API {server.base_url}  token {server.token_url}  "
+                f"client {server.client_id} / {server.client_secret}  "
+                f"org {server.default_org_id}",
+                flush=True,
+            )
+        await asyncio.Event().wait()

@@ -1,0 +1,138 @@
+"""JSON, money and time helpers shared by the sandbox modules (no aiohttp here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "CENT",
+    "ApiError",
+    "day_str",
+    "decimal_or_none",
+    "dumps",
+    "fmt_ms",
+    "loads",
+    "money",
+    "now_ms",
+    "parse_date",
+    "parse_datetime_ms",
+]
+
+CENT = Decimal("0.01")
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_DAY_MS = 86_400_000
+_EPOCH_DT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class ApiError(Exception):
+    """An error answered as ProblemDetails (``application/problem+json``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def _default(obj: object) -> Any:
+    if isinstance(obj, Decimal):
+        text = str(obj)
+        if "E" in text or "e" in text:
+            text = format(obj, "f")
+        # Exact JSON number, no float round trip: 4500.10 stays 4500.10.
+        return orjson.Fragment(text.encode())
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def dumps(obj: object) -> bytes:
+    """Serialise to JSON bytes; Decimal values go out as exact JSON numbers."""
+    return orjson.dumps(obj, default=_default)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON number {name}")
+
+
+def loads(body: bytes) -> Any:
+    """Parse request JSON with every non-integer number as Decimal (never float)."""
+    return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def money(value: Decimal | int) -> Decimal:
+    """Money is always quantized to 0.01."""
+    return Decimal(value).quantize(CENT)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+_DAY_CACHE: dict[int, str] = {}
+
+
+def day_str(days: int) -> str:
+    """Days since the Unix epoch -> ``YYYY-MM-DD``."""
+    s = _DAY_CACHE.get(days)
+    if s is None:
+        s = dt.date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+        if len(_DAY_CACHE) < 100_000:
+            _DAY_CACHE[days] = s
+    return s
+
+
+def fmt_ms(ms: int) -> str:
+    """Epoch milliseconds -> ``2019-08-24T14:15:22.123Z`` (UTC)."""
+    days, rem = divmod(ms, _DAY_MS)
+    h, rem = divmod(rem, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, milli = divmod(rem, 1000)
+    return f"{day_str(days)}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+
+
+def parse_datetime_ms(value: str) -> int:
+    """ISO 8601 date or date-time -> epoch ms (naive means UTC). Raises ValueError."""
+    text = value.strip()
+    if not text:
+        raise ValueError("empty date-time")
+    if len(text) == 10:
+        d = dt.date.fromisoformat(text)
+        return (d.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return (parsed - _EPOCH_DT) // dt.timedelta(milliseconds=1)
+
+
+def parse_date(value: str) -> str:
+    """ISO date or date-time -> ``YYYY-MM-DD`` (UTC day). Raises ValueError."""
+    return day_str(parse_datetime_ms(value) // _DAY_MS)
+
+
+def decimal_or_none(value: object) -> Decimal | None:
+    """A JSON number (int or Decimal, not bool) as Decimal, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        try:
+            return value if value.is_finite() else None
+        except InvalidOperation:  # pragma: no cover - defensive
+            return None
+    return None

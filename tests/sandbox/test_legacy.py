@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import aiohttp
+
+from amili_async.sandbox import SandboxConfig, SandboxServer
+
+from ._support import Api, loads
+
+
+async def test_ping(api: Api) -> None:
+    async with api.session.get(f"{api.server.origin}/webapi/api/Ping") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"message": "pong"}
+        assert resp.headers["X-Amili-Request-Id"]
+
+
+async def test_get_batch(api: Api) -> None:
+    url = f"{api.server.origin}/webapi/api/Batch"
+    status, batch = await api.get(url)
+    assert status == 200
+    assert list(batch) == ["batchid", "offline", "creditor", "case", "settlement"]
+    assert batch["offline"] is False
+    assert [c["idnumber"] for c in batch["creditor"]] == ["912345688", "987654325"]
+    assert all(c["status"] in ("OPEN", "PAUSED") for c in batch["case"])
+    assert batch["case"][0]["caseNumber"] == "5000001"
+    status, closed = await api.get(url, {"includeclosed": "true"})
+    assert len(closed["case"]) == 50
+    assert len(batch["case"]) < 50
+    status, other = await api.get(url, {"creditorid": "987654325", "includeclosed": "true"})
+    assert [c["fullname"] for c in other["creditor"]] == ["Fjellheim Utleie AS"]
+    assert other["case"] == []
+    customer = closed["case"][0]["debtors"][0]["customerNumber"]
+    status, mine = await api.get(url, {"customerref": customer, "includeclosed": "true"})
+    assert mine["case"]
+    assert all(c["debtors"][0]["customerNumber"] == customer for c in mine["case"])
+    status, _ = await api.get(url, {"includeclosed": "maybe"})
+    assert status == 400
+
+
+async def test_get_batch_settlements_after_last_settlement_id(api: Api) -> None:
+    url = f"{api.server.origin}/webapi/api/Batch"
+    page = await api.ok(f"{api.org}/invoices", {"Status": "OPEN", "PageSize": "2"})
+    payments = [
+        {"invoiceId": inv["id"], "type": "DIRECT_PAYMENT", "amount": 1, "currency": "NOK"}
+        for inv in page["data"]
+    ]
+    await api.submit("payments", {"payments": payments})
+    batch = await api.ok(url)
+    assert len(batch["settlement"]) == 2
+    first = batch["settlement"][0]["settlementId"]
+    last = batch["creditor"][0]["lastsettlementid"]
+    assert last == batch["settlement"][1]["settlementId"]
+    after = await api.ok(url, {"lastsettlementid": first})
+    assert [s["settlementId"] for s in after["settlement"]] == [last]
+
+
+async def test_legacy_batch_limit(session: aiohttp.ClientSession) -> None:
+    async with SandboxServer(SandboxConfig(invoices=300, legacy_batch_limit=25)) as server:
+        api = Api(server, session)
+        await api.login()
+        batch = await api.ok(f"{server.origin}/webapi/api/Batch")
+        assert len(batch["case"]) == 25
+
+
+async def test_post_batch(api: Api) -> None:
+    url = f"{api.server.origin}/webapi/api/Batch"
+    body = b'{"batchid": "mine", "offline": true, "creditor": [], "case": [], "settlement": []}'
+    for ctype in ("application/json-patch+json", "application/json"):
+        async with api.session.post(
+            url, data=body, params={"senderid": "x"}, headers=api.headers({"Content-Type": ctype})
+        ) as resp:
+            assert resp.status == 200
+            echoed = loads(await resp.text())
+        assert echoed["batchid"] != "mine"
+        assert echoed["offline"] is True
+        assert api.server.state.legacy_batches[echoed["batchid"]] == echoed
+    async with api.session.post(
+        url, data=body, headers=api.headers({"Content-Type": "text/plain"})
+    ) as resp:
+        assert resp.status == 415
+    async with api.session.post(
+        url, data=b"[1]", headers=api.headers({"Content-Type": "application/json"})
+    ) as resp:
+        assert resp.status == 422
+    async with api.session.post(
+        url, data=body, headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 401
+
+
+async def test_attachment_upload(api: Api) -> None:
+    url = f"{api.server.origin}/webapi/api/Attachment"
+    cases = await api.ok(f"{api.org}/cases", {"PageSize": "1"})
+    case_id = cases["data"][0]["caseId"]
+    form = aiohttp.FormData()
+    form.add_field("file", b"%PDF-1.4 fake", filename="faktura.pdf", content_type="application/pdf")
+    async with api.session.post(
+        url, data=form, params={"caseid": case_id}, headers=api.headers()
+    ) as resp:
+        assert resp.status == 200
+        answer = await resp.json()
+    stored = api.server.state.attachments[answer["attachmentid"]]
+    assert stored["filename"] == "faktura.pdf"
+    assert stored["size"] == len(b"%PDF-1.4 fake")
+    assert stored["caseid"] == case_id
+    form = aiohttp.FormData()
+    form.add_field("other", b"x", filename="x.txt")
+    async with api.session.post(url, data=form, headers=api.headers()) as resp:
+        assert resp.status == 422
+    form = aiohttp.FormData()
+    form.add_field("file", b"x", filename="x.txt")
+    async with api.session.post(
+        url,
+        data=form,
+        params={"caseid": "00000000-0000-4000-8000-000000000000"},
+        headers=api.headers(),
+    ) as resp:
+        assert resp.status == 404
+    async with api.session.post(url, data=b"raw", headers=api.headers()) as resp:
+        assert resp.status == 400
