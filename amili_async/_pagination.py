@@ -101,8 +101,14 @@ async def _drain(
             yield entry
     finally:
         producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await producer
+        except asyncio.CancelledError:
+            # The producer's cancellation is expected; the caller's own (its task cancelled
+            # while waiting here) must propagate, not be swallowed.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 class TokenPager(AsyncPager[T]):
@@ -131,29 +137,33 @@ class TokenPager(AsyncPager[T]):
                 if not page.next_page_token:
                     return
                 token = page.next_page_token
-        # A bounded queue between one producer task and the caller: the producer runs at most
-        # `prefetch` pages ahead, so memory is bounded by the depth, never by the listing.
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._prefetch)
-        producer = asyncio.create_task(self._produce(queue))
+        # One producer task runs at most `prefetch` pages ahead of the caller: it takes a slot
+        # before each fetch and the caller frees it on taking the page, so fetched-but-not-taken
+        # pages (including one in flight) never exceed the depth, whatever the listing's size.
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        slots = asyncio.Semaphore(self._prefetch)
+        producer = asyncio.create_task(self._produce(queue, slots))
         async with contextlib.aclosing(_drain(queue, producer)) as entries:
             async for page in entries:
+                slots.release()
                 yield page
 
-    async def _produce(self, queue: asyncio.Queue[Any]) -> None:
+    async def _produce(self, queue: asyncio.Queue[Any], slots: asyncio.Semaphore) -> None:
         token = self._start
         try:
             while True:
+                await slots.acquire()
                 page = await _fetch_marked(self._fetch, token)
-                await queue.put(page)
+                queue.put_nowait(page)
                 if not page.next_page_token:
                     break
                 token = page.next_page_token
         except asyncio.CancelledError:
             raise
         except BaseException as error:
-            await queue.put(_Failure(error))
+            queue.put_nowait(_Failure(error))
             return
-        await queue.put(_END)
+        queue.put_nowait(_END)
 
 
 class MergedPager(AsyncPager[T]):

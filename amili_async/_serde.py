@@ -31,8 +31,8 @@ _NONE = type(None)
 class StructureError(ValueError):
     """A JSON document does not have the shape a model needs.
 
-    The message names the failing path (`$.data[3].createdAt`) and the expected type, never the
-    offending value: values can be personal data.
+    The message names the failing path (`$.data[3].created_at`, in Python attribute names) and
+    the expected type, never the offending value: values can be personal data.
     """
 
 
@@ -73,6 +73,8 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
     kind = type(value)
     if kind is float:
         return Decimal(repr(value))
+    if kind is Decimal:  # dicts built in Python (or parsed with parse_float=Decimal)
+        return value
     if kind is int:
         return Decimal(value)
     if kind is str:
@@ -84,6 +86,8 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
 
 
 def _structure_datetime(value: Any, _: Any) -> dt.datetime:
+    if type(value) is dt.datetime:  # dicts built in Python
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 date-time, got {type(value).__name__}")
     parsed = dt.datetime.fromisoformat(value)
@@ -92,6 +96,8 @@ def _structure_datetime(value: Any, _: Any) -> dt.datetime:
 
 
 def _structure_date(value: Any, _: Any) -> dt.date:
+    if type(value) is dt.date:  # dicts built in Python
+        return value
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 date, got {type(value).__name__}")
     if len(value) == 10:

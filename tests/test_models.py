@@ -203,3 +203,16 @@ def test_models_are_slotted_attrs_with_wire_metadata() -> None:
 def test_generated_file_says_so() -> None:
     source = Path(models.__file__).read_text()
     assert source.startswith("# GENERATED FILE - DO NOT EDIT BY HAND.")
+
+
+def test_python_values_in_dicts_are_accepted() -> None:
+    """Dicts built in Python (or parsed with parse_float=Decimal) structure too."""
+    when = dt.datetime(2024, 1, 15)
+    item = _serde.structure(
+        {"invoiceId": "i", "amount": Decimal("10.05"), "currency": "NOK", "date": when},
+        models.NewCorrection,
+    )
+    assert item.amount == Decimal("10.05")
+    assert item.date == when.replace(tzinfo=dt.UTC)
+    debtor = _serde.structure({"dateOfBirth": dt.date(1970, 1, 1)}, models.Debtor)
+    assert debtor.date_of_birth == dt.date(1970, 1, 1)

@@ -65,10 +65,14 @@ class ListResponse(Protocol[T]):
 
 
 def path(template: str, *ids: str) -> str:
-    """Fill `{}` slots with URL-quoted ids; an empty id is refused (it would hit another path)."""
+    """Fill `{}` slots with URL-quoted ids; an empty id is refused (it would hit another path).
+
+    So are "." and "..": quoting leaves them as they are, and URL normalisation (RFC 3986 dot
+    segments) would turn `/orgs/o1/invoices/..` into `/orgs/o1`.
+    """
     for value in ids:
-        if not isinstance(value, str) or not value:
-            raise ValueError("ids must be non-empty strings")
+        if not isinstance(value, str) or not value or value in (".", ".."):
+            raise ValueError("ids must be non-empty strings other than '.' and '..'")
     return template.format(*(quote(value, safe="") for value in ids))
 
 

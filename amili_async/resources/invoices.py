@@ -141,4 +141,7 @@ def _created_before(end: dt.datetime | None) -> Callable[[models.Invoice], bool]
     """
     if end is None:
         return None
+    if end.tzinfo is None:
+        # Sent as UTC (see _serde.format_datetime); compare as UTC with the aware createdAt.
+        end = end.replace(tzinfo=dt.UTC)
     return lambda invoice: invoice.created_at is None or invoice.created_at < end

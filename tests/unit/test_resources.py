@@ -1,0 +1,1039 @@
+"""resources/*: one method per spec operation, each sending the documented request (method,
+path, query wire names and formats, body, headers) and returning the unwrapped model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import attrs
+import pytest
+import yaml
+from aioresponses import aioresponses
+from yarl import URL
+
+from amili_async import AmiliClient, ResponseDecodeError, models
+from amili_async.resources._base import OPERATION_ATTR
+
+from ..conftest import SPEC_PATH
+
+ORIGIN = "https://api.test.invalid"
+BASE = ORIGIN + "/collection/v1"
+ANY_URL = re.compile(re.escape(ORIGIN) + r"/.*")
+RESOURCES = (
+    "invoices",
+    "batches",
+    "payments",
+    "corrections",
+    "collections",
+    "settlements",
+    "legacy",
+)
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+NATIONAL_ID = "01017012345"  # a fake Norwegian national identity number: personal data
+REQUEST_ID = "req-7f3a"
+
+
+@pytest.fixture
+def mocked() -> Any:
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AmiliClient]:
+    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as c:
+        yield c
+
+
+def only_request(m: Any) -> tuple[str, URL, Any]:
+    """The one request sent: method, URL (query included) and the recorded call."""
+    assert len(m.requests) == 1, list(m.requests)
+    ((method, url), calls) = next(iter(m.requests.items()))
+    assert len(calls) == 1
+    return method, url, calls[0]
+
+
+def json_body(call: Any) -> Any:
+    return json.loads(call.kwargs["data"], parse_float=Decimal)
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+
+@cache
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def spec_operations() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """operationId -> (HTTP method, path template, operation object)."""
+    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for route, item in spec()["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                assert operation["operationId"] not in found
+                found[operation["operationId"]] = (method.upper(), route, operation)
+    return found
+
+
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = spec()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def spec_query_names(operation_id: str) -> set[str]:
+    _, _, operation = spec_operations()[operation_id]
+    params = [resolve(p) for p in operation.get("parameters", [])]
+    return {p["name"] for p in params if p["in"] == "query"}
+
+
+def marked_methods(client: AmiliClient) -> dict[str, list[str]]:
+    """operationId -> the "resource.method" names marked with @operation for it."""
+    marked: dict[str, list[str]] = {}
+    for resource_name in RESOURCES:
+        resource = getattr(client, resource_name)
+        for name, member in inspect.getmembers(type(resource), inspect.isfunction):
+            operation_id = getattr(member, OPERATION_ATTR, None)
+            if operation_id is not None:
+                marked.setdefault(operation_id, []).append(f"{resource_name}.{name}")
+    return marked
+
+
+async def test_every_spec_operation_has_exactly_one_sdk_method(client: AmiliClient) -> None:
+    operations = spec_operations()
+    marked = marked_methods(client)
+    assert len(operations) == 24
+    # Both directions: no operation without a method, no marked method without an operation.
+    assert set(marked) == set(operations)
+    for operation_id, (_, _, operation) in operations.items():
+        assert marked[operation_id] == [operation["x-amili-sdk-method"]], operation_id
+
+
+# --- one request per operation -----------------------------------------------------------------
+
+ORG = "org-1"
+INVOICE_JSON: dict[str, Any] = {
+    "id": "inv-1",
+    "invoiceNumber": "INV-1",
+    "status": "OPEN",
+    "type": "PAYMENT_REMINDER",
+    "createdAt": "2024-01-15T10:00:00Z",
+    "originalInvoiceAmount": 4500.10,
+    "currency": "NOK",
+    "claims": [{"type": "PRINCIPAL", "originalAmount": 4500.10}],
+}
+BATCH_JSON: dict[str, Any] = {"batchId": "b-1", "status": "SUCCESS", "type": "INVOICE"}
+BATCH_REF = {"summary": {"status": "SUCCESS"}, "data": {"batchId": "b-9", "batchUrl": "u"}}
+CASE_JSON: dict[str, Any] = {"caseId": "c-1", "status": "OPEN", "caseNumber": "5000001"}
+SETTLEMENT_JSON: dict[str, Any] = {"settlementId": "s-1", "amount": 120.5, "currency": "NOK"}
+DAY = dt.date(2024, 1, 15)
+MIDNIGHT = dt.datetime(2024, 1, 15, tzinfo=dt.UTC)
+
+
+def new_invoice() -> models.NewInvoice:
+    return models.NewInvoice(
+        type=models.InvoiceType.PAYMENT_REMINDER,
+        invoice_number="INV-1",
+        original_invoice_amount=Decimal("4500.10"),
+        currency="NOK",
+        invoice_date=MIDNIGHT,
+        due_date=dt.datetime(2024, 2, 15, 12, 30, tzinfo=dt.UTC),
+        vat=False,
+        unique_source_invoice_id="src-1",
+        debtors=[
+            models.Debtor(
+                type=models.DebtorType.PRIVATE,
+                firstname="Ola",
+                identification_number=NATIONAL_ID,
+                date_of_birth=dt.date(1970, 1, 1),
+                emails=[models.Email(value="ola@example.invalid")],
+            )
+        ],
+    )
+
+
+NEW_INVOICE_WIRE: dict[str, Any] = {
+    "type": "PAYMENT_REMINDER",
+    "invoiceNumber": "INV-1",
+    "originalInvoiceAmount": Decimal("4500.10"),
+    "currency": "NOK",
+    "invoiceDate": "2024-01-15T00:00:00Z",
+    "dueDate": "2024-02-15T12:30:00Z",
+    "vat": False,
+    "uniqueSourceInvoiceId": "src-1",
+    "debtors": [
+        {
+            "type": "PRIVATE",
+            "firstname": "Ola",
+            "identificationNumber": NATIONAL_ID,
+            "dateOfBirth": "1970-01-01",
+            "emails": [{"value": "ola@example.invalid"}],
+        }
+    ],
+}
+
+
+@attrs.frozen
+class Op:
+    """One SDK call and the request it must produce."""
+
+    operation_id: str
+    call: Callable[[AmiliClient, dict[str, Any]], Awaitable[Any]]
+    method: str
+    url: str
+    """Expected URL without the query, as sent (percent-encoded)."""
+    query: dict[str, str]
+    body: Any
+    """Expected JSON body, None for no body, or bytes that the (multipart) body must contain."""
+    content_type: str | None
+    status: int
+    response: Any
+    """JSON payload of the answer; None for an empty body."""
+    check: Callable[[Any], None]
+
+
+def is_invoice(result: Any) -> None:
+    assert type(result) is models.Invoice
+    assert result.id == "inv-1"
+    assert result.status is models.InvoiceStatus.OPEN
+    assert result.original_invoice_amount == Decimal("4500.10")
+    assert result.created_at == dt.datetime(2024, 1, 15, 10, tzinfo=dt.UTC)
+    assert result.claims is not None
+    assert result.claims[0].type is models.ClaimType.PRINCIPAL
+
+
+def is_batch_reference(result: Any) -> None:
+    assert type(result) is models.BatchReference
+    assert result.batch_id == "b-9"
+    assert result.batch_url == "u"
+
+
+def is_batch(result: Any) -> None:
+    assert type(result) is models.Batch
+    assert (result.batch_id, result.status) == ("b-1", models.BatchStatus.SUCCESS)
+
+
+def is_none(result: Any) -> None:
+    assert result is None
+
+
+def each(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    def check_all(result: Any) -> None:
+        assert isinstance(result, list)
+        assert len(result) == 1
+        check(result[0])
+
+    return check_all
+
+
+def listing(item: dict[str, Any]) -> dict[str, Any]:
+    return {"data": [item], "summary": {"status": "SUCCESS", "nextPageToken": None}}
+
+
+def collected(pager: Any) -> Awaitable[list[Any]]:
+    collect: Callable[[], Awaitable[list[Any]]] = pager.collect
+    return collect()
+
+
+def case_action(method_name: str, action: str, operation_id: str) -> list[Op]:
+    """A case action with a reason (JSON body) and without one (no body)."""
+    url = f"{BASE}/orgs/{ORG}/cases/c-1/{action}"
+
+    def with_reason(c: AmiliClient, kw: dict[str, Any]) -> Awaitable[Any]:
+        method = getattr(c.collections, method_name)
+        result: Awaitable[Any] = method(ORG, "c-1", reason="debtor paid", **kw)
+        return result
+
+    def without(c: AmiliClient, kw: dict[str, Any]) -> Awaitable[Any]:
+        result: Awaitable[Any] = getattr(c.collections, method_name)(ORG, "c-1", **kw)
+        return result
+
+    common = {"operation_id": operation_id, "method": "POST", "url": url, "query": {}}
+    return [
+        Op(
+            call=with_reason,
+            body={"reason": "debtor paid"},
+            content_type="application/json",
+            status=202,
+            response=None,
+            check=is_none,
+            **common,
+        ),
+        Op(
+            call=without,
+            body=None,
+            content_type=None,
+            status=202,
+            response=None,
+            check=is_none,
+            **common,
+        ),
+    ]
+
+
+def check_list(cls: type, key: str, value: Any) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
+        assert [type(x) for x in result] == [cls]
+        assert getattr(result[0], key) == value
+
+    return check
+
+
+def check_model(cls: type, **fields: Any) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
+        assert type(result) is cls
+        for name, value in fields.items():
+            assert getattr(result, name) == value
+
+    return check
+
+
+LEGACY_BATCH = models.LegacyBatch(
+    batchid="lb-1",
+    offline=False,
+    creditor=[models.LegacyCreditor(idnumber="123", fullname="Kreditor AS", vattype=1)],
+)
+
+OPS: list[Op] = [
+    Op(
+        "GetInvoiceById",
+        lambda c, kw: c.invoices.get(ORG, "inv-1", **kw),
+        "GET",
+        f"{BASE}/orgs/{ORG}/invoices/inv-1",
+        {},
+        None,
+        None,
+        200,
+        {"summary": {"status": "SUCCESS", "nextPageToken": None}, "data": INVOICE_JSON},
+        is_invoice,
+    ),
+    Op(
+        "CreateInvoices",
+        lambda c, kw: c.invoices.create(ORG, [new_invoice()], **kw),
+        "POST",
+        f"{BASE}/orgs/{ORG}/invoices",
+        {},
+        {"invoices": [NEW_INVOICE_WIRE]},
+        "application/json",
+        202,
+        BATCH_REF,
+        is_batch_reference,
+    ),
+    Op(
+        "GetInvoicesByOrganization",
+        lambda c, kw: collected(
+            c.invoices.list(
+                ORG,
+                status=models.InvoiceStatus.OPEN,
+                type="NOTICE",
+                invoice_number="INV-1",
+                unique_source_invoice_id="src-1",
+                customer_number="C 1/2",
+                from_=MIDNIGHT,
+                to=dt.datetime(2024, 2, 1, 6, 30, 15, 250000, tzinfo=dt.UTC),
+                page_size=50,
+                page_token="tok-1",
+                **kw,
+            )
+        ),
+        "GET",
+        f"{BASE}/orgs/{ORG}/invoices",
+        {
+            "Status": "OPEN",
+            "Type": "NOTICE",
+            "InvoiceNumber": "INV-1",
+            "UniqueSourceInvoiceId": "src-1",
+            "CustomerNumber": "C 1/2",
+            "From": "2024-01-15T00:00:00Z",
+            "To": "2024-02-01T06:30:15.250Z",
+            "PageSize": "50",
+            "PageToken": "tok-1",
+        },
+        None,
+        None,
+        200,
+        listing(INVOICE_JSON),
+        each(is_invoice),
+    ),
+    Op(
+        "CreatePayments",
+        lambda c, kw: c.payments.create(
+            ORG,
+            [
+                models.NewPayment(
+                    invoice_id="inv-1",
+                    type=models.PaymentType.DIRECT_PAYMENT,
+                    amount=Decimal("100.50"),
+                    currency="NOK",
+                    payment_date=DAY,
+                )
+            ],
+            **kw,
+        ),
+        "POST",
+        f"{BASE}/orgs/{ORG}/payments",
+        {},
+        {
+            "payments": [
+                {
+                    "invoiceId": "inv-1",
+                    "type": "DIRECT_PAYMENT",
+                    "amount": Decimal("100.50"),
+                    "currency": "NOK",
+                    "paymentDate": "2024-01-15",
+                }
+            ]
+        },
+        "application/json",
+        202,
+        BATCH_REF,
+        is_batch_reference,
+    ),
+    Op(
+        "CreateCorrections",
+        lambda c, kw: c.corrections.create(
+            ORG,
+            [
+                models.NewCorrection(
+                    invoice_id="inv-1",
+                    amount=Decimal("-50.25"),
+                    currency="NOK",
+                    date=MIDNIGHT,
+                    description="credit note",
+                )
+            ],
+            **kw,
+        ),
+        "POST",
+        f"{BASE}/orgs/{ORG}/corrections",
+        {},
+        {
+            "corrections": [
+                {
+                    "invoiceId": "inv-1",
+                    "amount": Decimal("-50.25"),
+                    "currency": "NOK",
+                    "date": "2024-01-15T00:00:00Z",
+                    "description": "credit note",
+                }
+            ]
+        },
+        "application/json",
+        202,
+        BATCH_REF,
+        is_batch_reference,
+    ),
+    Op(
+        "GetBatchesByOrganization",
+        lambda c, kw: collected(
+            c.batches.list(
+                ORG,
+                state=models.BatchStatus.PARTIAL,
+                type=models.BatchType.PAYMENT,
+                subject_id="inv-1",
+                idempotency_key="key-1",
+                sort_direction=models.SortDirection.DESC,
+                page_size=10,
+                page_token="tok-2",
+                **kw,
+            )
+        ),
+        "GET",
+        f"{BASE}/orgs/{ORG}/batches",
+        {
+            "State": "PARTIAL",
+            "Type": "PAYMENT",
+            "SubjectId": "inv-1",
+            "IdempotencyKey": "key-1",
+            "SortDirection": "DESC",
+            "PageSize": "10",
+            "PageToken": "tok-2",
+        },
+        None,
+        None,
+        200,
+        listing(BATCH_JSON),
+        each(is_batch),
+    ),
+    Op(
+        "GetBatchById",
+        lambda c, kw: c.batches.get(ORG, "b-1", **kw),
+        "GET",
+        f"{BASE}/orgs/{ORG}/batches/b-1",
+        {},
+        None,
+        None,
+        200,
+        {"data": BATCH_JSON},
+        is_batch,
+    ),
+    Op(
+        "GetBatchByIdLegacy",
+        lambda c, kw: c.batches.get_legacy("b-1", **kw),
+        "GET",
+        f"{BASE}/batches/b-1",
+        {},
+        None,
+        None,
+        200,
+        {"summary": {"status": "SUCCESS"}, "data": BATCH_JSON},
+        is_batch,
+    ),
+    Op(
+        "GetSettlements",
+        lambda c, kw: collected(
+            c.settlements.list(
+                ORG,
+                from_date=DAY,
+                to_date=dt.date(2024, 2, 1),
+                page_size=25,
+                page_token="tok-3",
+                **kw,
+            )
+        ),
+        "GET",
+        f"{BASE}/orgs/{ORG}/settlements",
+        {"fromDate": "2024-01-15", "toDate": "2024-02-01", "pageSize": "25", "pageToken": "tok-3"},
+        None,
+        None,
+        200,
+        listing(SETTLEMENT_JSON),
+        check_list(models.Settlement, "amount", Decimal("120.5")),
+    ),
+    Op(
+        "GetSettlementOnId",
+        lambda c, kw: c.settlements.get(ORG, "s-1", **kw),
+        "GET",
+        f"{BASE}/orgs/{ORG}/settlements/s-1",
+        {},
+        None,
+        None,
+        200,
+        {"data": SETTLEMENT_JSON},
+        check_model(models.Settlement, settlement_id="s-1", amount=Decimal("120.5")),
+    ),
+    Op(
+        "GetCasesByOrganization",
+        lambda c, kw: collected(
+            c.collections.list_cases(
+                ORG,
+                status=models.CaseStatus.PAUSED,
+                type=models.CaseType.COLLECTION_NOTICE,
+                case_number="5000001",
+                customer_number="C-1",
+                unique_source_invoice_id="src-1",
+                search_term="Nordmann & Co",
+                from_created_at=MIDNIGHT,
+                to_created_at=dt.datetime(2024, 1, 16, tzinfo=dt.UTC),
+                page_size=5,
+                page_token="tok-4",
+                **kw,
+            )
+        ),
+        "GET",
+        f"{BASE}/orgs/{ORG}/cases",
+        {
+            "Status": "PAUSED",
+            "Type": "COLLECTION_NOTICE",
+            "CaseNumber": "5000001",
+            "CustomerNumber": "C-1",
+            "UniqueSourceInvoiceId": "src-1",
+            "SearchTerm": "Nordmann & Co",
+            "FromCreatedAt": "2024-01-15T00:00:00Z",
+            "ToCreatedAt": "2024-01-16T00:00:00Z",
+            "PageSize": "5",
+            "PageToken": "tok-4",
+        },
+        None,
+        None,
+        200,
+        listing(CASE_JSON),
+        check_list(models.Case, "case_id", "c-1"),
+    ),
+    *case_action("pause_case", "pause", "PauseCase"),
+    *case_action("resume_case", "resume", "ResumeCase"),
+    *case_action("withdraw_case", "withdraw", "WithdrawCase"),
+    *case_action("accept_eviction_request", "eviction-request/accept", "AcceptEvictionRequest"),
+    *case_action("reject_eviction_request", "eviction-request/reject", "RejectEvictionRequest"),
+    *case_action(
+        "accept_eviction_confirmation", "eviction-confirmation/accept", "AcceptEvictionConfirmation"
+    ),
+    *case_action(
+        "reject_eviction_confirmation", "eviction-confirmation/reject", "RejectEvictionConfirmation"
+    ),
+    Op(
+        "AcceptDebtCollectionList",
+        lambda c, kw: c.collections.accept_debt_collection_list(ORG, ["c-1", "c-2"], **kw),
+        "POST",
+        f"{BASE}/orgs/{ORG}/debt-collection-list/accept",
+        {},
+        {"caseIds": ["c-1", "c-2"]},
+        "application/json",
+        202,
+        None,
+        is_none,
+    ),
+    Op(
+        "RejectDebtCollectionList",
+        lambda c, kw: c.collections.reject_debt_collection_list(ORG, ("c-3",), **kw),
+        "POST",
+        f"{BASE}/orgs/{ORG}/debt-collection-list/reject",
+        {},
+        {"caseIds": ["c-3"]},
+        "application/json",
+        202,
+        None,
+        is_none,
+    ),
+    Op(
+        "LegacyPing",
+        lambda c, kw: c.legacy.ping(**kw),
+        "GET",
+        f"{ORIGIN}/webapi/api/Ping",
+        {},
+        None,
+        None,
+        200,
+        {"message": "pong"},
+        check_model(models.LegacyPingResponse, message="pong"),
+    ),
+    Op(
+        "LegacyGetBatch",
+        lambda c, kw: c.legacy.get_batch(
+            sender_id="S1",
+            creditor_id="CR1",
+            customer_ref="cust",
+            ledger_ref="led",
+            include_closed=False,
+            last_settlement_id="ls-1",
+            remittance_date="2024-01-15",
+            language_code="nb",
+            **kw,
+        ),
+        "GET",
+        f"{ORIGIN}/webapi/api/Batch",
+        {
+            "senderid": "S1",
+            "creditorid": "CR1",
+            "customerref": "cust",
+            "ledgerref": "led",
+            "includeclosed": "false",
+            "lastsettlementid": "ls-1",
+            "remittancedate": "2024-01-15",
+            "languagecode": "nb",
+        },
+        None,
+        None,
+        200,
+        {"batchid": "lb-1", "offline": True, "case": [CASE_JSON]},
+        check_model(models.LegacyBatch, batchid="lb-1", offline=True),
+    ),
+    Op(
+        "LegacyPostBatch",
+        lambda c, kw: c.legacy.post_batch(LEGACY_BATCH, sender_id="S1", **kw),
+        "POST",
+        f"{ORIGIN}/webapi/api/Batch",
+        {"senderid": "S1"},
+        {
+            "batchid": "lb-1",
+            "offline": False,
+            "creditor": [{"idnumber": "123", "fullname": "Kreditor AS", "vattype": 1}],
+        },
+        "application/json-patch+json",
+        200,
+        {"batchid": "lb-1"},
+        check_model(models.LegacyBatch, batchid="lb-1"),
+    ),
+    Op(
+        "LegacyUploadAttachment",
+        lambda c, kw: c.legacy.upload_attachment(
+            b"%PDF-1.7\x00\xff binary",
+            filename="invoice.pdf",
+            content_type="application/pdf",
+            sender_id="S1",
+            case_id="lc-1",
+            **kw,
+        ),
+        "POST",
+        f"{ORIGIN}/webapi/api/Attachment",
+        {"senderid": "S1", "caseid": "lc-1"},
+        b"%PDF-1.7\x00\xff binary",
+        "multipart/form-data",
+        200,
+        {"attachmentid": "att-1"},
+        check_model(models.LegacyAttachmentResponse, attachmentid="att-1"),
+    ),
+]
+
+
+def op_id(op: Op) -> str:
+    return op.operation_id + ("-no-body" if op.body is None and op.method == "POST" else "")
+
+
+def test_the_wire_table_covers_every_operation() -> None:
+    assert {op.operation_id for op in OPS} == set(spec_operations())
+
+
+def register(m: Any, op: Op, *, body: Any = ..., status: int | None = None) -> None:
+    payload = op.response if body is ... else body
+    raw = b"" if payload is None else payload if isinstance(payload, bytes) else None
+    getattr(m, op.method.lower())(
+        ANY_URL,
+        status=op.status if status is None else status,
+        body=raw if raw is not None else json.dumps(payload),
+        content_type="application/json",
+        headers={"X-Amili-Request-Id": REQUEST_ID},
+    )
+
+
+@pytest.mark.parametrize("op", OPS, ids=op_id)
+async def test_operation_sends_the_documented_request(
+    mocked: Any, client: AmiliClient, op: Op
+) -> None:
+    register(mocked, op)
+    extra = {"idempotency_key": f"idem-{op.operation_id}"} if op.method == "POST" else {}
+    result = await op.call(client, extra)
+    op.check(result)
+
+    method, url, call = only_request(mocked)
+    assert method == op.method
+    assert str(url.with_query(None)) == op.url
+    assert dict(url.query) == op.query
+    assert len(url.query) == len(op.query)  # no parameter twice
+
+    # The same as the spec says: method, path template, query names, body media type, status.
+    spec_method, template, operation = spec_operations()[op.operation_id]
+    assert spec_method == op.method
+    prefix = "" if template.startswith("/webapi/") else "/collection/v1"
+    pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(prefix + template))
+    assert re.fullmatch(pattern, url.raw_path), (url.raw_path, template)
+    assert set(op.query) == spec_query_names(op.operation_id)
+    answer = resolve(operation["responses"][str(op.status)])
+    assert bool(answer.get("content")) == (op.response is not None)
+    request_body = resolve(operation.get("requestBody", {"required": False}))
+
+    headers = call.kwargs["headers"]
+    assert headers["Authorization"] == "Bearer t"
+    if op.method == "POST":
+        assert headers["IdempotencyKey"] == f"idem-{op.operation_id}"
+    else:
+        assert "IdempotencyKey" not in headers
+    sent = call.kwargs["data"]
+    if op.body is None:
+        assert not request_body["required"]
+        assert sent is None
+        assert "Content-Type" not in headers
+        return
+    media_type = headers["Content-Type"].split(";")[0]
+    assert media_type == op.content_type
+    assert media_type in request_body["content"]
+    if isinstance(op.body, bytes):
+        assert op.body in sent
+    else:
+        assert json_body(call) == op.body
+        assert b"null" not in sent  # unset optional fields are left out, not sent as null
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"summary": {"status": "SUCCESS"}}', b"<html>accepted</html>"], ids=["json", "html"]
+)
+async def test_case_actions_ignore_an_unexpected_answer_body(
+    mocked: Any, client: AmiliClient, body: bytes
+) -> None:
+    mocked.post(ANY_URL, status=202, body=body, repeat=True)
+    assert await client.collections.withdraw_case(ORG, "c-1") is None
+    assert await client.collections.reject_debt_collection_list(ORG, ["c-1"]) is None
+
+
+async def test_post_without_a_key_gets_a_fresh_uuid_per_call(
+    mocked: Any, client: AmiliClient
+) -> None:
+    posts = [op for op in OPS if op.method == "POST"]
+    for op in posts:
+        register(mocked, op)
+        register(mocked, op)
+        await op.call(client, {})
+        await op.call(client, {})
+    keys = [
+        call.kwargs["headers"]["IdempotencyKey"]
+        for calls in mocked.requests.values()
+        for call in calls
+    ]
+    assert len(keys) == 2 * len(posts)
+    assert len(set(keys)) == len(keys)
+    assert all(uuid.UUID(key).version == 4 for key in keys)
+
+
+async def test_money_goes_out_as_exact_json_numbers(mocked: Any, client: AmiliClient) -> None:
+    register(mocked, OPS[1])
+    invoice = attrs.evolve(new_invoice(), original_invoice_amount=Decimal("12345678901234.10"))
+    await client.invoices.create(ORG, [invoice])
+    _, _, call = only_request(mocked)
+    assert b'"originalInvoiceAmount":12345678901234.10,' in call.kwargs["data"]
+
+
+async def test_per_call_timeout_reaches_the_request(mocked: Any, client: AmiliClient) -> None:
+    mocked.get(ANY_URL, payload={"data": INVOICE_JSON})
+    await client.invoices.get(ORG, "inv-1", timeout=3.5)
+    _, _, call = only_request(mocked)
+    assert call.kwargs["timeout"].total == 3.5
+
+
+async def test_debt_collection_list_refuses_a_single_string(
+    mocked: Any, client: AmiliClient
+) -> None:
+    with pytest.raises(TypeError, match="sequence"):
+        await client.collections.accept_debt_collection_list(ORG, "c-1")  # type: ignore[arg-type]
+    assert mocked.requests == {}
+
+
+async def test_unsupported_query_values_are_refused_before_sending(
+    mocked: Any, client: AmiliClient
+) -> None:
+    with pytest.raises(TypeError, match="float"):
+        client.invoices.list(ORG, page_size=1.5)  # type: ignore[arg-type]
+    assert mocked.requests == {}
+
+
+async def test_include_closed_true_is_sent_as_lowercase_true(
+    mocked: Any, client: AmiliClient
+) -> None:
+    mocked.get(ANY_URL, payload={})
+    await client.legacy.get_batch(include_closed=True)
+    _, url, _ = only_request(mocked)
+    assert dict(url.query) == {"includeclosed": "true"}
+
+
+# --- dict input --------------------------------------------------------------------------------
+
+
+def wire(value: Any) -> Any:
+    """A JSON round trip with exact money: what a caller reading rows from JSON holds."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@pytest.mark.parametrize(
+    "op", [op for op in OPS if op.operation_id.startswith("Create")], ids=op_id
+)
+async def test_wire_shaped_dicts_give_the_same_body_as_models(
+    mocked: Any, client: AmiliClient, op: Op
+) -> None:
+    register(mocked, op)
+    register(mocked, op)
+    await op.call(client, {"idempotency_key": "k"})
+    ((_, calls),) = mocked.requests.items()
+    from_models = calls[0].kwargs["data"]
+
+    resource = {
+        "CreateInvoices": client.invoices,
+        "CreatePayments": client.payments,
+        "CreateCorrections": client.corrections,
+    }[op.operation_id]
+    (items,) = op.body.values()
+    # Money as JSON text ("4500.10") keeps its exact digits.
+    rows = wire(items)
+    assert all(isinstance(row, dict) for row in rows)
+    result = await resource.create(ORG, rows, idempotency_key="k")
+    op.check(result)
+    assert calls[1].kwargs["data"] == from_models
+
+
+async def test_a_dict_missing_a_required_field_fails_before_sending(
+    mocked: Any, client: AmiliClient
+) -> None:
+    row = wire(NEW_INVOICE_WIRE)
+    del row["invoiceNumber"]
+    with pytest.raises(ValueError, match="NewInvoice") as caught:
+        await client.invoices.create(ORG, [row])
+    assert "required field missing" in str(caught.value)
+    assert re.search("invoice_?number", str(caught.value), re.IGNORECASE)
+    assert mocked.requests == {}
+
+
+async def test_a_dict_with_a_wrong_type_fails_before_sending(
+    mocked: Any, client: AmiliClient
+) -> None:
+    row = {"invoiceId": "inv-1", "type": "DIRECT_PAYMENT", "amount": [1], "currency": "NOK"}
+    with pytest.raises(ValueError, match="NewPayment"):
+        await client.payments.create(ORG, [row])
+    assert mocked.requests == {}
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+ID_CALLS: list[tuple[str, Callable[[AmiliClient, Any], Any]]] = [
+    ("invoices.get org", lambda c, bad: c.invoices.get(bad, "i")),
+    ("invoices.get id", lambda c, bad: c.invoices.get(ORG, bad)),
+    ("invoices.create", lambda c, bad: c.invoices.create(bad, [new_invoice()])),
+    ("invoices.list", lambda c, bad: c.invoices.list(bad)),
+    ("payments.create", lambda c, bad: c.payments.create(bad, [])),
+    ("corrections.create", lambda c, bad: c.corrections.create(bad, [])),
+    ("batches.get org", lambda c, bad: c.batches.get(bad, "b")),
+    ("batches.get id", lambda c, bad: c.batches.get(ORG, bad)),
+    ("batches.get_legacy", lambda c, bad: c.batches.get_legacy(bad)),
+    ("batches.list", lambda c, bad: c.batches.list(bad)),
+    ("settlements.get org", lambda c, bad: c.settlements.get(bad, "s")),
+    ("settlements.get id", lambda c, bad: c.settlements.get(ORG, bad)),
+    ("settlements.list", lambda c, bad: c.settlements.list(bad)),
+    ("collections.list_cases", lambda c, bad: c.collections.list_cases(bad)),
+    ("pause_case org", lambda c, bad: c.collections.pause_case(bad, "c")),
+    ("pause_case id", lambda c, bad: c.collections.pause_case(ORG, bad)),
+    ("resume_case id", lambda c, bad: c.collections.resume_case(ORG, bad)),
+    ("withdraw_case id", lambda c, bad: c.collections.withdraw_case(ORG, bad)),
+    ("accept_eviction_request id", lambda c, bad: c.collections.accept_eviction_request(ORG, bad)),
+    ("reject_eviction_request id", lambda c, bad: c.collections.reject_eviction_request(ORG, bad)),
+    (
+        "accept_eviction_confirmation id",
+        lambda c, bad: c.collections.accept_eviction_confirmation(ORG, bad),
+    ),
+    (
+        "reject_eviction_confirmation id",
+        lambda c, bad: c.collections.reject_eviction_confirmation(ORG, bad),
+    ),
+    (
+        "accept_debt_collection_list",
+        lambda c, bad: c.collections.accept_debt_collection_list(bad, []),
+    ),
+    (
+        "reject_debt_collection_list",
+        lambda c, bad: c.collections.reject_debt_collection_list(bad, []),
+    ),
+]
+
+
+async def run_call(result: Any) -> Any:
+    if inspect.isawaitable(result):
+        return await result
+    return await result.collect()
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", None, 42], ids=repr)
+@pytest.mark.parametrize(("name", "call"), ID_CALLS, ids=[name for name, _ in ID_CALLS])
+async def test_invalid_ids_are_refused_before_sending(
+    mocked: Any, client: AmiliClient, name: str, call: Callable[[AmiliClient, Any], Any], bad: Any
+) -> None:
+    with pytest.raises(ValueError, match="ids must be"):
+        await run_call(call(client, bad))
+    assert mocked.requests == {}
+
+
+@pytest.mark.parametrize(
+    ("raw_id", "segment"),
+    [("a/b", "a%2Fb"), ("x?y#z", "x%3Fy%23z"), ("50%", "50%25"), ("æ ø", "%C3%A6%20%C3%B8")],
+)
+async def test_ids_are_quoted_into_one_path_segment(
+    mocked: Any, client: AmiliClient, raw_id: str, segment: str
+) -> None:
+    mocked.get(ANY_URL, payload={"data": INVOICE_JSON})
+    mocked.post(ANY_URL, status=202, body=b"")
+    mocked.get(ANY_URL, payload={"data": BATCH_JSON})
+    await client.invoices.get(raw_id, raw_id)
+    await client.collections.pause_case(ORG, raw_id)
+    await client.batches.get_legacy(raw_id)
+    paths = [url.raw_path for _, url in mocked.requests]
+    assert paths == [
+        f"/collection/v1/orgs/{segment}/invoices/{segment}",
+        f"/collection/v1/orgs/{ORG}/cases/{segment}/pause",
+        f"/collection/v1/batches/{segment}",
+    ]
+
+
+# --- undecodable answers -----------------------------------------------------------------------
+
+BAD_BODIES = {
+    "truncated-json": b'{"data": {"id": "' + NATIONAL_ID.encode() + b'", "inv',
+    "html": b"<html><body>Debtor " + NATIONAL_ID.encode() + b" not found</body></html>",
+    "empty": b"",
+    "wrong-type": b'{"data": {"id": "inv-1", "createdAt": "' + NATIONAL_ID.encode() + b'"}}',
+    "data-not-object": b'{"data": ["' + NATIONAL_ID.encode() + b'"]}',
+    "data-missing": b'{"summary": {"status": "' + NATIONAL_ID.encode() + b'"}}',
+    "top-level-array": b'["' + NATIONAL_ID.encode() + b'"]',
+    "nested-amount": b'{"data": {"id": "x", "claims": [{"originalAmount": "'
+    + NATIONAL_ID.encode()
+    + b'x"}]}}',
+    "object-for-string": b'{"data": {"id": {"national": "' + NATIONAL_ID.encode() + b'"}}}',
+}
+
+
+@pytest.mark.parametrize("body", list(BAD_BODIES.values()), ids=list(BAD_BODIES))
+async def test_an_undecodable_200_raises_response_decode_error_without_the_body(
+    mocked: Any, client: AmiliClient, body: bytes
+) -> None:
+    mocked.get(ANY_URL, status=200, body=body, headers={"X-Amili-Request-Id": REQUEST_ID})
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.invoices.get(ORG, "inv-1")
+    error = caught.value
+    assert error.status_code == 200
+    assert error.request_id == REQUEST_ID
+    assert error.method == "GET"
+    assert error.url == f"{BASE}/orgs/{ORG}/invoices/inv-1"
+    assert REQUEST_ID in str(error)
+    assert NATIONAL_ID not in str(error)
+    assert NATIONAL_ID not in repr(error)
+
+
+async def test_an_undecodable_create_answer_raises_response_decode_error(
+    mocked: Any, client: AmiliClient
+) -> None:
+    mocked.post(
+        ANY_URL, status=202, body=b'{"data": {"batchUrl": "' + NATIONAL_ID.encode() + b'"}}'
+    )
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.invoices.create(ORG, [new_invoice()])
+    assert caught.value.status_code == 202
+    assert NATIONAL_ID not in str(caught.value)
+
+
+async def drain_ids(pager: Any, seen: list[str]) -> None:
+    async for invoice in pager:
+        seen.append(invoice.id)
+
+
+async def test_an_undecodable_listing_page_raises_with_its_resume_token(
+    mocked: Any, client: AmiliClient
+) -> None:
+    mocked.get(ANY_URL, payload={"data": [INVOICE_JSON], "summary": {"nextPageToken": "p2"}})
+    mocked.get(ANY_URL, body=b"<html>" + NATIONAL_ID.encode() + b"</html>")
+    seen: list[str] = []
+    with pytest.raises(ResponseDecodeError) as caught:
+        await drain_ids(client.invoices.list(ORG), seen)
+    assert seen == ["inv-1"]
+    assert caught.value.resume_token == "p2"
+    assert NATIONAL_ID not in str(caught.value)
+
+
+async def test_unknown_enum_values_and_extra_fields_do_not_break_a_listing(
+    mocked: Any, client: AmiliClient
+) -> None:
+    future = {
+        **INVOICE_JSON,
+        "status": "ON_HOLD",
+        "type": "FINAL_DEMAND",
+        "claims": [{"type": "PENALTY", "originalAmount": 10, "newField": [1, 2]}],
+        "riskScore": {"value": 0.7, "model": "v2"},
+    }
+    page = {"data": [INVOICE_JSON, future], "summary": {"nextPageToken": None, "pageCount": 9}}
+    mocked.get(ANY_URL, payload={**page, "meta": {"x": 1}})
+    known, unknown = await client.invoices.list(ORG).collect()
+    is_invoice(known)
+    assert isinstance(unknown.status, models.InvoiceStatus)
+    assert unknown.status == "ON_HOLD"
+    assert not unknown.status.is_known
+    assert unknown.type == "FINAL_DEMAND"
+    assert unknown.claims is not None
+    assert unknown.claims[0].type == "PENALTY"
+    assert unknown.claims[0].original_amount == Decimal(10)
