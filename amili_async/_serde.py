@@ -73,7 +73,7 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
     kind = type(value)
     if kind is float:
         return Decimal(repr(value))
-    if kind is Decimal:  # dicts built in Python (or parsed with parse_float=Decimal)
+    if isinstance(value, Decimal):  # dicts built in Python (or parsed with parse_float=Decimal)
         return value
     if kind is int:
         return Decimal(value)

@@ -8,16 +8,15 @@ check that every operationId of the spec has exactly one method.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from urllib.parse import quote
 
-from .. import _serde
+from .. import _serde, bulk, models
 from .._pagination import Page, TokenPager
 from .._request import Request, RequestOptions
-from ..models import Summary
 
 if TYPE_CHECKING:
     from .batches import Batches
@@ -61,7 +60,7 @@ class ListResponse(Protocol[T]):
     @property
     def data(self) -> list[T]: ...
     @property
-    def summary(self) -> Summary | None: ...
+    def summary(self) -> models.Summary | None: ...
 
 
 def path(template: str, *ids: str) -> str:
@@ -176,6 +175,46 @@ class Resource:
             options=options(timeout, idempotency_key),
         )
         return await self._client._request(request, cast_to)
+
+    async def _create_batch(
+        self, route: str, body: Any, idempotency_key: str | None, timeout: float | None
+    ) -> models.BatchReference:
+        """POST one asynchronous write; the 202 answer names the batch to wait for."""
+        envelope = await self._post(
+            route,
+            body,
+            models.BatchReferenceEnvelope,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+        )
+        return envelope.data
+
+    def _create_many(
+        self,
+        organization_id: str,
+        create: Callable[..., Awaitable[models.BatchReference]],
+        items: Iterable[M] | AsyncIterable[M],
+        *,
+        chunk_size: int,
+        concurrency: int,
+        wait_timeout: float | None,
+        poll_interval: float,
+    ) -> AsyncIterator[bulk.ItemResult[M]]:
+        """`create_many` of every write resource: chunks through `create`, see amili_async.bulk."""
+
+        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+            return await create(organization_id, chunk, idempotency_key=key)
+
+        return bulk.submit_many(
+            self._client.batches,
+            organization_id,
+            submit,
+            items,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+        )
 
     def _listing(
         self,

@@ -25,14 +25,8 @@ class Corrections(Resource):
         body = models.CreateCorrectionsRequest(
             corrections=as_models(corrections, models.NewCorrection)
         )
-        envelope = await self._post(
-            path("/orgs/{}/corrections", organization_id),
-            body,
-            models.BatchReferenceEnvelope,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-        )
-        return envelope.data
+        route = path("/orgs/{}/corrections", organization_id)
+        return await self._create_batch(route, body, idempotency_key, timeout)
 
     def create_many(
         self,
@@ -49,14 +43,9 @@ class Corrections(Resource):
 
         Each chunk is created at most once (see amili_async.bulk), then waited for.
         """
-
-        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
-            return await self.create(organization_id, chunk, idempotency_key=key)
-
-        return bulk.submit_many(
-            self._client.batches,
+        return self._create_many(
             organization_id,
-            submit,
+            self.create,
             corrections,
             chunk_size=chunk_size,
             concurrency=concurrency,

@@ -35,14 +35,7 @@ class Invoices(Resource):
         """Submit invoices (models or wire-shaped dicts); answers with the batch to wait for."""
         body = models.CreateInvoicesRequest(invoices=as_models(invoices, models.NewInvoice))
         route = path("/orgs/{}/invoices", organization_id)
-        envelope = await self._post(
-            route,
-            body,
-            models.BatchReferenceEnvelope,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-        )
-        return envelope.data
+        return await self._create_batch(route, body, idempotency_key, timeout)
 
     def create_many(
         self,
@@ -59,14 +52,9 @@ class Invoices(Resource):
 
         Each chunk is created at most once (see amili_async.bulk), then waited for.
         """
-
-        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
-            return await self.create(organization_id, chunk, idempotency_key=key)
-
-        return bulk.submit_many(
-            self._client.batches,
+        return self._create_many(
             organization_id,
-            submit,
+            self.create,
             invoices,
             chunk_size=chunk_size,
             concurrency=concurrency,

@@ -23,14 +23,8 @@ class Payments(Resource):
     ) -> models.BatchReference:
         """Submit payments (models or wire-shaped dicts); answers with the batch to wait for."""
         body = models.CreatePaymentsRequest(payments=as_models(payments, models.NewPayment))
-        envelope = await self._post(
-            path("/orgs/{}/payments", organization_id),
-            body,
-            models.BatchReferenceEnvelope,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-        )
-        return envelope.data
+        route = path("/orgs/{}/payments", organization_id)
+        return await self._create_batch(route, body, idempotency_key, timeout)
 
     def create_many(
         self,
@@ -47,14 +41,9 @@ class Payments(Resource):
 
         Each chunk is created at most once (see amili_async.bulk), then waited for.
         """
-
-        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
-            return await self.create(organization_id, chunk, idempotency_key=key)
-
-        return bulk.submit_many(
-            self._client.batches,
+        return self._create_many(
             organization_id,
-            submit,
+            self.create,
             payments,
             chunk_size=chunk_size,
             concurrency=concurrency,
