@@ -92,7 +92,8 @@ class ItemResult(Generic[T]):
     succeeded: models.BatchSucceededItem | None = None
     failed: models.BatchFailedItem | None = None
     error: AmiliError | None = None
-    """Set when the whole chunk was refused (e.g. 422) or its outcome stayed unknown."""
+    """Set when the whole chunk was refused (e.g. 422) or its outcome stayed unknown; with
+    `batch_id` set, the batch was created but not seen finished (e.g. BatchWaitTimeoutError)."""
 
     @property
     def reason(self) -> str | None:
@@ -178,16 +179,19 @@ class _Chunker:
 
     async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
         key = str(uuid.uuid4())
+        batch_id: str | None = None
         try:
-            batch_id = await self._submit_once(chunk, key)
+            batch_id = created = await self._submit_once(chunk, key)
             batch = await wait_for_batch(
-                lambda: self.batches.get(self.organization_id, batch_id),
+                lambda: self.batches.get(self.organization_id, created),
                 timeout=self.wait_timeout,
                 poll_interval=self.poll_interval,
             )
         except AmiliError as error:
+            # batch_id is kept when the batch exists but waiting for it failed: the caller
+            # can wait for it again instead of resubmitting (which would create twice).
             return [
-                ItemResult(index=start + i, item=item, ok=False, error=error)
+                ItemResult(index=start + i, item=item, ok=False, batch_id=batch_id, error=error)
                 for i, item in enumerate(chunk)
             ]
         return _map_results(start, chunk, batch)

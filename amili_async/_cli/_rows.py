@@ -39,7 +39,7 @@ def file_format(path: Path) -> str:
 def columns(cls: type[Any], prefix: str = "") -> list[str]:
     """CSV header for a model: wire names, nested models flattened with dots."""
     names: list[str] = []
-    for field in attrs.fields(cls):
+    for field in _fields(cls):
         wire = prefix + field.metadata.get("wire", field.name)
         inner = _unwrap_optional(field.type)
         if isinstance(inner, type) and attrs.has(inner):
@@ -132,7 +132,7 @@ def coerce(data: Any, cls: type[Any]) -> Any:
     """Turn CSV text into the JSON types a model's fields expect (booleans, numbers)."""
     if not isinstance(data, dict) or not attrs.has(cls):
         return data
-    fields = {f.metadata.get("wire", f.name): f for f in attrs.fields(cls)}
+    fields = {f.metadata.get("wire", f.name): f for f in _fields(cls)}
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = fields.get(key)
@@ -166,6 +166,18 @@ def _coerce_value(value: Any, tp: Any) -> Any:
     if tp in (dt.datetime, dt.date):
         return value.strip()
     return value
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    """The attrs fields of a model with their types resolved.
+
+    The generated models use postponed annotations, so `field.type` is a string such as
+    "Organization | None" until resolved: nested models would not be flattened into dotted
+    columns and CSV text would not be coerced to booleans or numbers.
+    """
+    attrs.resolve_types(cls)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+    return fields
 
 
 def _unwrap_optional(tp: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import secrets
 import uuid
@@ -367,11 +369,23 @@ async def list_cases(request: web.Request) -> web.Response:
     return _list_response(data, _next_token(request, org, "cases", filters, last))
 
 
+def _idempotency_key(request: web.Request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_HEADER) or None
+
+
 def _case_action(action: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         _, org = _auth_org(request)
-        validate_case_action(await _json_body(request, optional=True))
-        _state(request).case_action(org, [request.match_info["case"]], action)
+        reason = validate_case_action(await _json_body(request, optional=True))
+        case_id = request.match_info["case"]
+        state = _state(request)
+        state.run_idempotent(
+            org.org.id,
+            action,
+            _idempotency_key(request),
+            [case_id, reason],
+            lambda: state.case_action(org, [case_id], action),
+        )
         return web.Response(status=202)
 
     return handler
@@ -383,7 +397,14 @@ def _debt_collection_list(action: str) -> Handler:
         body = await _json_body(request)
         assert body is not None
         ids = validate_debt_collection_list(body)
-        _state(request).case_action(org, ids, action)
+        state = _state(request)
+        state.run_idempotent(
+            org.org.id,
+            action,
+            _idempotency_key(request),
+            ids,
+            lambda: state.case_action(org, ids, action),
+        )
         return web.Response(status=202)
 
     return handler
@@ -425,9 +446,18 @@ async def legacy_post_batch(request: web.Request) -> web.Response:
     _legacy_orgs(request)
     if request.content_type not in ("application/json-patch+json", "application/json"):
         raise ApiError(415, "Send the batch as application/json-patch+json (or application/json).")
-    body = parse_json_object(await request.read())
+    raw = await request.read()
+    body = parse_json_object(raw)
     assert body is not None
-    return json_response(_state(request).store_legacy_batch(body))
+    state = _state(request)
+    stored = state.run_idempotent(
+        _claims(request).client_id,
+        "legacy-batch",
+        _idempotency_key(request),
+        [hashlib.sha256(raw).hexdigest(), request.query.get("senderid")],
+        lambda: state.store_legacy_batch(body),
+    )
+    return json_response(stored)
 
 
 async def legacy_attachment(request: web.Request) -> web.Response:
@@ -444,9 +474,14 @@ async def legacy_attachment(request: web.Request) -> web.Response:
         if part is None:
             break
         if isinstance(part, BodyPartReader) and part.name == "file":
-            data = await part.read(decode=True)
-            attachment_id = state.store_attachment(
-                part.filename, part.headers.get("Content-Type"), bytes(data), case_id
+            data = bytes(await part.read(decode=True))
+            filename, content_type = part.filename, part.headers.get("Content-Type")
+            attachment_id = state.run_idempotent(
+                _claims(request).client_id,
+                "legacy-attachment",
+                _idempotency_key(request),
+                [filename, content_type, hashlib.sha256(data).hexdigest(), case_id],
+                functools.partial(state.store_attachment, filename, content_type, data, case_id),
             )
             return json_response({"attachmentid": attachment_id})
     raise ApiError(

@@ -19,9 +19,9 @@ import itertools
 import logging
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _ZERO = Decimal("0.00")
 _ONE = Decimal("1")
 _CREATED_BY_NS = uuid.UUID("0b8f7c1e-52a4-4d0e-9b61-3c2f1e7d9a10")
@@ -419,7 +420,7 @@ def _canonical_uuid(value: str) -> str | None:
         return None
 
 
-def _fingerprint(items: list[dict[str, Any]]) -> str:
+def _fingerprint(items: Any) -> str:
     return hashlib.sha256(dumps(items)).hexdigest()
 
 
@@ -446,6 +447,9 @@ class SandboxState:
         self._queue: asyncio.Queue[BatchRecord] = asyncio.Queue()
         self.legacy_batches: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, dict[str, Any]] = {}
+        #: (scope, operation, IdempotencyKey) -> (request fingerprint, result) of the POSTs
+        #: that are not write batches (case actions, legacy batch and attachment).
+        self.idempotent_results: dict[tuple[str, str, str], tuple[str, Any]] = {}
 
     @property
     def default_org(self) -> OrgState:
@@ -505,6 +509,34 @@ class SandboxState:
         batch.due = loop.time() + max(0.0, self.config.batch_delay)
         self._queue.put_nowait(batch)
         return body
+
+    def run_idempotent(
+        self, scope: str, operation: str, key: str | None, request: Any, run: Callable[[], _T]
+    ) -> _T:
+        """Run ``run`` at most once per ``IdempotencyKey`` (DESIGN.md: every POST).
+
+        A repeat with the same key (per scope, e.g. the organisation, and operation) and the
+        same ``request`` gets the first result again and changes nothing, so a client retrying
+        a case action whose answer was lost does not meet a 409 for its own first attempt;
+        the same key with another request is a 409. Failed attempts are not remembered.
+        """
+        if key is None:
+            return run()
+        fingerprint = _fingerprint(request)
+        slot = (scope, operation, key)
+        seen = self.idempotent_results.get(slot)
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise ApiError(
+                    409,
+                    "This IdempotencyKey was already used with a different request body.",
+                    title="Idempotency key reuse",
+                )
+            result: _T = seen[1]
+            return result
+        result = run()
+        self.idempotent_results[slot] = (fingerprint, result)
+        return result
 
     async def run_worker(self) -> None:
         """Process queued batches in order, each no earlier than its due time."""

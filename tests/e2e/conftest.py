@@ -1,0 +1,102 @@
+"""End-to-end helpers: the real SDK against a real sandbox server over loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from amili_async import AmiliClient, models
+from amili_async.sandbox import SandboxServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Enable pytester for test_plugin.py.
+
+    `pytest_plugins = ["pytester"]` is refused in a conftest below the rootdir when the whole
+    suite runs (pytest's "pytest_plugins in non-top-level conftest" error); registering the
+    plugin here works for `pytest tests/e2e` and for `pytest` alike.
+    """
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+INVOICE_DATE = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+DUE_DATE = dt.datetime(2024, 5, 15, tzinfo=dt.UTC)
+
+
+def new_invoice(
+    n: int,
+    *,
+    usid: str | None = None,
+    amount: Decimal | str = "4500.10",
+    due_date: dt.datetime = DUE_DATE,
+    customer_number: str | None = None,
+) -> models.NewInvoice:
+    """A valid NewInvoice; `n` makes the invoice number and (by default) the source id unique."""
+    return models.NewInvoice(
+        type=models.InvoiceType.NOTICE,
+        invoice_number=f"E2E-{n:06d}",
+        original_invoice_amount=Decimal(amount),
+        currency="NOK",
+        invoice_date=INVOICE_DATE,
+        due_date=due_date,
+        unique_source_invoice_id=usid if usid is not None else f"e2e-src-{n:06d}",
+        description="Husleie mai",
+        debtors=[
+            models.Debtor(
+                type=models.DebtorType.PRIVATE,
+                firstname="Kari",
+                lastname="Nordmann",
+                customer_number=customer_number or f"C-{n:06d}",
+            )
+        ],
+    )
+
+
+@asynccontextmanager
+async def connect(
+    server: SandboxServer,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[AmiliClient]:
+    """An AmiliClient for `server` (default credentials unless given), closed on exit."""
+    async with AmiliClient(
+        client_id=client_id or server.client_id,
+        client_secret=client_secret or server.client_secret,
+        base_url=server.base_url,
+        token_url=server.token_url,
+        **kwargs,
+    ) as client:
+        yield client
+
+
+async def created_invoice(
+    client: AmiliClient, org: str, invoice: models.NewInvoice
+) -> tuple[models.Batch, models.Invoice]:
+    """Create one invoice, wait for its batch, read it back."""
+    reference = await client.invoices.create(org, [invoice])
+    batch = await client.batches.wait(org, reference.batch_id, poll_interval=0.01)
+    assert batch.status == models.BatchStatus.SUCCESS, batch.failed
+    assert batch.succeeded is not None
+    invoice_id = batch.succeeded[0].invoice_id
+    assert invoice_id is not None
+    return batch, await client.invoices.get(org, invoice_id)
+
+
+def sandbox_invoice_count(server: SandboxServer, org: str | None = None) -> int:
+    """How many invoices the sandbox holds for `org` (seeded + created), from its own state."""
+    return server.state.orgs[org or server.default_org_id].invoice_count
+
+
+def seeded_ids(server: SandboxServer) -> list[str]:
+    """The seeded invoice ids in listing order, straight from the sandbox's state."""
+    seeded = server.state.default_org.seeded
+    assert seeded is not None
+    return [seeded.invoice_id(i) for i in range(seeded.n)]

@@ -1,0 +1,558 @@
+"""The `amili-async` command line as a user runs it: a subprocess against a live sandbox.
+
+The sandbox runs in the test's event loop, which keeps serving while the test awaits the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import re
+import signal
+import sys
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+
+from amili_async import AmiliClient
+from amili_async.sandbox import SandboxConfig, SandboxServer
+
+from .conftest import sandbox_invoice_count, seeded_ids
+
+SEEDED = 250
+CHILD_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def amili_sandbox_config() -> SandboxConfig:
+    return SandboxConfig(invoices=SEEDED, seed=11, batch_delay=0.01)
+
+
+@attrs.frozen
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def base_env(**values: str) -> dict[str, str]:
+    """The parent's environment without any AMILI_* variable, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMILI_")}
+    env.update(values)
+    return env
+
+
+@pytest.fixture
+def env(amili_sandbox: SandboxServer) -> dict[str, str]:
+    return base_env(
+        AMILI_BASE_URL=amili_sandbox.base_url,
+        AMILI_CLIENT_ID=amili_sandbox.client_id,
+        AMILI_CLIENT_SECRET=amili_sandbox.client_secret,
+    )
+
+
+@pytest.fixture
+def org(amili_sandbox: SandboxServer) -> str:
+    return amili_sandbox.default_org_id
+
+
+async def cli(*args: str | Path, env: Mapping[str, str]) -> Run:
+    """Run `python -m amili_async ARGS` to completion."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "amili_async",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+    try:
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+def assert_one_line_error(run: Run) -> str:
+    assert run.code == 1, run
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("amili-async: error: ")
+    return lines[0]
+
+
+def jsonl_ids(path: Path) -> list[str]:
+    return [orjson.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def csv_ids(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as stream:
+        return [row["id"] for row in csv.DictReader(stream)]
+
+
+# --------------------------------------------------------------------------- export
+
+
+async def test_export_jsonl_writes_exactly_the_sandbox_invoices(
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "invoices.jsonl"
+
+    run = await cli("export", "invoices", "--org", org, "--out", out, "--page-size", "40", env=env)
+
+    assert run.code == 0, run.stderr
+    ids = jsonl_ids(out)
+    assert ids == seeded_ids(amili_sandbox)
+    assert f"exported {SEEDED} invoices" in run.stdout
+    first = orjson.loads(out.read_text().splitlines()[0])
+    assert first["organization"]["id"] == org
+    assert "remainingAmount" in first
+    checkpoint = orjson.loads((tmp_path / "invoices.jsonl.checkpoint.json").read_bytes())
+    assert checkpoint["done"] is True
+    assert checkpoint["count"] == SEEDED
+
+
+async def test_export_csv_has_a_header_and_one_row_per_invoice(
+    amili_sandbox: SandboxServer,
+    amili_client: AmiliClient,
+    env: dict[str, str],
+    org: str,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "invoices.csv"
+
+    run = await cli("export", "invoices", "--org", org, "--out", out, "--no-progress", env=env)
+
+    assert run.code == 0, run.stderr
+    with out.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["id"] for row in rows] == seeded_ids(amili_sandbox)
+    header = out.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert {"id", "invoiceNumber", "organization.name", "remainingAmount", "debtors"} <= set(header)
+    api = {i.id: i for i in await amili_client.invoices.list(org, page_size=1000).collect()}
+    for row in rows[::25]:
+        invoice = api[row["id"]]
+        assert Decimal(row["remainingAmount"]) == invoice.remaining_amount
+        assert row["organization.name"] == "Nordlys Eiendom AS"
+        assert orjson.loads(row["debtors"])[0]["customerNumber"] == (
+            invoice.debtors[0].customer_number if invoice.debtors else None
+        )
+
+
+async def test_export_with_status_filter(
+    amili_client: AmiliClient, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "closed.jsonl"
+
+    run = await cli("export", "invoices", "--org", org, "--out", out, "--status", "CLOSED", env=env)
+
+    assert run.code == 0, run.stderr
+    closed = await amili_client.invoices.list(org, status="CLOSED").collect()
+    assert 0 < len(closed) < SEEDED
+    assert jsonl_ids(out) == [i.id for i in closed]
+
+
+async def test_export_partitioned(
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "all.jsonl"
+
+    run = await cli(
+        "export", "invoices", "--org", org, "--out", out, "--partitions", "3",
+        "--from", "2023-12-01T00:00:00Z", "--to", "2030-01-01T00:00:00Z", "--page-size", "30",
+        env=env,
+    )  # fmt: skip
+
+    assert run.code == 0, run.stderr
+    ids = jsonl_ids(out)
+    assert len(ids) == len(set(ids)) == SEEDED
+    assert set(ids) == set(seeded_ids(amili_sandbox))
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+async def test_export_resumes_after_a_kill(
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path, suffix: str
+) -> None:
+    out = tmp_path / f"invoices.{suffix}"
+    checkpoint = tmp_path / f"invoices.{suffix}.checkpoint.json"
+    read_ids = jsonl_ids if suffix == "jsonl" else csv_ids
+    amili_sandbox.set_faults("latency=30ms")  # 50 pages of 5: about 1.5 s for the whole export
+    args = ("export", "invoices", "--org", org, "--out", out, "--page-size", "5", "--no-progress")
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "amili_async",
+        *map(str, args),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        count = await _wait_for_checkpoint(checkpoint, proc)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert 0 < count < SEEDED, "the export must have been killed midway"
+    with out.open("ab") as stream:  # a page that was only half written when the process died
+        stream.write(b'{"id":"half-written-invoi' if suffix == "jsonl" else b"bf0e9c2a-half,")
+
+    amili_sandbox.set_faults(None)
+    run = await cli(*args, "--resume", env=env)
+
+    assert run.code == 0, run.stderr
+    assert "resumed at" in run.stdout
+    assert read_ids(out) == seeded_ids(amili_sandbox)  # every invoice exactly once, in order
+    assert orjson.loads(checkpoint.read_bytes())["done"] is True
+    if suffix == "csv":
+        assert out.read_text(encoding="utf-8").count("id,organization.id,") == 1  # one header
+
+    again = await cli(*args, "--resume", env=env)  # a finished export resumes to nothing
+    assert again.code == 0, again.stderr
+    assert read_ids(out) == seeded_ids(amili_sandbox)
+
+
+async def _wait_for_checkpoint(checkpoint: Path, proc: asyncio.subprocess.Process) -> int:
+    """Poll (bounded) until the child's checkpoint records at least one exported page."""
+    async with asyncio.timeout(CHILD_TIMEOUT):
+        while proc.returncode is None:
+            count = _checkpoint_count(checkpoint)
+            if count:
+                return count
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"the export ended (exit {proc.returncode}) before it was killed")
+
+
+def _checkpoint_count(checkpoint: Path) -> int | None:
+    """Items the checkpoint records (it is replaced atomically, so never half written)."""
+    if not checkpoint.exists():
+        return None
+    return int(orjson.loads(checkpoint.read_bytes())["count"])
+
+
+async def test_export_cases_batches_and_settlements(
+    amili_client: AmiliClient, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    invoice = (await amili_client.invoices.list(org, status="OPEN").collect(limit=1))[0]
+    payment = {"invoiceId": invoice.id, "type": "DIRECT_PAYMENT", "amount": "10.00"}
+    reference = await amili_client.payments.create(org, [{**payment, "currency": "NOK"}])
+    await amili_client.batches.wait(org, reference.batch_id, poll_interval=0.01)
+    expected = {
+        "cases": [c.case_id for c in await amili_client.collections.list_cases(org).collect()],
+        "batches": [reference.batch_id],
+        "settlements": [
+            s.settlement_id for s in await amili_client.settlements.list(org).collect()
+        ],
+    }
+    key = {"cases": "caseId", "batches": "batchId", "settlements": "settlementId"}
+
+    runs = await asyncio.gather(
+        *(
+            cli("export", what, "--org", org, "--out", tmp_path / f"{what}.jsonl", env=env)
+            for what in expected
+        )
+    )
+
+    for what, run in zip(expected, runs, strict=True):
+        assert run.code == 0, run.stderr
+        lines = (tmp_path / f"{what}.jsonl").read_text().splitlines()
+        assert [orjson.loads(line)[key[what]] for line in lines] == expected[what]
+    assert len(expected["cases"]) == SEEDED
+    assert len(expected["settlements"]) == 1
+
+
+async def test_sandbox_command_serves_until_interrupted() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "amili_async",
+        "sandbox",
+        "--port",
+        "0",
+        "--invoices",
+        "30",
+        "--faults",
+        "503=0.2,retry_after=0,seed=4",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=base_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            banner = (await proc.stdout.readline()).decode()
+        found = re.search(r"API (\S+)\s+token (\S+)\s+client .*\s+org (\S+)", banner)
+        assert found is not None, banner
+        base_url, token_url, org = found.groups()
+        async with AmiliClient(
+            client_id="sandbox",
+            client_secret="sandbox-secret",
+            base_url=base_url,
+            token_url=token_url,
+            max_retries=10,
+        ) as client:
+            invoices = await client.invoices.list(org, page_size=7).collect()
+        assert len(invoices) == 30
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            _, err = await proc.communicate()
+    assert proc.returncode == 130
+    assert "Traceback" not in err.decode()
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def _row(n: int, **changes: str) -> dict[str, str]:
+    row = {
+        "type": "NOTICE",
+        "invoiceNumber": f"CLI-{n:04d}",
+        "originalInvoiceAmount": "1250.50",
+        "currency": "NOK",
+        "invoiceDate": "2024-05-01T00:00:00Z",
+        "dueDate": "2024-05-15T00:00:00Z",
+        "uniqueSourceInvoiceId": f"cli-src-{n:04d}",
+        "vat": "false",  # CSV text coerced to the model's boolean
+        "fees": "true",
+        "debtors.0.type": "PRIVATE",
+        "debtors.0.firstname": "Ola",
+        "debtors.0.lastname": "Nordmann",
+        "debtors.0.customerNumber": f"CLI-C-{n}",
+    }
+    row.update(changes)
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+async def test_submit_reports_every_row_and_fails_when_some_rows_fail(
+    amili_sandbox: SandboxServer,
+    amili_client: AmiliClient,
+    env: dict[str, str],
+    org: str,
+    tmp_path: Path,
+) -> None:
+    rows = [
+        _row(1),
+        _row(2, uniqueSourceInvoiceId="erp-order-0000001"),  # a seeded invoice's source id
+        _row(3),
+        _row(4, originalInvoiceAmount="0"),
+        _row(5, dueDate="2024-04-01T00:00:00Z"),
+        _row(6, uniqueSourceInvoiceId="cli-src-0001"),  # repeats row 1
+        _row(7),
+    ]
+    source = write_csv(tmp_path / "rows.csv", rows)
+
+    run = await cli("submit", "invoices", source, "--org", org, "--chunk-size", "3", env=env)
+
+    assert run.code == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    report = read_report(tmp_path / "rows.report.csv")
+    assert [r["row"] for r in report] == [str(k) for k in range(1, 8)]
+    assert [r["status"] for r in report] == [
+        "ok",
+        "failed",
+        "ok",
+        "failed",
+        "failed",
+        "failed",
+        "ok",
+    ]
+    for entry in report:
+        if entry["status"] == "ok":
+            assert entry["batch_id"]
+            assert entry["case_id"]
+            assert not entry["reason"]
+            invoice = await amili_client.invoices.get(org, entry["invoice_id"])
+            assert invoice.invoice_number == f"CLI-{int(entry['row']):04d}"
+            assert invoice.original_invoice_amount == Decimal("1250.50")
+        else:
+            assert entry["reason"]
+    assert "already exists" in report[1]["reason"]
+    assert "greater than 0" in report[3]["reason"]
+    assert "dueDate" in report[4]["reason"]
+    assert "3 ok, 4 failed" in run.stdout
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 3
+
+
+async def test_submit_all_ok_exits_0(
+    amili_sandbox: SandboxServer,
+    amili_client: AmiliClient,
+    env: dict[str, str],
+    org: str,
+    tmp_path: Path,
+) -> None:
+    source = write_csv(tmp_path / "good.csv", [_row(n) for n in range(1, 6)])
+    report = tmp_path / "out" / "report.csv"
+    report.parent.mkdir()
+
+    run = await cli("submit", "invoices", source, "--org", org, "--report", report, env=env)
+
+    assert run.code == 0, run.stderr
+    assert [r["status"] for r in read_report(report)] == ["ok"] * 5
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 5
+
+    # Payments from JSON Lines, wire shape.
+    target = read_report(report)[0]["invoice_id"]
+    payments = tmp_path / "payments.jsonl"
+    payments.write_bytes(
+        orjson.dumps(
+            {"invoiceId": target, "type": "DIRECT_PAYMENT", "amount": 250.25, "currency": "NOK"}
+        )
+        + b"\n"
+    )
+    run = await cli("submit", "payments", payments, "--org", org, env=env)
+    assert run.code == 0, run.stderr
+    assert [r["status"] for r in read_report(tmp_path / "payments.report.csv")] == ["ok"]
+    paid = await amili_client.invoices.get(org, target)
+    assert paid.remaining_amount == Decimal("1000.25")
+
+
+async def test_submit_validates_every_row_before_sending_any(
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    rows = [_row(1), _row(2), _row(3, originalInvoiceAmount="twelve")]
+    source = write_csv(tmp_path / "bad.csv", rows)
+
+    run = await cli("submit", "invoices", source, "--org", org, env=env)
+
+    line = assert_one_line_error(run)
+    assert "bad.csv row 3" in line
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED  # rows 1-2 were not sent either
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def test_usage_errors_exit_1_with_one_line(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    cases: list[tuple[tuple[Any, ...], str]] = [
+        (("export", "invoices", "--org", org, "--out", tmp_path / "x.txt"), ".jsonl or .csv"),
+        (
+            ("export", "invoices", "--org", org, "--out", tmp_path / "y.jsonl", "--resume"),
+            "nothing to resume",
+        ),
+        (("submit", "invoices", tmp_path / "missing.csv", "--org", org), "missing.csv"),
+        (
+            ("export", "settlements", "--org", org, "--out", tmp_path / "s.jsonl",
+             "--partitions", "2"),
+            "partitions",
+        ),
+        (
+            ("export", "invoices", "--org", org, "--out", tmp_path / "z.jsonl", "--from", "soon"),
+            "soon",
+        ),
+        (("sandbox", "--port", "0", "--faults", "429=lots"), "not a probability"),
+        (
+            ("export", "invoices", "--org", "00000000-0000-4000-8000-000000000000",
+             "--out", tmp_path / "w.jsonl"),
+            "404",
+        ),
+    ]  # fmt: skip
+    runs = await asyncio.gather(*(cli(*args, env=env) for args, _ in cases))
+    for (args, expected), run in zip(cases, runs, strict=True):
+        line = assert_one_line_error(run)
+        assert expected in line, (args, line)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "invoices", "--out", "x.jsonl"),  # --org missing
+        ("export", "everything", "--org", "o", "--out", "x.jsonl"),
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "many"),
+        ("submit", "invoices", "--org", "o"),  # file missing
+        ("frobnicate",),
+        (),
+    ],
+    ids=["no-org", "bad-listing", "bad-page-size", "no-file", "bad-command", "no-command"],
+)
+async def test_bad_arguments_exit_2(env: dict[str, str], args: tuple[str, ...]) -> None:
+    run = await cli(*args, env=env)
+    assert run.code == 2, run
+    assert "Traceback" not in run.stderr
+    assert "usage: amili-async" in run.stderr
+
+
+async def test_missing_credentials_exit_1_without_echoing_secrets(
+    amili_sandbox: SandboxServer, org: str, tmp_path: Path
+) -> None:
+    secret = "s3cr3t-9f1c-never-print-me"
+    out = tmp_path / "x.jsonl"
+    export = ("export", "invoices", "--org", org, "--out", out)
+    no_id = base_env(AMILI_BASE_URL=amili_sandbox.base_url, AMILI_CLIENT_SECRET=secret)
+    no_secret = base_env(AMILI_BASE_URL=amili_sandbox.base_url, AMILI_CLIENT_ID="sandbox")
+    no_host = base_env(AMILI_CLIENT_ID="sandbox", AMILI_CLIENT_SECRET=secret)
+    wrong = base_env(
+        AMILI_BASE_URL=amili_sandbox.base_url, AMILI_CLIENT_ID="sandbox", AMILI_CLIENT_SECRET=secret
+    )
+
+    runs = await asyncio.gather(*(cli(*export, env=e) for e in (no_id, no_secret, no_host, wrong)))
+
+    for run in runs:
+        assert_one_line_error(run)
+        assert secret not in run.stderr + run.stdout
+    assert "credentials missing" in runs[0].stderr
+    assert "credentials missing" in runs[1].stderr
+    assert "base_url" in runs[2].stderr
+    assert "401" in runs[3].stderr
+    assert not out.exists() or not out.read_text()
+
+
+async def test_flags_override_missing_environment(
+    amili_sandbox: SandboxServer, org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "flags.jsonl"
+    run = await cli(
+        "export", "invoices", "--org", org, "--out", out,
+        "--base-url", amili_sandbox.base_url, "--token-url", amili_sandbox.token_url,
+        "--client-id", amili_sandbox.client_id, "--client-secret", amili_sandbox.client_secret,
+        env=base_env(),
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert len(jsonl_ids(out)) == SEEDED
+    assert amili_sandbox.client_secret not in run.stdout + run.stderr
+
+
+# --------------------------------------------------------------------------- demo
+
+
+async def test_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+
+    run = await cli("demo", "--out", out, "--invoices", "2000", env=base_env())
+
+    assert run.code == 0, run.stdout + run.stderr
+    ids = jsonl_ids(out / "invoices.jsonl")
+    assert len(ids) == len(set(ids)) == 2000 + 18  # seeded + the demo's 18 good rows
+    report = read_report(out / "new-invoices.report.csv")
+    assert [r["status"] for r in report].count("ok") == 18
+    assert "matches" in run.stdout
