@@ -93,7 +93,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ._demo import DEMO_INVOICES, run_demo
 
-        await run_demo(args.out, invoices=args.invoices or DEMO_INVOICES)
+        await run_demo(args.out, invoices=DEMO_INVOICES if args.invoices is None else args.invoices)
         return 0
     async with _client(args) as client:
         if args.command == "export":

@@ -110,6 +110,19 @@ def listing(client: AmiliClient, opts: ExportOptions, token: str | None) -> Asyn
     )
 
 
+def _identity(opts: ExportOptions) -> dict[str, Any]:
+    """What a page token is valid for: the listing and every filter sent with it."""
+    return {
+        "what": opts.what,
+        "organization_id": opts.organization_id,
+        "status": opts.status,
+        "type": opts.type,
+        "from": opts.from_,
+        "to": opts.to,
+        "page_size": opts.page_size,
+    }
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Replace the checkpoint atomically (write a temp file, fsync, rename)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -130,8 +143,11 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
         if not checkpoint.exists():
             raise ValueError(f"nothing to resume: {checkpoint.name} does not exist")
         state = orjson.loads(checkpoint.read_bytes())
-        if state.get("what") != opts.what or state.get("organization_id") != opts.organization_id:
-            raise ValueError("the checkpoint belongs to another export (what/--org differ)")
+        if state.get("listing") != _identity(opts):
+            raise ValueError(
+                "the checkpoint belongs to another export: what, --org and the filters must be "
+                "the same as in the interrupted run"
+            )
         if state.get("done"):
             return ExportSummary(state["count"], 0.0, opts.out, state["count"])
         if opts.partitions:
@@ -147,7 +163,7 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     mode = "a" if opts.resume else "w"
     with opts.out.open(mode, encoding="utf-8", newline="") as stream:
         writer = RowWriter(stream, fmt, LISTINGS[opts.what], header=not opts.resume)
-        base = {"what": opts.what, "organization_id": opts.organization_id}
+        base = {"listing": _identity(opts)}
         if not opts.resume and not opts.partitions:
             stream.flush()
             _save_checkpoint(

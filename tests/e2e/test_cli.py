@@ -556,3 +556,30 @@ async def test_demo(tmp_path: Path) -> None:
     report = read_report(out / "new-invoices.report.csv")
     assert [r["status"] for r in report].count("ok") == 18
     assert "matches" in run.stdout
+
+
+async def test_resume_with_other_filters_is_refused(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "open.jsonl"
+    first = await cli(
+        "export",
+        "invoices",
+        "--org",
+        org,
+        "--out",
+        out,
+        "--status",
+        "OPEN",
+        "--no-progress",
+        env=env,
+    )
+    assert first.code == 0, first
+    again = await cli(
+        "export", "invoices", "--org", org, "--out", out, "--status", "CLOSED", "--resume", env=env
+    )
+    assert "another export" in assert_one_line_error(again)
+    same = await cli(
+        "export", "invoices", "--org", org, "--out", out, "--status", "OPEN", "--resume", env=env
+    )
+    assert same.code == 0, same
