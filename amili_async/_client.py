@@ -25,7 +25,6 @@ from ._request import Request, Response
 from ._retry import RetryPolicy
 from ._transport import RequestHook, ResponseHook, Transport
 from ._version import __version__
-from .errors import ResponseDecodeError
 from .resources import (
     Batches,
     Collections,
@@ -177,23 +176,32 @@ class AmiliClient:
     async def _request(self, request: Request, cast_to: None) -> None: ...
     async def _request(self, request: Request, cast_to: type[T] | None) -> T | None:
         """Send through the transport, then decode the body into `cast_to` (None: no body)."""
+        response = await self._send(request)
+        if cast_to is None:
+            return None
+        return self._structure(response, self._parse(response), cast_to)
+
+    async def _send(self, request: Request) -> Response:
+        """Send through the transport; the response is recorded for `with_raw_response`."""
         response = await self._transport.send(request)
         captured = _captured.get()
         if captured is not None:
             captured.append(response)
-        if cast_to is None:
-            return None
+        return response
+
+    def _parse(self, response: Response) -> Any:
+        """The response body as plain JSON data; ResponseDecodeError when it is not JSON."""
         try:
-            return _serde.decode(response.content, cast_to)
+            return _serde.parse(response.content)
         except _serde.StructureError as error:
-            raise ResponseDecodeError(
-                str(error),
-                status_code=response.status_code,
-                request_id=response.request_id,
-                body=response.content,
-                method=response.method,
-                url=response.url,
-            ) from error
+            raise response.decode_error(str(error)) from error
+
+    def _structure(self, response: Response, data: Any, cast_to: type[T]) -> T:
+        """Parsed body -> model; ResponseDecodeError when it has not the documented shape."""
+        try:
+            return _serde.structure(data, cast_to)
+        except _serde.StructureError as error:
+            raise response.decode_error(str(error)) from error
 
 
 def _environment_from_env() -> Literal["staging", "production"] | None:

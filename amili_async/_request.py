@@ -72,14 +72,18 @@ class Response:
         try:
             return orjson.loads(self.content)
         except orjson.JSONDecodeError as exc:
-            raise ResponseDecodeError(
-                "body is not JSON",
-                status_code=self.status_code,
-                request_id=self.request_id,
-                body=self.content,
-                method=self.method,
-                url=self.url,
-            ) from exc
+            raise self.decode_error("body is not JSON") from exc
+
+    def decode_error(self, reason: str) -> ResponseDecodeError:
+        """The error for this (2xx) response's body not being what the API documents."""
+        return ResponseDecodeError(
+            reason,
+            status_code=self.status_code,
+            request_id=self.request_id,
+            body=self.content,
+            method=self.method,
+            url=self.url,
+        )
 
 
 def encode_multipart(

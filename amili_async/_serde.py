@@ -409,10 +409,14 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def decode(data: bytes, cls: type[T]) -> T:
-    """JSON bytes -> model; StructureError for a body that is not JSON or not the shape."""
+def parse(data: bytes) -> Any:
+    """JSON bytes -> plain data; StructureError for a body that is not JSON (an HTML page)."""
     try:
-        parsed = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         raise StructureError(f"body is not valid JSON (at byte {error.pos})") from error
-    return structure(parsed, cls)
+
+
+def decode(data: bytes, cls: type[T]) -> T:
+    """JSON bytes -> model; StructureError for a body that is not JSON or not the shape."""
+    return structure(parse(data), cls)

@@ -163,6 +163,15 @@ def main() -> None:
         f"peak RSS {'PASS' if max(peaks) < 150 else 'FAIL'} (max {max(peaks):.0f} MB, "
         f"growth {peaks[-1] - peaks[0]:+.0f} MB from {rows[0][0]} to {rows[-1][0]})"
     )
+    # Same stream with prefetch off: what overlapping the server's time with our decoding buys.
+    with sandbox(counts[0]) as base_url:
+        off = run_child(base_url, "sequential", 1000, counts[0])
+        on = run_child(base_url, "stream", 1000, counts[0])
+    print(
+        f"{counts[0]:,} invoices without prefetch: {off['count'] / off['seconds']:,.0f}/s; "
+        f"with prefetch 1: {on['count'] / on['seconds']:,.0f}/s "
+        f"({off['seconds'] / on['seconds']:.2f}x, no consumer work)"
+    )
 
     pages = 100
     with sandbox(pages * 100, faults=f"latency={LATENCY}") as base_url:

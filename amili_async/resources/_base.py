@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 from .. import _serde, bulk, models
-from .._pagination import Page, TokenPager
-from .._request import Request, RequestOptions
+from .._pagination import PendingPage, TokenPager
+from .._request import Request, RequestOptions, Response
 
 if TYPE_CHECKING:
     from .batches import Batches
@@ -46,6 +46,10 @@ class Requester(Protocol):
     def prefetch(self) -> int: ...
     @property
     def batches(self) -> Batches: ...
+
+    async def _send(self, request: Request) -> Response: ...
+    def _parse(self, response: Response) -> Any: ...
+    def _structure(self, response: Response, data: Any, cast_to: type[T]) -> T: ...
 
     @overload
     async def _request(self, request: Request, cast_to: type[T]) -> T: ...
@@ -233,16 +237,23 @@ class Resource:
         request_options = options(timeout)
         client = self._client
 
-        async def fetch(token: str | None) -> Page[T]:
+        async def fetch(token: str | None) -> PendingPage[T]:
             page_query = base_query if token is None else {**base_query, token_param: token}
             request = Request("GET", route, params=page_query, options=request_options)
-            response: ListResponse[T] = await client._request(request, envelope)
-            summary = response.summary
-            items = response.data or []
-            if keep is not None:
-                items = [item for item in items if keep(item)]
-            next_token = summary.next_page_token if summary is not None else None
-            return Page(items=items, next_page_token=next_token or None, token=token)
+            response = await client._send(request)
+            data = client._parse(response)
+            summary = data.get("summary") if isinstance(data, dict) else None
+            next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
+
+            if next_token is not None and not isinstance(next_token, str):
+                raise response.decode_error("summary.nextPageToken is not a string")
+
+            def build() -> list[T]:
+                listing: ListResponse[T] = client._structure(response, data, envelope)
+                items = listing.data or []
+                return items if keep is None else [item for item in items if keep(item)]
+
+            return PendingPage(build, next_token or None, token)
 
         depth = client.prefetch if prefetch is None else prefetch
         return TokenPager(fetch, page_token=page_token, prefetch=depth)

@@ -85,7 +85,9 @@ async def test_retry_after_is_honoured(amili_sandbox: SandboxServer) -> None:
         )
 
     async with connect(amili_sandbox, on_request=hook) as client:
-        invoices = await client.invoices.list(amili_sandbox.default_org_id).collect(limit=5)
+        # prefetch=0: only the page asked for is requested, so the attempts are countable.
+        pager = client.invoices.list(amili_sandbox.default_org_id, prefetch=0)
+        invoices = await pager.collect(limit=5)
 
     assert len(invoices) == 5
     assert len(sent) == 2
@@ -116,7 +118,7 @@ async def test_without_retries_the_typed_error_surfaces(
     async with connect(
         amili_sandbox, max_retries=0, on_request=lambda info: attempts.append(info.attempt)
     ) as client:
-        first = (await client.invoices.list(org).collect(limit=1))[0]
+        first = (await client.invoices.list(org, prefetch=0).collect(limit=1))[0]
         amili_sandbox.set_faults(faults)
         with pytest.raises(expected) as caught:
             await client.invoices.get(org, first.id)

@@ -15,7 +15,7 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 
 from amili_async import AmiliClient, APIConnectionError, InternalServerError, Page, models
-from amili_async._pagination import MergedPager, TokenPager
+from amili_async._pagination import MergedPager, PendingPage, TokenPager
 
 BASE = "https://api.test.invalid/collection/v1"
 ORG = "o1"
@@ -777,3 +777,60 @@ async def test_an_error_in_one_partition_propagates_and_cancels_the_others(
     assert set(cancelled) == others
     assert len(cancelled) == 3
     await settle(lambda: other_tasks() == before)
+
+
+# --- pending pages: items built when taken, after the next fetch has started ------------------
+
+
+class PendingListing:
+    """Three pages returned as PendingPage; records the order of fetches and builds."""
+
+    def __init__(self, fail_build: str | None = None) -> None:
+        self.events: list[str] = []
+        self.fail_build = fail_build
+
+    async def __call__(self, token: str | None) -> PendingPage[int]:
+        index = 0 if token is None else int(token)
+        self.events.append(f"fetch {index}")
+        await asyncio.sleep(0)
+
+        def build() -> list[int]:
+            self.events.append(f"build {index}")
+            if token is not None and token == self.fail_build:
+                raise boom(token)
+            return [index * 10, index * 10 + 1]
+
+        return PendingPage(build, str(index + 1) if index < 2 else None, token)
+
+
+async def test_pending_pages_are_built_after_the_next_fetch_started() -> None:
+    listing = PendingListing()
+    items = await bounded(TokenPager(listing, prefetch=1).collect())
+    assert items == [0, 1, 10, 11, 20, 21]
+    # With prefetch the request for page 1 goes out before page 0's items are built, so the
+    # server's time and the client's decoding overlap.
+    assert listing.events.index("fetch 1") < listing.events.index("build 0")
+    assert listing.events.index("fetch 2") < listing.events.index("build 1")
+
+
+async def test_pending_pages_without_prefetch_build_in_order() -> None:
+    listing = PendingListing()
+    assert await bounded(TokenPager(listing, prefetch=0).collect()) == [0, 1, 10, 11, 20, 21]
+    assert listing.events == ["fetch 0", "build 0", "fetch 1", "build 1", "fetch 2", "build 2"]
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_a_failed_build_carries_its_page_token(prefetch: int) -> None:
+    listing = PendingListing(fail_build="1")
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for item in TokenPager(listing, prefetch=prefetch):
+            seen.append(item)
+
+    with pytest.raises(APIConnectionError) as caught:
+        await bounded(consume())
+    assert seen == [0, 1]
+    assert caught.value.resume_token == "1"
+    resumed = await bounded(TokenPager(PendingListing(), page_token="1").collect())
+    assert seen + resumed == [0, 1, 10, 11, 20, 21]
