@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from .. import models
 from ._config import SandboxConfig
 from ._faults import FAULTS_KEY, FaultInjector, fault_middleware
 from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
@@ -268,7 +269,7 @@ async def list_batches(request: web.Request) -> web.Response:
     _, org = _auth_org(request)
     q = request.query
     direction = (q.get("SortDirection") or "ASC").upper()
-    if direction not in ("ASC", "DESC"):
+    if direction not in tuple(member.value for member in models.SortDirection):
         raise ApiError(400, "Invalid SortDirection.", errors={"SortDirection": ["ASC or DESC."]})
     states = query_enum(q.getall("State", []), "State", BATCH_STATUSES)
     types = query_enum(q.getall("Type", []), "Type", BATCH_TYPES)

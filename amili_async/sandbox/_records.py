@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from .. import models
 from ._config import OrgConfig
 from ._wire import fmt_ms
 
@@ -22,18 +23,16 @@ __all__ = [
     "SettlementRecord",
 ]
 
-INVOICE_STATUSES = ("OPEN", "PAUSED", "CLOSED", "WITHDRAWN")
-INVOICE_TYPES = ("PAYMENT_REMINDER", "NOTICE", "COLLECTION_NOTICE")
+# Enum values come from the generated models (i.e. the spec): one place to change them. The
+# order matters: the seeded columns store positions in these tuples.
+INVOICE_STATUSES = tuple(member.value for member in models.InvoiceStatus)
+INVOICE_TYPES = tuple(member.value for member in models.InvoiceType)
 CASE_SUB_STATUSES: tuple[str | None, ...] = (
     None,
-    "DEBT_COLLECTION_LIST_MANUAL",
-    "DEBT_COLLECTION",
-    "EVICTION_REQUESTED",
-    "EVICTION_CONFIRMATION_REQUESTED",
-    "EVICTION_CONFIRMED",
+    *(member.value for member in models.CaseSubStatus),
 )
-BATCH_STATUSES = ("QUEUED", "SUCCESS", "PARTIAL", "FAILED")
-BATCH_TYPES = ("NONE", "INVOICE", "PAYMENT", "CORRECTION")
+BATCH_STATUSES = tuple(member.value for member in models.BatchStatus)
+BATCH_TYPES = tuple(member.value for member in models.BatchType)
 
 _DEBTOR_NS = uuid.UUID("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f")
 

@@ -11,6 +11,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from .. import models
+from ._records import INVOICE_TYPES
 from ._wire import ApiError, decimal_or_none, fmt_ms, parse_date, parse_datetime_ms
 
 __all__ = [
@@ -27,9 +29,8 @@ __all__ = [
     "validate_payments",
 ]
 
-INVOICE_TYPES = ("PAYMENT_REMINDER", "NOTICE", "COLLECTION_NOTICE")
-DEBTOR_TYPES = ("PRIVATE", "COMPANY")
-PAYMENT_TYPES = ("DIRECT_PAYMENT",)
+DEBTOR_TYPES = tuple(member.value for member in models.DebtorType)
+PAYMENT_TYPES = tuple(member.value for member in models.PaymentType)
 MAX_ITEMS = 1000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MAX_AMOUNT = Decimal("1e12")
