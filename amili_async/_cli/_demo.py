@@ -64,6 +64,10 @@ def _write_new_invoices(path: Path) -> int:
     return len(rows)
 
 
+def _money(amount: Decimal | None) -> str:
+    return "?" if amount is None else f"{amount:,.2f}"
+
+
 async def run_demo(out_dir: Path, *, invoices: int = DEMO_INVOICES) -> None:
     from ..sandbox import SandboxConfig, SandboxServer
 
@@ -104,7 +108,7 @@ async def run_demo(out_dir: Path, *, invoices: int = DEMO_INVOICES) -> None:
             paid = await client.invoices.get(org, invoice.id)
             print(
                 f"3. payment of NOK 250.10 on {paid.invoice_number}: batch {batch.status}, "
-                f"remaining {invoice.remaining_amount} -> {paid.remaining_amount}"
+                f"remaining {_money(invoice.remaining_amount)} -> {_money(paid.remaining_amount)}"
             )
 
             out = out_dir / "invoices.jsonl"
