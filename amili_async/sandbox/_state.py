@@ -276,16 +276,10 @@ class OrgState:
                 exact.append(seeded.index_of_invoice_number(f.invoice_number))
             if f.usid is not None:
                 exact.append(seeded.index_of_usid(f.usid))
-            if exact:
-                first = exact[0]
-                only = first if first is not None and all(x == first for x in exact) else None
-                rng = range(only, only + 1) if only is not None and only in rng else range(0)
+            rng = _narrowed(rng, exact)
             status = _codes(f.status, _STATUS_CODE)
             types = _codes(f.type, _TYPE_CODE)
-            customer = -1
-            if f.customer_number is not None:
-                code = seeded.customer_code(f.customer_number)
-                customer = -2 if code is None else code
+            customer = _customer_filter(seeded, f.customer_number)
             st_col, ty_col, cu_col, cr_col = (
                 seeded.status,
                 seeded.type,
@@ -328,16 +322,10 @@ class OrgState:
                 exact.append(seeded.index_of_case_number(f.case_number))
             if f.usid is not None:
                 exact.append(seeded.index_of_usid(f.usid))
-            if exact:
-                first = exact[0]
-                only = first if first is not None and all(x == first for x in exact) else None
-                rng = range(only, only + 1) if only is not None and only in rng else range(0)
+            rng = _narrowed(rng, exact)
             status = _codes(f.status, _STATUS_CODE)
             types = _codes(f.type, _TYPE_CODE)
-            customer = -1
-            if f.customer_number is not None:
-                code = seeded.customer_code(f.customer_number)
-                customer = -2 if code is None else code
+            customer = _customer_filter(seeded, f.customer_number)
             for i in rng:
                 if status is not None and seeded.status[i] not in status:
                     continue
@@ -920,3 +908,20 @@ def _legacy_creditor(o: OrgState) -> dict[str, Any]:
         "disabled": False,
         "lastsettlementid": o.settlements[-1].id if o.settlements else None,
     }
+
+
+def _narrowed(rng: range, exact: list[int | None]) -> range:
+    """Narrow a seeded range to the one index every exact-match filter agrees on (if any)."""
+    if not exact:
+        return rng
+    first = exact[0]
+    only = first if first is not None and all(x == first for x in exact) else None
+    return range(only, only + 1) if only is not None and only in rng else range(0)
+
+
+def _customer_filter(seeded: SeededInvoices, customer_number: str | None) -> int:
+    """Customer code to match in the seeded column: -1 no filter, -2 a number nobody has."""
+    if customer_number is None:
+        return -1
+    code = seeded.customer_code(customer_number)
+    return -2 if code is None else code
