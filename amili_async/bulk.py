@@ -197,21 +197,25 @@ class _Chunker:
         return _map_results(start, chunk, batch)
 
     async def _submit_once(self, chunk: list[T], key: str) -> str:
-        """The batch id of this chunk, created at most once whatever the network does."""
+        """The batch id of this chunk, created at most once whatever the network does.
+
+        After a POST whose outcome is unknown (no answer, or a 5xx), the batch is looked up by
+        the chunk's idempotency key before anything is sent again; a resend carries the same
+        key, so a server that did create it answers with the original batch.
+        """
         last_error: AmiliError | None = None
         for _ in range(RECONCILE_ROUNDS):
-            if last_error is not None:
-                found = await self._find_batch(key)
-                if found is not None:
-                    return found
             try:
                 reference = await self.submit(chunk, key)
             except (APIConnectionError, APIStatusError) as error:
                 if isinstance(error, APIStatusError) and error.status_code < 500:
                     raise  # refused: the server created nothing
-                last_error = error  # unknown: maybe created, look it up before resending
-                continue
-            return reference.batch_id
+                last_error = error
+            else:
+                return reference.batch_id
+            found = await self._find_batch(key)
+            if found is not None:
+                return found
         assert last_error is not None
         raise last_error
 
