@@ -31,9 +31,12 @@ __all__ = [
     "parse_page_size",
 ]
 
+# Page size default and limit: inferred (docs/DESIGN.md), one place to change them.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# Token layout version: a token from an older layout is refused, never misread.
 _VERSION = 1
+# 96 bits of HMAC: forging a token by chance is out of reach, and tokens stay short in URLs.
 _MAC_LEN = 12
 _LAYOUT = struct.Struct(">Bq16s")
 

@@ -40,7 +40,8 @@ _PERM_A = 0x5DEECE66D  # odd, hence invertible modulo 2**48
 _PERM_A_INV = pow(_PERM_A, -1, 1 << 48)
 _DAY_MS = 86_400_000
 
-#: Seeded createdAt: from 2024-01-02T07:00:00Z, one invoice every STEP_MS (with jitter).
+#: Seeded createdAt: from 2024-01-02T07:00:00Z, one invoice every STEP_MS (with jitter);
+#: 30 s apart puts 1M invoices within a year, as a busy creditor's would be.
 SEED_START_MS = 1_704_178_800_000
 STEP_MS = 30_000
 #: Case numbers start here (the docs' webhook example shows "5000001").

@@ -31,8 +31,10 @@ __all__ = [
 
 DEBTOR_TYPES = tuple(member.value for member in models.DebtorType)
 PAYMENT_TYPES = tuple(member.value for member in models.PaymentType)
+# Items per write request: inferred limit (docs/DESIGN.md), the same as the page size limit.
 MAX_ITEMS = 1000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# A trillion NOK: above any real invoice, below where a typo becomes a plausible amount.
 _MAX_AMOUNT = Decimal("1e12")
 
 
