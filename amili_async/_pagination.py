@@ -1,20 +1,27 @@
 """Async iteration over token-paged listings, with prefetch, resume and partitions.
 
-A listing is described by one coroutine function, `fetch(token) -> Page | PendingPage`, that
-the resource
-builds with its filters and page size already bound, so every page request carries them. The
-pager only moves tokens: it never knows the endpoint's spelling of its token parameter.
+A listing is described by one coroutine function, `fetch(token) -> Page | PendingPage`, that the
+resource builds with its filters and page size already bound, so every page request carries
+them. The pager only moves tokens: it never knows the endpoint's spelling of its token parameter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._tasks import cancel_and_wait
 from .errors import AmiliError
 
 T = TypeVar("T")
@@ -58,24 +65,28 @@ class _Failure:
 _END = object()
 
 
-async def _fetch_marked(fetch: Fetch[T], token: str | None) -> Page[T] | PendingPage[T]:
-    """Fetch one page; an SDK error carries `resume_token` = the token of the failed page."""
+@contextlib.contextmanager
+def _resume_at(token: str | None) -> Iterator[None]:
+    """An SDK error raised for a page carries `resume_token` = the token of that page."""
     try:
-        return await fetch(token)
+        yield
     except AmiliError as error:
         error.resume_token = token
         raise
 
 
+async def _fetch_marked(fetch: Fetch[T], token: str | None) -> Page[T] | PendingPage[T]:
+    """Fetch one page, marking a failure with its token."""
+    with _resume_at(token):
+        return await fetch(token)
+
+
 def _ready(entry: Page[T] | PendingPage[T]) -> Page[T]:
-    """The page with its items built; a build error also carries the page's `resume_token`."""
+    """The page with its items built (a build failure is marked with the page's token)."""
     if isinstance(entry, Page):
         return entry
-    try:
+    with _resume_at(entry.token):
         items = entry.build()
-    except AmiliError as error:
-        error.resume_token = entry.token
-        raise
     return Page(items=items, next_page_token=entry.next_page_token, token=entry.token)
 
 
@@ -127,15 +138,7 @@ async def _drain(
                 raise entry.error
             yield entry
     finally:
-        producer.cancel()
-        try:
-            await producer
-        except asyncio.CancelledError:
-            # The producer's cancellation is expected; the caller's own (its task cancelled
-            # while waiting here) must propagate, not be swallowed.
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait([producer])
 
 
 class TokenPager(AsyncPager[T]):

@@ -11,7 +11,6 @@ sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from . import models
+from ._tasks import cancel_and_wait
 from .errors import (
     AmiliError,
     APIConnectionError,
@@ -139,11 +139,7 @@ async def submit_many(
             for result in await window.pop(0):
                 yield result
     finally:
-        for task in window:
-            task.cancel()
-        for task in window:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(window)
 
 
 async def _chunks(

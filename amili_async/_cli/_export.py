@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,43 +154,39 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
         if opts.partitions:
             raise ValueError("--resume cannot continue a partitioned export")
         token, count = state["next_page_token"], state["count"]
-        with opts.out.open("r+b") as stream:
-            stream.truncate(state["size"])  # drop a page that was only partly written
+        with opts.out.open("r+b") as partial:
+            partial.truncate(state["size"])  # drop a page that was only partly written
     resumed_from = count
+    started = time.monotonic()
     progress = Progress(opts.what) if opts.progress else None
     if progress is not None:
         progress.count = count
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    mode = "a" if opts.resume else "w"
-    with opts.out.open(mode, encoding="utf-8", newline="") as stream:
+    base = {"listing": _identity(opts)}
+    with opts.out.open("a" if opts.resume else "w", encoding="utf-8", newline="") as stream:
         writer = RowWriter(stream, fmt, LISTINGS[opts.what], header=not opts.resume)
-        base = {"listing": _identity(opts)}
-        if not opts.resume and not opts.partitions:
+
+        def checkpoint_at(next_token: str | None, *, done: bool) -> None:
+            """Everything written so far is on disk; the listing continues at `next_token`."""
             stream.flush()
-            _save_checkpoint(
-                checkpoint, {**base, "next_page_token": None, "count": 0, "size": stream.tell()}
-            )
+            state = {"next_page_token": next_token, "count": count, "size": stream.tell()}
+            _save_checkpoint(checkpoint, {**base, **state, "done": done})
+
+        # Partitioned exports have no single token to resume from: no checkpoint per page.
+        resumable = not opts.partitions
+        if resumable and not opts.resume:
+            checkpoint_at(None, done=False)  # killed before the first page: start over
         async for page in listing(client, opts, token).pages():
             for item in page.items:
                 writer.write(item)
             count += len(page.items)
             if progress is not None:
                 progress.advance(len(page.items))
-            if not opts.partitions:
-                stream.flush()
-                _save_checkpoint(
-                    checkpoint,
-                    {
-                        **base,
-                        "next_page_token": page.next_page_token,
-                        "count": count,
-                        "size": stream.tell(),
-                        "done": page.next_page_token is None,
-                    },
-                )
+            if resumable:
+                checkpoint_at(page.next_page_token, done=page.next_page_token is None)
+        if not resumable:
+            checkpoint_at(None, done=True)
     if progress is not None:
         progress.close()
-    if opts.partitions:
-        _save_checkpoint(checkpoint, {**base, "count": count, "done": True})
-    seconds = progress.elapsed if progress is not None else 0.0
+    seconds = time.monotonic() - started
     return ExportSummary(count, seconds, opts.out, resumed_from)

@@ -31,13 +31,6 @@ class Progress:
             self._last_draw = now
             self._draw(now, final=False)
 
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self._start
-
-    def rate(self) -> float:
-        return self.count / self.elapsed if self.elapsed > 0 else 0.0
-
     def close(self) -> None:
         self._draw(time.monotonic(), final=True)
 

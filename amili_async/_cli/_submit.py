@@ -34,7 +34,6 @@ class SubmitSummary:
     ok: int
     failed: int
     report: Path
-    seconds: float
 
 
 def report_path(source: Path) -> Path:
@@ -98,4 +97,4 @@ async def submit(
                 counter.advance()
     if counter is not None:
         counter.close()
-    return SubmitSummary(ok, failed, report, counter.elapsed if counter else 0.0)
+    return SubmitSummary(ok, failed, report)

@@ -139,13 +139,6 @@ class CaseFilters:
     to_ms: int | None = None
 
 
-@attrs.define
-class _Idempotent:
-    fingerprint: str
-    batch_id: str
-    body: bytes
-
-
 class OrgState:
     """One organisation's data."""
 
@@ -162,7 +155,6 @@ class OrgState:
         self.batches: list[BatchRecord] = []
         self.settlements: list[SettlementRecord] = []
         self.settlements_by_id: dict[str, SettlementRecord] = {}
-        self.idempotency: dict[tuple[str, str], _Idempotent] = {}
 
     # ----------------------------------------------------------------- lookups
     @property
@@ -435,8 +427,7 @@ class SandboxState:
         self._queue: asyncio.Queue[BatchRecord] = asyncio.Queue()
         self.legacy_batches: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, dict[str, Any]] = {}
-        #: (scope, operation, IdempotencyKey) -> (request fingerprint, result) of the POSTs
-        #: that are not write batches (case actions, legacy batch and attachment).
+        #: (scope, operation, IdempotencyKey) -> (request fingerprint, result) of every POST.
         self.idempotent_results: dict[tuple[str, str, str], tuple[str, Any]] = {}
 
     @property
@@ -456,21 +447,29 @@ class SandboxState:
         """Queue a write batch; answer the 202 body. Synchronous, so two identical
         requests cannot race between the idempotency check and the store.
 
-        Idempotency follows Stripe: a repeat with the same ``IdempotencyKey`` (per
-        organisation and operation) gets the original response and creates nothing; the
-        same key with a different body is a 409 Conflict.
+        Idempotency follows Stripe (see ``run_idempotent``): a repeat with the same
+        ``IdempotencyKey`` (per organisation and operation) gets the original response and
+        creates nothing; the same key with a different body is a 409 Conflict.
         """
-        fingerprint = _fingerprint(items)
-        if idempotency_key is not None:
-            seen = org.idempotency.get((batch_type, idempotency_key))
-            if seen is not None:
-                if seen.fingerprint != fingerprint:
-                    raise ApiError(
-                        409,
-                        "This IdempotencyKey was already used with a different request body.",
-                        title="Idempotency key reuse",
-                    )
-                return seen.body
+        return self.run_idempotent(
+            org.org.id,
+            batch_type,
+            idempotency_key,
+            items,
+            lambda: self._queue_batch(
+                org, batch_type, client_id, idempotency_key, items, batch_url_base
+            ),
+        )
+
+    def _queue_batch(
+        self,
+        org: OrgState,
+        batch_type: str,
+        client_id: str,
+        idempotency_key: str | None,
+        items: list[dict[str, Any]],
+        batch_url_base: str,
+    ) -> bytes:
         batch = BatchRecord(
             id=str(uuid.uuid4()),
             org_id=org.org.id,
@@ -483,25 +482,20 @@ class SandboxState:
         )
         org.batches.append(batch)
         self.batches_by_id[batch.id] = batch
-        body = dumps(
+        loop = asyncio.get_running_loop()
+        batch.due = loop.time() + max(0.0, self.config.batch_delay)
+        self._queue.put_nowait(batch)
+        return dumps(
             {
                 "summary": {"status": "SUCCESS"},
                 "data": {"batchId": batch.id, "batchUrl": f"{batch_url_base}/{batch.id}"},
             }
         )
-        if idempotency_key is not None:
-            org.idempotency[(batch_type, idempotency_key)] = _Idempotent(
-                fingerprint, batch.id, body
-            )
-        loop = asyncio.get_running_loop()
-        batch.due = loop.time() + max(0.0, self.config.batch_delay)
-        self._queue.put_nowait(batch)
-        return body
 
     def run_idempotent(
         self, scope: str, operation: str, key: str | None, request: Any, run: Callable[[], _T]
     ) -> _T:
-        """Run ``run`` at most once per ``IdempotencyKey`` (DESIGN.md: every POST).
+        """Run ``run`` at most once per ``IdempotencyKey`` (DESIGN.md: every POST, Stripe's rule).
 
         A repeat with the same key (per scope, e.g. the organisation, and operation) and the
         same ``request`` gets the first result again and changes nothing, so a client retrying

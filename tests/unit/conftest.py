@@ -1,12 +1,14 @@
-"""Shared fixtures for the transport-core tests: recorded sleeps and self-closing transports."""
+"""Shared fixtures of the unit tests: recorded sleeps, self-closing transports, a mocked client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from aioresponses import aioresponses
 
+from amili_async import AmiliClient
 from amili_async._auth import StaticTokenAuth
 from amili_async._retry import RetryPolicy
 from amili_async._transport import Transport
@@ -54,3 +56,17 @@ async def make_transport(sleeper: SleepRecorder) -> AsyncIterator[Callable[..., 
     yield make
     for transport in created:
         await transport.aclose()
+
+
+@pytest.fixture
+def mocked() -> Iterator[aioresponses]:
+    """aioresponses for tests that go through a whole AmiliClient."""
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AmiliClient]:
+    """A client with a static token against BASE_URL and no retries: one request per call."""
+    async with AmiliClient(token="t", base_url=BASE_URL, max_retries=0) as c:
+        yield c

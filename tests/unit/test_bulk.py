@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -14,9 +15,11 @@ from amili_async import (
     models,
 )
 from amili_async.bulk import (
+    DEFAULT_CONCURRENCY,
     RECONCILE_ROUNDS,
     _Chunker,
     _map_results,
+    submit_many,
     wait_for_batch,
 )
 
@@ -157,3 +160,30 @@ def test_results_pair_by_index_then_by_source_id_and_never_invent_success() -> N
     assert results[1].reason == "dup"
     assert not results[2].ok  # the batch says nothing of it: not reported as done
     assert results[2].error is not None
+
+
+async def test_cancelling_the_consumer_cancels_the_chunks_and_propagates() -> None:
+    started = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a POST that never answers
+        except asyncio.CancelledError:
+            cancelled.append(key)
+            raise
+        raise AssertionError("unreachable")
+
+    async def consume() -> None:
+        async for _ in submit_many(FakeBatches(), "org", submit, range(10), chunk_size=2):  # type: ignore[arg-type]
+            pass
+
+    before = asyncio.all_tasks()
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 2)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(consumer, 2)
+    assert len(cancelled) == DEFAULT_CONCURRENCY  # every chunk in flight was stopped
+    assert asyncio.all_tasks() == before

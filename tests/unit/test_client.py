@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import CallbackResult
 from yarl import URL
 
 from amili_async import AmiliClient, AmiliError, NotFoundError, RawResponse, Response, models
@@ -29,18 +28,6 @@ ENV_VARS = ("AMILI_BASE_URL", "AMILI_ENVIRONMENT", "AMILI_CLIENT_ID", "AMILI_CLI
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def mocked() -> Any:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AmiliClient]:
-    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as c:
-        yield c
 
 
 def anywhere(origin: str) -> re.Pattern[str]:

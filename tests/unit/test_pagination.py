@@ -8,11 +8,11 @@ import contextlib
 import datetime as dt
 import gc
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
-from aioresponses import CallbackResult, aioresponses
+from aioresponses import CallbackResult
 
 from amili_async import AmiliClient, APIConnectionError, InternalServerError, Page, models
 from amili_async._pagination import MergedPager, PendingPage, TokenPager
@@ -445,18 +445,6 @@ async def test_closing_a_merged_listing_cancels_every_part() -> None:
 
 
 # --- through the client ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mocked() -> Any:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AmiliClient]:
-    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as c:
-        yield c
 
 
 def route(path: str) -> re.Pattern[str]:

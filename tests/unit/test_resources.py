@@ -8,7 +8,7 @@ import inspect
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from aioresponses import aioresponses
 from yarl import URL
 
 from amili_async import AmiliClient, ResponseDecodeError, models
@@ -39,18 +38,6 @@ RESOURCES = (
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 NATIONAL_ID = "01017012345"  # a fake Norwegian national identity number: personal data
 REQUEST_ID = "req-7f3a"
-
-
-@pytest.fixture
-def mocked() -> Any:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AmiliClient]:
-    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as c:
-        yield c
 
 
 def only_request(m: Any) -> tuple[str, URL, Any]:
