@@ -9,8 +9,9 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
 from . import models
 from ._client import AmiliClient, RawResponse
 from ._pagination import AsyncPager, Page
-from ._request import Response
+from ._response import Response
 from ._version import __version__
+from .bulk import ItemResult
 from .errors import (
     AmiliError,
     APIConnectionError,
@@ -31,6 +32,7 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
+from .webhooks import WebhookError
 
 __all__ = [
     "APIConnectionError",
@@ -45,6 +47,7 @@ __all__ = [
     "BatchWaitTimeoutError",
     "ConflictError",
     "InternalServerError",
+    "ItemResult",
     "LockedError",
     "NotFoundError",
     "Page",
@@ -56,6 +59,7 @@ __all__ = [
     "ServerNotImplementedError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
+    "WebhookError",
     "__version__",
     "models",
 ]

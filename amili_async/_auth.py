@@ -12,12 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
-import orjson
-
+from amili_async import _response, models
 from amili_async._config import TOKEN_REFRESH_MARGIN
-from amili_async._logging import REDACTED
-from amili_async._request import Response
-from amili_async.errors import AuthenticationError, ResponseDecodeError, error_for_response
+from amili_async._response import Response
+from amili_async.errors import AuthenticationError
 
 TokenFetcher = Callable[[str, Mapping[str, str]], Awaitable[Response]]
 """POSTs a form to a token URL and returns the answer whatever its status (the transport)."""
@@ -28,8 +26,6 @@ Clock = Callable[[], float]
 # Token endpoint statuses that mean "these credentials are wrong" (OAuth 2.0 answers
 # invalid_client with 400 or 401; some servers use 403 for a disabled client).
 _REJECTED_STATUS: Final = frozenset({400, 401, 403})
-# Replaces the client secret should a token endpoint ever echo it back in an error body.
-_SCRUBBED: Final = REDACTED.encode()
 
 
 class Auth(Protocol):
@@ -180,24 +176,24 @@ class ClientCredentialsAuth:
                 "client_secret": self._client_secret,
             },
         )
-        status = response.status_code
-        if status >= 400:
-            raise error_for_response(
-                status,
-                response.headers,
-                response.content.replace(self._client_secret.encode(), _SCRUBBED),
-                response.method,
-                response.url,
-                error_class=AuthenticationError if status in _REJECTED_STATUS else None,
+        rejected = response.status_code in _REJECTED_STATUS
+        _response.raise_for_status(
+            response,
+            error_class=AuthenticationError if rejected else None,
+            secret=self._client_secret,
+        )
+        answer = _response.decode(response, models.TokenResponse, sensitive=True)
+        if not answer.access_token:
+            raise _response.decode_error(
+                response, "token response has no access_token", sensitive=True
             )
-        data = _token_document(response)
-        return data["access_token"], self._refresh_time(data, self._clock())
+        return answer.access_token, self._refresh_time(answer, self._clock())
 
-    def _refresh_time(self, data: Mapping[str, Any], now: float) -> float:
+    def _refresh_time(self, answer: models.TokenResponse, now: float) -> float:
         """``margin`` before expiry (at most half the lifetime); never, if no expiry is given."""
-        expires_at = _number(data.get("expires_on"))
+        expires_at = _number(answer.expires_on)
         if expires_at is None:
-            expires_in = _number(data.get("expires_in"))
+            expires_in = _number(answer.expires_in)
             if expires_in is None:
                 # No expiry given: keep the token until the API answers 401.
                 return math.inf
@@ -210,31 +206,6 @@ class ClientCredentialsAuth:
             f"ClientCredentialsAuth(client_id={self.client_id!r}, token_url={self.token_url!r}, "
             "client_secret=<redacted>)"
         )
-
-
-def _token_document(response: Response) -> dict[str, Any]:
-    """The token response as a dict with a non-empty string ``access_token``."""
-
-    def fail(reason: str) -> ResponseDecodeError:
-        return ResponseDecodeError(
-            reason,
-            status_code=response.status_code,
-            request_id=response.request_id,
-            body=b"",  # a token response body is a credential: keep no snippet of it
-            method=response.method,
-            url=response.url,
-        )
-
-    try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
-        raise fail("token response is not JSON") from exc
-    if not isinstance(data, dict):
-        raise fail("token response is not a JSON object")
-    token = data.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise fail("token response has no access_token")
-    return data
 
 
 def _number(value: Any) -> float | None:

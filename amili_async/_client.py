@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Generic, Literal, TypeVar
 
 import aiohttp
 import attrs
 
-from . import _serde
 from ._auth import Auth, CallableTokenAuth, ClientCredentialsAuth, StaticTokenAuth
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -21,19 +20,13 @@ from ._config import (
     resolve_environment,
 )
 from ._pagination import DEFAULT_PREFETCH
-from ._request import Request, Response
+from ._request import DEFAULT_OPTIONS, Request, RequestOptions
+from ._response import Response
 from ._retry import RetryPolicy
 from ._transport import RequestHook, ResponseHook, Transport
 from ._version import __version__
-from .resources import (
-    Batches,
-    Collections,
-    Corrections,
-    Invoices,
-    Legacy,
-    Payments,
-    Settlements,
-)
+from .bulk import BulkCorrections, BulkInvoices, BulkPayments
+from .resources import Batches, Collections, Legacy, Settlements
 
 T = TypeVar("T")
 
@@ -54,7 +47,7 @@ class RawResponse(Generic[T]):
         return self.response.status_code
 
     @property
-    def headers(self) -> Any:
+    def headers(self) -> Mapping[str, str]:
         return self.response.headers
 
     @property
@@ -72,10 +65,10 @@ class AmiliClient:
     `async with AmiliClient(...) as client:` or call `await client.aclose()`.
     """
 
-    invoices: Invoices
+    invoices: BulkInvoices
     batches: Batches
-    payments: Payments
-    corrections: Corrections
+    payments: BulkPayments
+    corrections: BulkCorrections
     collections: Collections
     settlements: Settlements
     legacy: Legacy
@@ -110,7 +103,6 @@ class AmiliClient:
         hosts = resolve_environment(environment or "production", base_url, token_url)
         self._auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
         self.base_url = hosts.api_base_url
-        self.prefetch = prefetch
         self._transport = Transport(
             base_url=hosts.api_base_url,
             auth=self._auth,
@@ -123,13 +115,50 @@ class AmiliClient:
             trace_configs=trace_configs,
             user_agent=f"amili-async/{__version__}",
         )
-        self.invoices = Invoices(self)
-        self.batches = Batches(self)
-        self.payments = Payments(self)
-        self.corrections = Corrections(self)
-        self.collections = Collections(self)
-        self.settlements = Settlements(self)
-        self.legacy = Legacy(self)
+        self._attach(_Channel(self._transport, DEFAULT_OPTIONS, prefetch))
+
+    def _attach(self, channel: _Channel) -> None:
+        """Give every resource the channel its requests go through."""
+        self._channel = channel
+        self.batches = Batches(channel)
+        self.invoices = BulkInvoices(channel, self.batches)
+        self.payments = BulkPayments(channel, self.batches)
+        self.corrections = BulkCorrections(channel, self.batches)
+        self.collections = Collections(channel)
+        self.settlements = Settlements(channel)
+        self.legacy = Legacy(channel)
+
+    @property
+    def prefetch(self) -> int:
+        """Pages a listing fetches ahead of its consumer (``prefetch=`` of a listing wins)."""
+        return self._channel.prefetch
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        prefetch: int | None = None,
+    ) -> AmiliClient:
+        """A client for some calls with other settings, sharing this one's pool and token.
+
+        `client.with_options(max_retries=5).invoices.get(org, inv)`; a `timeout=` given to a
+        method still wins for that call. Closing either closes the shared pool.
+        """
+        if max_retries is not None and max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        options = RequestOptions(
+            timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        ).over(self._channel.defaults)
+        derived = object.__new__(AmiliClient)
+        derived._auth = self._auth
+        derived.base_url = self.base_url
+        derived._transport = self._transport
+        derived._attach(
+            _Channel(self._transport, options, self.prefetch if prefetch is None else prefetch)
+        )
+        return derived
 
     def __repr__(self) -> str:
         return f"AmiliClient(base_url={self.base_url!r}, auth={self._auth!r})"
@@ -170,38 +199,27 @@ class AmiliClient:
             raise ValueError("the awaited call sent no request through this client")
         return RawResponse(data=data, response=responses[-1])
 
-    @overload
-    async def _request(self, request: Request, cast_to: type[T]) -> T: ...
-    @overload
-    async def _request(self, request: Request, cast_to: None) -> None: ...
-    async def _request(self, request: Request, cast_to: type[T] | None) -> T | None:
-        """Send through the transport, then decode the body into `cast_to` (None: no body)."""
-        response = await self._send(request)
-        if cast_to is None:
-            return None
-        return self._structure(response, self._parse(response), cast_to)
 
-    async def _send(self, request: Request) -> Response:
-        """Send through the transport; the response is recorded for `with_raw_response`."""
-        response = await self._transport.send(request)
+@attrs.frozen
+class _Channel:
+    """What resources send through: the shared transport plus this client's defaults.
+
+    It also records each response for :meth:`AmiliClient.with_raw_response`.
+    """
+
+    transport: Transport
+    defaults: RequestOptions
+    prefetch: int
+
+    async def send(self, request: Request) -> Response:
+        """Send with the client's defaults under the request's own options."""
+        if self.defaults is not DEFAULT_OPTIONS:
+            request = attrs.evolve(request, options=request.options.over(self.defaults))
+        response = await self.transport.send(request)
         captured = _captured.get()
         if captured is not None:
             captured.append(response)
         return response
-
-    def _parse(self, response: Response) -> Any:
-        """The response body as plain JSON data; ResponseDecodeError when it is not JSON."""
-        try:
-            return _serde.parse(response.content)
-        except _serde.StructureError as error:
-            raise response.decode_error(str(error)) from error
-
-    def _structure(self, response: Response, data: Any, cast_to: type[T]) -> T:
-        """Parsed body -> model; ResponseDecodeError when it has not the documented shape."""
-        try:
-            return _serde.structure(data, cast_to)
-        except _serde.StructureError as error:
-            raise response.decode_error(str(error)) from error
 
 
 def _environment_from_env() -> Literal["staging", "production"] | None:

@@ -15,11 +15,6 @@ class Environment:
     api_base_url: str
     token_url: str
 
-    @property
-    def legacy_origin(self) -> str:
-        """Origin of the API base URL, the root the legacy ``/webapi/api/*`` paths hang off."""
-        return origin_of(self.api_base_url)
-
 
 ENVIRONMENTS: Final[dict[str, Environment]] = {
     # Documented by Amili.
@@ -58,7 +53,8 @@ MAX_RETRY_AFTER: Final = 60.0
 # dies in flight or to clock skew between us and the token server.
 TOKEN_REFRESH_MARGIN: Final = 60.0
 
-# Request header carrying the idempotency key on every POST (inferred, see docs/DESIGN.md).
+# Header carrying the idempotency key: on every POST of the SDK (inferred, see docs/DESIGN.md),
+# on every webhook delivery (documented), and read by the sandbox.
 IDEMPOTENCY_KEY_HEADER: Final = "IdempotencyKey"
 # Response header carrying the server's request id (documented for webhook deliveries).
 REQUEST_ID_HEADER: Final = "X-Amili-Request-Id"

@@ -1,15 +1,12 @@
-"""What resources hand the transport and what they get back: plain values, no aiohttp."""
+"""What resources hand the transport: plain values, no aiohttp."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
-import orjson
-
-from amili_async.errors import ResponseDecodeError
 
 
 @attrs.frozen
@@ -24,6 +21,24 @@ class RequestOptions:
     """Retries for this call instead of the client's policy."""
     extra_headers: Mapping[str, str] | None = None
     """Additional request headers; the SDK's own (Authorization, IdempotencyKey...) win."""
+
+    def over(self, defaults: RequestOptions) -> RequestOptions:
+        """These options where set, ``defaults`` (the client's) elsewhere; headers merge."""
+        if defaults is DEFAULT_OPTIONS:
+            return self
+        if self is DEFAULT_OPTIONS:
+            return defaults
+        headers = (
+            {**defaults.extra_headers, **self.extra_headers}
+            if defaults.extra_headers and self.extra_headers
+            else self.extra_headers or defaults.extra_headers
+        )
+        return RequestOptions(
+            timeout=defaults.timeout if self.timeout is None else self.timeout,
+            idempotency_key=self.idempotency_key,  # per call by nature: never a default
+            max_retries=defaults.max_retries if self.max_retries is None else self.max_retries,
+            extra_headers=headers,
+        )
 
 
 # Shared default: RequestOptions is frozen, so one instance serves every request.
@@ -45,45 +60,6 @@ class Request:
     content_type: str | None = None
     root: bool = False
     options: RequestOptions = DEFAULT_OPTIONS
-
-
-@attrs.frozen
-class Response:
-    """The answer to one attempt: status, headers and the whole body, already read."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes = attrs.field(repr=False)
-    method: str
-    url: str
-    """The request URL without its query string."""
-    request_id: str | None
-    elapsed: float
-    """Seconds this attempt took, from sending to the last body byte."""
-    attempts: int
-    """1 for the first try, 2 after one retry, ..."""
-
-    def text(self) -> str:
-        """The body decoded as UTF-8 (the API's only charset); undecodable bytes replaced."""
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON; :class:`ResponseDecodeError` when it is not JSON."""
-        try:
-            return orjson.loads(self.content)
-        except orjson.JSONDecodeError as exc:
-            raise self.decode_error("body is not JSON") from exc
-
-    def decode_error(self, reason: str) -> ResponseDecodeError:
-        """The error for this (2xx) response's body not being what the API documents."""
-        return ResponseDecodeError(
-            reason,
-            status_code=self.status_code,
-            request_id=self.request_id,
-            body=self.content,
-            method=self.method,
-            url=self.url,
-        )
 
 
 def encode_multipart(

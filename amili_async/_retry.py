@@ -1,13 +1,26 @@
-"""When to retry and how long to wait: pure functions, so tests need neither clock nor sleep."""
+"""Every retry decision of the SDK: what is retried, how often, and how long to wait.
+
+The transport describes each attempt's outcome (an exception, or a status with its headers)
+and asks :class:`RetryState` what to do: retry after N seconds, refresh the token and retry,
+or stop. Pure functions of their inputs (the clock and the random source are passed in), so
+tests need neither a clock nor a sleep.
+
+Bulk submission (``amili_async.bulk``) sits above this: a chunk whose POST outcome stays
+unknown after the transport's own retries is looked up by its idempotency key and, if not
+found, sent again, at most ``RECONCILE_ROUNDS`` times. So one chunk costs at most
+``RECONCILE_ROUNDS * (1 + max_retries)`` POSTs (9 with the defaults), every one carrying the
+same idempotency key.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+import aiohttp
 import attrs
 
 from amili_async._config import BACKOFF_BASE, BACKOFF_CAP, DEFAULT_MAX_RETRIES, MAX_RETRY_AFTER
@@ -15,9 +28,35 @@ from amili_async._config import BACKOFF_BASE, BACKOFF_CAP, DEFAULT_MAX_RETRIES, 
 # Statuses that say "try again later" rather than "your request is wrong": request timeout,
 # rate limit, and the server-side failures a load balancer or a restart produces.
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+# Failures that may pass on a second try: refused or reset connections, a body cut short,
+# a timeout. (aiohttp's ServerTimeoutError is both a connection error and a TimeoutError.)
+RETRYABLE_ERRORS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+# Connection errors a retry cannot fix: the server's certificate will not change in a second.
+FINAL_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
+# A rejected token is refreshed once per call: a second 401 with a fresh token means the
+# credentials themselves are refused, and asking again would only hammer the token endpoint.
+_REFRESH_STATUS: Final = 401
 
 Random = Callable[[], float]
 """A source of floats in ``[0, 1)``, ``random.random`` outside tests."""
+
+
+@attrs.frozen
+class Retry:
+    """Retry after ``delay`` seconds; ``reason`` is for the log line."""
+
+    delay: float
+    reason: str
+
+
+@attrs.frozen
+class Refresh:
+    """The token was rejected: get a fresh one and retry (does not count as a retry)."""
+
+
+REFRESH: Final = Refresh()
+Decision = Retry | Refresh | None
+"""What to do after an attempt; None means stop (return the answer or raise the error)."""
 
 
 @attrs.frozen
@@ -28,6 +67,13 @@ class RetryPolicy:
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
     max_retry_after: float = MAX_RETRY_AFTER
+
+    def start(
+        self, rng: Random, clock: Callable[[], float], max_retries: int | None = None
+    ) -> RetryState:
+        """The decision state of one call (``max_retries`` overrides the policy's)."""
+        limit = self.max_retries if max_retries is None else max_retries
+        return RetryState(self, limit, rng, clock)
 
     def backoff(self, attempt: int, rng: Random) -> float:
         """Exponential backoff with full jitter for the retry numbered ``attempt`` (from 0).
@@ -49,6 +95,46 @@ class RetryPolicy:
         if retry_after > self.max_retry_after:
             return None
         return retry_after
+
+
+@attrs.define
+class RetryState:
+    """The retry decisions of one call, attempt after attempt."""
+
+    policy: RetryPolicy
+    max_retries: int
+    rng: Random
+    clock: Callable[[], float]
+    retries: int = 0
+    refreshed: bool = False
+
+    def after_error(self, error: BaseException) -> Retry | None:
+        """An attempt got no answer: retry transient failures while retries are left."""
+        if not isinstance(error, RETRYABLE_ERRORS) or isinstance(error, FINAL_ERRORS):
+            return None
+        if self.retries >= self.max_retries:
+            return None
+        return self._retry(self.policy.backoff(self.retries, self.rng), type(error).__name__)
+
+    def after_response(
+        self, status: int, headers: Mapping[str, str], *, can_refresh: bool
+    ) -> Decision:
+        """An attempt got an answer: refresh on a first 401, retry retryable statuses.
+
+        ``can_refresh`` says the request carried a token that the auth could replace.
+        """
+        if status == _REFRESH_STATUS and can_refresh and not self.refreshed:
+            self.refreshed = True
+            return REFRESH
+        if status not in RETRYABLE_STATUS or self.retries >= self.max_retries:
+            return None
+        retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
+        delay = self.policy.delay_for(self.retries, retry_after, self.rng)
+        return None if delay is None else self._retry(delay, str(status))
+
+    def _retry(self, delay: float, reason: str) -> Retry:
+        self.retries += 1
+        return Retry(delay, reason)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

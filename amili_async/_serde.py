@@ -22,6 +22,7 @@ import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._openenum import OpenEnum
+from ._time import as_utc, format_datetime
 
 T = TypeVar("T")
 _Hook = Callable[[Any, Any], Any]
@@ -87,12 +88,11 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
 
 def _structure_datetime(value: Any, _: Any) -> dt.datetime:
     if type(value) is dt.datetime:  # dicts built in Python
-        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return as_utc(value)
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 date-time, got {type(value).__name__}")
-    parsed = dt.datetime.fromisoformat(value)
     # Amili sends UTC with "Z"; a timestamp without offset is read as UTC, never as local time.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+    return as_utc(dt.datetime.fromisoformat(value))
 
 
 def _structure_date(value: Any, _: Any) -> dt.date:
@@ -104,24 +104,6 @@ def _structure_date(value: Any, _: Any) -> dt.date:
         return dt.date.fromisoformat(value)
     # Some pages show dates as midnight date-times (2024-01-15T00:00:00Z): keep the date part.
     return dt.datetime.fromisoformat(value).date()
-
-
-def format_datetime(value: dt.datetime) -> str:
-    """ISO 8601 the way Amili writes it: `Z` for UTC, milliseconds only when present."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    if value.utcoffset() == dt.timedelta(0):
-        suffix = "Z"
-        value = value.replace(tzinfo=None)
-    else:
-        suffix = ""
-    if value.microsecond == 0:
-        text = value.isoformat(timespec="seconds")
-    elif value.microsecond % 1000 == 0:
-        text = value.isoformat(timespec="milliseconds")
-    else:
-        text = value.isoformat(timespec="microseconds")
-    return text + suffix
 
 
 # -- hook factories (generic over the annotations) --------------------------------------------
@@ -144,6 +126,18 @@ def _exactly(cls: type) -> Callable[[Any], bool]:
 
 def _is_optional(tp: Any) -> bool:
     return _optional_inner(tp) is not None
+
+
+# JSON's scalar types: a union of them (`int | str`, as a token's `expires_in`) is passed through.
+_JSON_SCALARS = frozenset({str, int, float, bool, _NONE})
+
+
+def _is_primitive_union(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is not typing.Union and origin is not types.UnionType:
+        return False
+    args = typing.get_args(tp)
+    return len([a for a in args if a is not _NONE]) > 1 and all(a in _JSON_SCALARS for a in args)
 
 
 def _is_list(tp: Any) -> bool:
@@ -175,6 +169,17 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
             return None if value is None else inner(value, inner_type)
 
         return structure_optional
+
+    def primitive_union_factory(tp: Any) -> _Hook:
+        accepted = frozenset(typing.get_args(tp))
+
+        def structure_union(value: Any, _: Any) -> Any:
+            if type(value) in accepted:
+                return value
+            names = " or ".join(sorted(t.__name__ for t in accepted))
+            raise TypeError(f"expected {names}, got {type(value).__name__}")
+
+        return structure_union
 
     def list_factory(tp: Any) -> _Hook:
         (item_type,) = typing.get_args(tp) or (Any,)
@@ -216,6 +221,7 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
         # The detailed converter keeps cattrs' own list hook, which records failing indexes.
         conv.register_structure_hook_factory(_is_list, list_factory)
     conv.register_structure_hook_factory(_is_optional, optional_factory)
+    conv.register_structure_hook_factory(_is_primitive_union, primitive_union_factory)
 
     conv.register_unstructure_hook_factory(attrs.has, attrs_unstructure_factory)
     conv.register_unstructure_hook(dt.datetime, format_datetime)
@@ -402,11 +408,6 @@ def dumps(obj: Any) -> bytes:
         if isinstance(error.__cause__, ValueError):
             raise error.__cause__ from None
         raise
-
-
-def loads(data: bytes | str) -> Any:
-    """JSON bytes -> plain data (raises orjson.JSONDecodeError, a ValueError)."""
-    return orjson.loads(data)
 
 
 def parse(data: bytes) -> Any:

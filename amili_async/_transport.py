@@ -1,4 +1,9 @@
-"""Sends requests over one aiohttp session: auth, idempotency keys, retries, hooks, logging."""
+"""Sends requests over one aiohttp session: auth, idempotency keys, retries, hooks, logging.
+
+It returns the last answer whatever its status: turning a status into an exception is the
+response pipeline's job (:mod:`amili_async._response`), and every retry decision is
+:mod:`amili_async._retry`'s; this module only carries them out.
+"""
 
 from __future__ import annotations
 
@@ -23,20 +28,11 @@ from amili_async._config import (
     origin_of,
 )
 from amili_async._logging import logger, path_of, redact_headers, strip_query
-from amili_async._request import Request, Response
-from amili_async._retry import RETRYABLE_STATUS, Random, RetryPolicy, parse_retry_after
-from amili_async.errors import (
-    AmiliError,
-    APIConnectionError,
-    APITimeoutError,
-    error_for_response,
-)
+from amili_async._request import Request
+from amili_async._response import Response
+from amili_async._retry import REFRESH, Random, Retry, RetryPolicy
+from amili_async.errors import AmiliError, APIConnectionError, APITimeoutError
 
-# Failures that may pass on a second try: refused or reset connections, a body cut short,
-# a timeout. (aiohttp's ServerTimeoutError is both a connection error and a TimeoutError.)
-_RETRYABLE_ERRORS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
-# Connection errors a retry cannot fix: the server's certificate will not change in a second.
-_FINAL_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 # Media type of the token request body (OAuth 2.0 client credentials).
 _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 
@@ -79,8 +75,8 @@ class _Call:
 class Transport:
     """Owns (or borrows) the aiohttp session and turns a :class:`Request` into a :class:`Response`.
 
-    Retries connection errors, timeouts and retryable statuses; retries a 401 once with a fresh
-    token; raises :mod:`amili_async.errors` exceptions for everything else that failed.
+    Retries what :mod:`amili_async._retry` says to retry; a request that got no answer at all
+    raises :class:`~amili_async.errors.APIConnectionError` (or its timeout subclass).
     """
 
     def __init__(
@@ -138,7 +134,7 @@ class Transport:
             await session.close()
 
     async def send(self, request: Request) -> Response:
-        """Send ``request``, retrying per policy; a 2xx/3xx answer or an exception."""
+        """Send ``request``, retrying per policy; the last answer, whatever its status."""
         options = request.options
         url = (self._origin if request.root else self._base_url) + request.path
         display_path = request.path if request.root else self._base_path + request.path
@@ -159,19 +155,11 @@ class Transport:
             if options.timeout is None
             else attrs.evolve(self._timeout, total=options.timeout)
         )
-        max_retries = (
-            self._retry.max_retries if options.max_retries is None else options.max_retries
-        )
-        response = await self._execute(
+        return await self._execute(
             _Call(request.method, wire_url, url, display_path, headers, request.body, timeout),
-            max_retries,
+            options.max_retries,
             authenticate=True,
         )
-        if response.status_code >= 400:
-            raise error_for_response(
-                response.status_code, response.headers, response.content, response.method, url
-            )
-        return response
 
     async def _fetch_token(self, url: str, form: Mapping[str, str]) -> Response:
         """The :data:`~amili_async._auth.TokenFetcher` given to auth: same session, same retries."""
@@ -187,7 +175,7 @@ class Transport:
             urlencode(form).encode(),
             self._timeout,
         )
-        return await self._execute(call, self._retry.max_retries, authenticate=False)
+        return await self._execute(call, None, authenticate=False)
 
     def _live_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -203,14 +191,15 @@ class Transport:
             )
         return session
 
-    async def _execute(self, call: _Call, max_retries: int, *, authenticate: bool) -> Response:
+    async def _execute(
+        self, call: _Call, max_retries: int | None, *, authenticate: bool
+    ) -> Response:
         """The attempt loop; returns the last answer, whatever its status.
 
         Hooks run only for API calls (``authenticate``): a token response body is a credential.
         """
         auth = self._auth if authenticate else None
-        retries = 0
-        refreshed = False
+        decisions = self._retry.start(self._rng, self._clock, max_retries)
         attempt = 0
         while True:
             attempt += 1
@@ -225,7 +214,7 @@ class Transport:
             started = time.perf_counter()
             try:
                 response = await self._attempt(session, call, attempt)
-            except _RETRYABLE_ERRORS as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.debug(
                     "%s %s failed after %.1f ms: %s (attempt %d)",
                     call.method,
@@ -234,30 +223,24 @@ class Transport:
                     type(exc).__name__,
                     attempt,
                 )
-                if retries < max_retries and not isinstance(exc, _FINAL_ERRORS):
-                    await self._pause(call, self._retry.backoff(retries, self._rng), exc)
-                    retries += 1
-                    continue
-                raise _connection_error(call, exc, attempt) from exc
-            except aiohttp.ClientError as exc:
-                # Not a transient failure (invalid URL, malformed answer): no retry.
-                raise _connection_error(call, exc, attempt) from exc
+                retry = decisions.after_error(exc)
+                if retry is None:
+                    raise _connection_error(call, exc, attempt) from exc
+                await self._pause(call, retry)
+                continue
             if authenticate and self._on_response is not None:
                 await _run_hook(self._on_response, response)
-            status = response.status_code
-            if status == 401 and auth is not None and token is not None and not refreshed:
-                refreshed = True
+            decision = decisions.after_response(
+                response.status_code, response.headers, can_refresh=token is not None
+            )
+            if isinstance(decision, Retry):
+                await self._pause(call, decision)
+                continue
+            if decision is REFRESH and auth is not None and token is not None:
                 auth.invalidate(token)
                 # Retry only when there is a different token to try (not for a static one).
                 if await auth.token(self._fetch_token) != token:
                     logger.info("retrying %s %s with a fresh token (401)", call.method, call.path)
-                    continue
-            if status in RETRYABLE_STATUS and retries < max_retries:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-                delay = self._retry.delay_for(retries, retry_after, self._rng)
-                if delay is not None:
-                    await self._pause(call, delay, status)
-                    retries += 1
                     continue
             return response
 
@@ -295,16 +278,12 @@ class Transport:
         )
         return response
 
-    async def _pause(self, call: _Call, delay: float, reason: int | BaseException) -> None:
-        """Log the coming retry and wait ``delay`` seconds."""
+    async def _pause(self, call: _Call, retry: Retry) -> None:
+        """Log the coming retry and wait its delay."""
         logger.info(
-            "retrying %s %s after %.2f s (%s)",
-            call.method,
-            call.path,
-            delay,
-            reason if isinstance(reason, int) else type(reason).__name__,
+            "retrying %s %s after %.2f s (%s)", call.method, call.path, retry.delay, retry.reason
         )
-        await self._sleep(delay)
+        await self._sleep(retry.delay)
 
 
 def _connection_error(call: _Call, exc: BaseException, attempts: int) -> APIConnectionError:

@@ -1,83 +1,62 @@
-"""Bulk writes: wait for batches, and submit any number of items in concurrent chunks.
+"""Bulk writes, one layer above the resources: any number of items in concurrent chunks.
 
 Writes are asynchronous at Amili: a POST answers 202 with a batch, the batch is QUEUED and later
-SUCCESS, PARTIAL or FAILED with per-item results. `submit_many` turns that into one result per
-input item, in input order, without ever creating anything twice: every chunk carries its own
-idempotency key, and a chunk whose POST outcome is unknown (connection lost after sending) is
-first looked up by that key (GetBatchesByOrganization's `IdempotencyKey` filter) before it is
-sent again.
+SUCCESS, PARTIAL or FAILED with per-item results. `create_many` turns that into one result
+per input item, in input order, without ever creating anything twice: every chunk carries its
+own idempotency key, and a chunk whose POST outcome is unknown (connection lost after sending)
+is first looked up by that key (GetBatchesByOrganization's `IdempotencyKey` filter) before it is
+sent again. One generic implementation serves invoices, payments and corrections; the client's
+`invoices`, `payments` and `corrections` are the resources with `create_many` added here.
+
+Cost bound: each send of a chunk is one transport call with its own retries (see
+:mod:`amili_async._retry`), and a chunk is sent at most ``RECONCILE_ROUNDS`` times, so one chunk
+costs at most ``RECONCILE_ROUNDS * (1 + max_retries)`` POSTs (9 with the defaults), all with the
+same key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import attrs
 
 from . import models
 from ._tasks import cancel_and_wait
-from .errors import (
-    AmiliError,
-    APIConnectionError,
-    APIStatusError,
-    BatchWaitTimeoutError,
-)
-
-if TYPE_CHECKING:
-    from .resources import Batches
+from .errors import AmiliError, APIConnectionError, APIStatusError
+from .resources import Batches, Corrections, Invoices, Payments
+from .resources._base import Resource, Sender
+from .resources.batches import DEFAULT_MAX_WAIT, DEFAULT_POLL_INTERVAL, wait_for_batch
 
 T = TypeVar("T")
+NewT = TypeVar("NewT")
+NewT_contra = TypeVar("NewT_contra", contravariant=True)
 
-FINISHED = frozenset(
-    {models.BatchStatus.SUCCESS, models.BatchStatus.PARTIAL, models.BatchStatus.FAILED}
-)
-"""The documented terminal statuses. Anything else, including a value the spec does not know,
-is waited on: returning early would report unfinished items as done."""
-
-DEFAULT_WAIT_TIMEOUT = 600.0
-"""Ten minutes: the sandbox finishes a batch in milliseconds, Amili's staging in seconds; a
-batch still queued after this long needs a human, not a tighter loop."""
-DEFAULT_POLL_INTERVAL = 0.25
-"""First poll after a quarter second: small batches are often done by then."""
-MAX_POLL_INTERVAL = 5.0
-"""Polls back off by 1.5x up to 5 s, so a long queue costs a dozen requests a minute."""
 DEFAULT_CHUNK_SIZE = 500
 """Items per POST: half the inferred 1,000-item limit, so a retry stays small."""
 DEFAULT_CONCURRENCY = 4
 """Chunks in flight: enough to hide batch latency without crowding the server's queue."""
 RECONCILE_ROUNDS = 3
-"""Lookups + resubmissions of a chunk whose POST outcome stayed unknown before giving up."""
+"""Sends of a chunk whose POST outcome stayed unknown (each followed by a lookup by key) before
+giving up: with the transport's retries inside each send, three rounds ride out a minute-long
+outage while bounding the POSTs one chunk can cost (see the module docstring)."""
 
 
-async def wait_for_batch(
-    fetch: Callable[[], Awaitable[models.Batch]],
-    *,
-    timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> models.Batch:
-    """Poll `fetch` with backoff until the batch is finished; BatchWaitTimeoutError if not."""
-    deadline = None if timeout is None else clock() + timeout
-    interval = poll_interval
-    while True:
-        batch = await fetch()
-        if batch.status in FINISHED:
-            return batch
-        if deadline is not None:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise BatchWaitTimeoutError(
-                    f"batch {batch.batch_id} still {batch.status} after {timeout} s", batch=batch
-                )
-            interval = min(interval, remaining)
-        await sleep(interval)
-        interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+class Writer(Protocol[NewT_contra]):
+    """A write resource: one POST of a list of items, answered with the batch to wait for."""
+
+    async def create(
+        self,
+        organization_id: str,
+        items: Iterable[NewT_contra | Mapping[str, Any]],
+        /,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> models.BatchReference: ...
 
 
 @attrs.frozen
@@ -106,9 +85,10 @@ class ItemResult(Generic[T]):
 
 
 Submit = Callable[[list[Any], str], Awaitable[models.BatchReference]]
+"""Sends one chunk with the given idempotency key."""
 
 
-async def submit_many(
+async def submit_chunks(
     batches: Batches,
     organization_id: str,
     submit: Submit,
@@ -116,7 +96,7 @@ async def submit_many(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
-    wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    max_wait: float | None = DEFAULT_MAX_WAIT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> AsyncIterator[ItemResult[T]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
@@ -126,7 +106,7 @@ async def submit_many(
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
-    chunker = _Chunker(batches, organization_id, submit, wait_timeout, poll_interval)
+    chunker = _Chunker(batches, organization_id, submit, max_wait, poll_interval)
     window: list[asyncio.Task[list[ItemResult[T]]]] = []
     chunks = _chunks(items, chunk_size)
     try:
@@ -170,7 +150,7 @@ class _Chunker:
     batches: Batches
     organization_id: str
     submit: Submit
-    wait_timeout: float | None
+    max_wait: float | None
     poll_interval: float
 
     async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
@@ -180,7 +160,7 @@ class _Chunker:
             batch_id = created = await self._submit_once(chunk, key)
             batch = await wait_for_batch(
                 lambda: self.batches.get(self.organization_id, created),
-                timeout=self.wait_timeout,
+                max_wait=self.max_wait,
                 poll_interval=self.poll_interval,
             )
         except AmiliError as error:
@@ -264,3 +244,54 @@ def _source_id(item: Any) -> str | None:
         return value if isinstance(value, str) else None
     value = getattr(item, "unique_source_invoice_id", None)
     return value if isinstance(value, str) else None
+
+
+class _BulkWrites(Resource, Generic[NewT]):
+    """Adds `create_many` to a write resource whose `create` sends one chunk."""
+
+    def __init__(self, sender: Sender, batches: Batches) -> None:
+        super().__init__(sender)
+        self._batches = batches
+
+    def create_many(
+        self,
+        organization_id: str,
+        items: Iterable[NewT | Mapping[str, Any]] | AsyncIterable[NewT | Mapping[str, Any]],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> AsyncIterator[ItemResult[NewT | Mapping[str, Any]]]:
+        """Submit any number of items in concurrent chunks; one result per item, in order.
+
+        Each chunk is created at most once (see :mod:`amili_async.bulk`), then waited for
+        for at most `max_wait` seconds.
+        """
+        writer = cast(Writer[NewT], self)
+
+        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+            return await writer.create(organization_id, chunk, idempotency_key=key)
+
+        return submit_chunks(
+            self._batches,
+            organization_id,
+            submit,
+            items,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            max_wait=max_wait,
+            poll_interval=poll_interval,
+        )
+
+
+class BulkInvoices(_BulkWrites[models.NewInvoice], Invoices):
+    """`client.invoices`: the Invoice operations, plus `create_many`."""
+
+
+class BulkPayments(_BulkWrites[models.NewPayment], Payments):
+    """`client.payments`: the Payment operations, plus `create_many`."""
+
+
+class BulkCorrections(_BulkWrites[models.NewCorrection], Corrections):
+    """`client.corrections`: the Correction operations, plus `create_many`."""

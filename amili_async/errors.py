@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
-import orjson
 from multidict import CIMultiDict
 
+from amili_async import _serde, models
 from amili_async._config import REQUEST_ID_HEADER
 from amili_async._logging import path_of, strip_query
 from amili_async._retry import parse_retry_after
@@ -241,8 +241,8 @@ def _parse_json(content_type: str | None, body: bytes) -> Any:
     if content_type.split(";", 1)[0].strip().lower() not in _JSON_MEDIA_TYPES:
         return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return _serde.parse(body)
+    except _serde.StructureError:
         return None
 
 
@@ -274,6 +274,8 @@ class BatchWaitTimeoutError(AmiliError):
     ``batch`` is the last state seen; waiting again later is safe.
     """
 
-    def __init__(self, message: str, *, batch: Any) -> None:
+    batch: models.Batch
+
+    def __init__(self, message: str, *, batch: models.Batch) -> None:
         super().__init__(message)
         self.batch = batch

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import orjson
 
 from . import _serde, models
+from ._config import IDEMPOTENCY_KEY_HEADER
 from .errors import AmiliError
 
+# Delivery headers, as the webhooks guide names them.
 EVENT_HEADER = "X-Amili-Event"
-IDEMPOTENCY_HEADER = "IdempotencyKey"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 
 WebhookEvent = (
@@ -93,8 +93,8 @@ def parse_event(
     if secret is not None:
         verify_signature(body, _header(headers, SIGNATURE_HEADER), secret)
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        payload = _serde.parse(body)
+    except _serde.StructureError:
         raise WebhookError("webhook body is not JSON") from None
     if not isinstance(payload, dict):
         raise WebhookError("webhook body is not a JSON object")
@@ -127,7 +127,7 @@ class Deduplicator:
 
         A delivery without the header is never treated as a duplicate.
         """
-        key = _header(headers, IDEMPOTENCY_HEADER)
+        key = _header(headers, IDEMPOTENCY_KEY_HEADER)
         if key is None:
             return False
         if key in self._keys:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .._client import AmiliClient
 from .._version import __version__
+from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY
 from ..errors import AmiliError
 
 
@@ -60,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("file", type=Path, help="FILE.csv or FILE.jsonl, wire field names")
     submit.add_argument("--org", required=True, help="organization id")
     submit.add_argument("--report", type=Path, help="default: FILE.report.csv")
-    submit.add_argument("--chunk-size", type=int, default=500)
-    submit.add_argument("--concurrency", type=int, default=4)
+    submit.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    submit.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     submit.add_argument("--no-progress", action="store_true")
 
     demo = commands.add_parser("demo", help="submit + export against the embedded sandbox")

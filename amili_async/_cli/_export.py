@@ -21,6 +21,7 @@ import orjson
 from .. import models
 from .._client import AmiliClient
 from .._pagination import AsyncPager
+from .._time import as_utc
 from ._progress import Progress
 from ._rows import RowWriter, file_format
 
@@ -62,8 +63,7 @@ def checkpoint_path(out: Path) -> Path:
 def _timestamp(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return as_utc(dt.datetime.fromisoformat(value))
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -16,7 +16,13 @@ import attrs
 
 from .. import _serde, models
 from .._client import AmiliClient
-from ..resources import Corrections, Invoices, Payments
+from ..bulk import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_CONCURRENCY,
+    BulkCorrections,
+    BulkInvoices,
+    BulkPayments,
+)
 from ._progress import Progress
 from ._rows import coerce, read_rows
 
@@ -56,14 +62,14 @@ async def submit(
     source: Path,
     *,
     report: Path | None = None,
-    chunk_size: int = 500,
-    concurrency: int = 4,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
     progress: bool = True,
 ) -> SubmitSummary:
     """Submit every row of `source` and write the per-row report."""
     # Two passes, memory flat: validate every row before sending any, then stream them.
     total = sum(1 for _ in _models(source, MODELS[what]))
-    resources: dict[str, Invoices | Payments | Corrections] = {
+    resources: dict[str, BulkInvoices | BulkPayments | BulkCorrections] = {
         "invoices": client.invoices,
         "payments": client.payments,
         "corrections": client.corrections,

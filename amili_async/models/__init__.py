@@ -1021,11 +1021,11 @@ class TokenResponse:
     """JWT to send as Authorization Bearer."""
     token_type: str | None = attrs.field(default=None, metadata={"wire": "token_type"})
     """Token type (Bearer)."""
-    not_before: int | None = attrs.field(default=None, metadata={"wire": "not_before"})
+    not_before: int | str | None = attrs.field(default=None, metadata={"wire": "not_before"})
     """Unix time (seconds) from which the token is valid."""
-    expires_in: int | None = attrs.field(default=None, metadata={"wire": "expires_in"})
+    expires_in: int | str | None = attrs.field(default=None, metadata={"wire": "expires_in"})
     """Lifetime in seconds (typically 3600)."""
-    expires_on: int | None = attrs.field(default=None, metadata={"wire": "expires_on"})
+    expires_on: int | str | None = attrs.field(default=None, metadata={"wire": "expires_on"})
     """Unix time (seconds) at which the token expires."""
     resource: str | None = attrs.field(default=None, metadata={"wire": "resource"})
     """Resource (audience) the token is for."""

@@ -1,25 +1,25 @@
-"""What every resource shares: the client it calls, paths, query formatting, listings.
+"""What every resource shares: the channel it sends through, paths, query formatting, listings.
 
-Resources describe requests (`Request`) and name the model to decode; they never touch
-aiohttp. The operation each method implements is recorded with `@operation`, so a test can
-check that every operationId of the spec has exactly one method.
+Resources describe requests (`Request`), hand them to a :class:`Sender` and read the answer
+through the response pipeline (`_response`); they never touch aiohttp or the client. The
+operation each method implements is recorded with `@operation`, so a test can check that every
+operationId of the spec has exactly one method.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import quote
 
-from .. import _serde, bulk, models
+from .. import _response, _serde, models
 from .._pagination import PendingPage, TokenPager
-from .._request import Request, RequestOptions, Response
-
-if TYPE_CHECKING:
-    from .batches import Batches
+from .._request import DEFAULT_OPTIONS, Request, RequestOptions
+from .._response import ListResponse, Response
+from .._time import format_datetime
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,32 +39,13 @@ def operation(operation_id: str) -> Callable[[F], F]:
     return mark
 
 
-class Requester(Protocol):
-    """The part of AmiliClient that resources use."""
+class Sender(Protocol):
+    """Where resources send their requests (the client's channel)."""
 
     @property
     def prefetch(self) -> int: ...
-    @property
-    def batches(self) -> Batches: ...
 
-    async def _send(self, request: Request) -> Response: ...
-    def _parse(self, response: Response) -> Any: ...
-    def _structure(self, response: Response, data: Any, cast_to: type[T]) -> T: ...
-
-    @overload
-    async def _request(self, request: Request, cast_to: type[T]) -> T: ...
-    @overload
-    async def _request(self, request: Request, cast_to: None) -> None: ...
-    async def _request(self, request: Request, cast_to: type[T] | None) -> T | None: ...
-
-
-class ListResponse(Protocol[T]):
-    """Every generated list envelope: `data` plus an optional `summary` with the next token."""
-
-    @property
-    def data(self) -> list[T]: ...
-    @property
-    def summary(self) -> models.Summary | None: ...
+    async def send(self, request: Request) -> Response: ...
 
 
 def path(template: str, *ids: str) -> str:
@@ -86,7 +67,7 @@ def wire_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
-        return _serde.format_datetime(value)
+        return format_datetime(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, int | Decimal):
@@ -106,14 +87,25 @@ def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
 
 def options(timeout: float | None = None, idempotency_key: str | None = None) -> RequestOptions:
     """Per-call options; the defaults mean "use the client's settings"."""
+    if timeout is None and idempotency_key is None:
+        return DEFAULT_OPTIONS
     return RequestOptions(timeout=timeout, idempotency_key=idempotency_key)
 
 
 class Resource:
-    """Base of the resources: holds the client that sends the requests."""
+    """Base of the resources: holds the channel that sends the requests."""
 
-    def __init__(self, client: Requester) -> None:
-        self._client = client
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    @overload
+    async def _call(self, request: Request, cast_to: type[T]) -> T: ...
+    @overload
+    async def _call(self, request: Request, cast_to: None) -> None: ...
+    async def _call(self, request: Request, cast_to: type[T] | None) -> T | None:
+        """Send, raise for an error status, decode the body into `cast_to` (None: no body)."""
+        response = _response.raise_for_status(await self._sender.send(request))
+        return None if cast_to is None else _response.decode(response, cast_to)
 
     async def _get(
         self,
@@ -127,7 +119,7 @@ class Resource:
         request = Request(
             "GET", route, params=query(params or {}), root=root, options=options(timeout)
         )
-        return await self._client._request(request, cast_to)
+        return await self._call(request, cast_to)
 
     @overload
     async def _post(
@@ -178,7 +170,7 @@ class Resource:
             root=root,
             options=options(timeout, idempotency_key),
         )
-        return await self._client._request(request, cast_to)
+        return await self._call(request, cast_to)
 
     async def _create_batch(
         self, route: str, body: Any, idempotency_key: str | None, timeout: float | None
@@ -192,33 +184,6 @@ class Resource:
             timeout=timeout,
         )
         return envelope.data
-
-    def _create_many(
-        self,
-        organization_id: str,
-        create: Callable[..., Awaitable[models.BatchReference]],
-        items: Iterable[M] | AsyncIterable[M],
-        *,
-        chunk_size: int,
-        concurrency: int,
-        wait_timeout: float | None,
-        poll_interval: float,
-    ) -> AsyncIterator[bulk.ItemResult[M]]:
-        """`create_many` of every write resource: chunks through `create`, see amili_async.bulk."""
-
-        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
-            return await create(organization_id, chunk, idempotency_key=key)
-
-        return bulk.submit_many(
-            self._client.batches,
-            organization_id,
-            submit,
-            items,
-            chunk_size=chunk_size,
-            concurrency=concurrency,
-            wait_timeout=wait_timeout,
-            poll_interval=poll_interval,
-        )
 
     def _listing(
         self,
@@ -235,28 +200,13 @@ class Resource:
         """A pager whose every page request carries the same filters and page size."""
         base_query = query(params)
         request_options = options(timeout)
-        client = self._client
+        sender = self._sender
 
         async def fetch(token: str | None) -> PendingPage[T]:
             page_query = base_query if token is None else {**base_query, token_param: token}
             request = Request("GET", route, params=page_query, options=request_options)
-            response = await client._send(request)
-            data = client._parse(response)
-            summary = data.get("summary") if isinstance(data, dict) else None
-            next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
+            response = _response.raise_for_status(await sender.send(request))
+            return _response.decode_page(response, envelope, token, keep)
 
-            if next_token is not None and not isinstance(next_token, str):
-                raise response.decode_error("summary.nextPageToken is not a string")
-
-            def build() -> list[T]:
-                listing: ListResponse[T] = client._structure(response, data, envelope)
-                items = listing.data or []
-                return items if keep is None else [item for item in items if keep(item)]
-
-            return PendingPage(build, next_token or None, token)
-
-        depth = client.prefetch if prefetch is None else prefetch
+        depth = sender.prefetch if prefetch is None else prefetch
         return TokenPager(fetch, page_token=page_token, prefetch=depth)
-
-
-Decoder = Callable[[bytes], Awaitable[Any]]

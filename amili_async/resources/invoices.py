@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .. import bulk, models
+from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
+from .._time import as_utc
 from ._base import Resource, as_models, operation, path
 
 
@@ -36,31 +37,6 @@ class Invoices(Resource):
         body = models.CreateInvoicesRequest(invoices=as_models(invoices, models.NewInvoice))
         route = path("/orgs/{}/invoices", organization_id)
         return await self._create_batch(route, body, idempotency_key, timeout)
-
-    def create_many(
-        self,
-        organization_id: str,
-        invoices: Iterable[models.NewInvoice | Mapping[str, Any]]
-        | AsyncIterable[models.NewInvoice | Mapping[str, Any]],
-        *,
-        chunk_size: int = bulk.DEFAULT_CHUNK_SIZE,
-        concurrency: int = bulk.DEFAULT_CONCURRENCY,
-        wait_timeout: float | None = bulk.DEFAULT_WAIT_TIMEOUT,
-        poll_interval: float = bulk.DEFAULT_POLL_INTERVAL,
-    ) -> AsyncIterator[bulk.ItemResult[models.NewInvoice | Mapping[str, Any]]]:
-        """Submit any number of invoices in concurrent chunks; one result per item, in order.
-
-        Each chunk is created at most once (see amili_async.bulk), then waited for.
-        """
-        return self._create_many(
-            organization_id,
-            self.create,
-            invoices,
-            chunk_size=chunk_size,
-            concurrency=concurrency,
-            wait_timeout=wait_timeout,
-            poll_interval=poll_interval,
-        )
 
     @operation("GetInvoicesByOrganization")
     def list(
@@ -129,7 +105,5 @@ def _created_before(end: dt.datetime | None) -> Callable[[models.Invoice], bool]
     """
     if end is None:
         return None
-    if end.tzinfo is None:
-        # Sent as UTC (see _serde.format_datetime); compare as UTC with the aware createdAt.
-        end = end.replace(tzinfo=dt.UTC)
-    return lambda invoice: invoice.created_at is None or invoice.created_at < end
+    bound = as_utc(end)  # sent as UTC (see _time.format_datetime); compared as UTC too
+    return lambda invoice: invoice.created_at is None or invoice.created_at < bound

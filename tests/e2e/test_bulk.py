@@ -337,7 +337,7 @@ async def test_wait_times_out() -> None:
         org = server.default_org_id
         reference = await client.invoices.create(org, [new_invoice(1)])
         with pytest.raises(BatchWaitTimeoutError) as caught:
-            await client.batches.wait(org, reference.batch_id, timeout=0.2, poll_interval=0.02)
+            await client.batches.wait(org, reference.batch_id, max_wait=0.2, poll_interval=0.02)
         assert caught.value.batch.batch_id == reference.batch_id
         assert caught.value.batch.status == models.BatchStatus.QUEUED
 
@@ -346,7 +346,7 @@ async def test_wait_times_out() -> None:
         results = [
             r
             async for r in client.invoices.create_many(
-                org, [new_invoice(2), new_invoice(3)], wait_timeout=0.1, poll_interval=0.02
+                org, [new_invoice(2), new_invoice(3)], max_wait=0.1, poll_interval=0.02
             )
         ]
         assert [r.ok for r in results] == [False, False]

@@ -10,6 +10,8 @@ from aioresponses import aioresponses
 
 from amili_async import AmiliClient
 from amili_async._auth import StaticTokenAuth
+from amili_async._request import Request
+from amili_async._response import Response, raise_for_status
 from amili_async._retry import RetryPolicy
 from amili_async._transport import Transport
 
@@ -32,6 +34,13 @@ def sleeper() -> SleepRecorder:
     return SleepRecorder()
 
 
+class CheckedTransport(Transport):
+    """The transport as resources see it: its last answer through the pipeline's status check."""
+
+    async def send(self, request: Request) -> Response:
+        return raise_for_status(await super().send(request))
+
+
 @pytest.fixture
 async def make_transport(sleeper: SleepRecorder) -> AsyncIterator[Callable[..., Transport]]:
     """Builds transports with test defaults (rng fixed at 0.5) and closes them all afterwards."""
@@ -49,7 +58,7 @@ async def make_transport(sleeper: SleepRecorder) -> AsyncIterator[Callable[..., 
             "rng": lambda: 0.5,
         }
         settings.update(overrides)
-        transport = Transport(**settings)
+        transport = CheckedTransport(**settings)
         created.append(transport)
         return transport
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from amili_async._auth import CallableTokenAuth, ClientCredentialsAuth, StaticTokenAuth
-from amili_async._request import Response
+from amili_async._response import Response
 from amili_async.errors import (
     AuthenticationError,
     InternalServerError,
@@ -279,9 +279,9 @@ async def test_other_token_endpoint_errors_keep_their_class() -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"<html>oops</html>", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (b'{"token_type": "Bearer"}', "no access_token"),
+        (b"<html>oops</html>", "not valid JSON"),
+        (b"[1, 2]", "does not match TokenResponse"),
+        (b'{"token_type": "Bearer"}', r"missing @ \$\.access_token"),
         (b'{"access_token": ""}', "no access_token"),
     ],
 )

@@ -19,9 +19,9 @@ from amili_async.bulk import (
     RECONCILE_ROUNDS,
     _Chunker,
     _map_results,
-    submit_many,
-    wait_for_batch,
+    submit_chunks,
 )
+from amili_async.resources.batches import wait_for_batch
 
 
 def lost() -> APIConnectionError:
@@ -69,7 +69,7 @@ class FakeSubmit:
 
 
 def chunker(batches: FakeBatches, submit: FakeSubmit) -> _Chunker:
-    return _Chunker(batches, "org", submit, wait_timeout=1, poll_interval=0.01)  # type: ignore[arg-type]
+    return _Chunker(batches, "org", submit, max_wait=1, poll_interval=0.01)  # type: ignore[arg-type]
 
 
 async def test_a_lost_post_is_found_by_its_key_and_not_sent_again() -> None:
@@ -121,7 +121,7 @@ async def test_wait_polls_with_growing_intervals_until_finished() -> None:
     async def sleep(delay: float) -> None:
         slept.append(delay)
 
-    batch = await wait_for_batch(fetch, timeout=None, poll_interval=0.2, sleep=sleep)
+    batch = await wait_for_batch(fetch, max_wait=None, poll_interval=0.2, sleep=sleep)
     assert batch.status is models.BatchStatus.PARTIAL
     assert slept == pytest.approx([0.2, 0.3, 0.45])
 
@@ -136,7 +136,7 @@ async def test_an_unknown_status_is_waited_on_until_the_timeout() -> None:
         now[0] += delay
 
     with pytest.raises(BatchWaitTimeoutError) as caught:
-        await wait_for_batch(fetch, timeout=3, poll_interval=1, sleep=sleep, clock=lambda: now[0])
+        await wait_for_batch(fetch, max_wait=3, poll_interval=1, sleep=sleep, clock=lambda: now[0])
     assert caught.value.batch.status == "PROCESSING"
     assert now[0] == pytest.approx(3)
 
@@ -176,7 +176,7 @@ async def test_cancelling_the_consumer_cancels_the_chunks_and_propagates() -> No
         raise AssertionError("unreachable")
 
     async def consume() -> None:
-        async for _ in submit_many(FakeBatches(), "org", submit, range(10), chunk_size=2):  # type: ignore[arg-type]
+        async for _ in submit_chunks(FakeBatches(), "org", submit, range(10), chunk_size=2):  # type: ignore[arg-type]
             pass
 
     before = asyncio.all_tasks()

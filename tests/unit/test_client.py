@@ -417,3 +417,37 @@ async def test_hooks_see_listing_pages_fetched_ahead(mocked: Any) -> None:
         assert [i.id async for i in c.invoices.list(ORG, status="OPEN")] == ["a", "b"]
     # Hooks get the URL without the query string (filters can be personal data).
     assert urls == [f"{BASE}/orgs/{ORG}/invoices"] * 2
+
+
+# --- per-call options ----------------------------------------------------------------------------
+
+
+async def test_with_options_layers_over_the_client_and_shares_its_pool(mocked: Any) -> None:
+    url = f"{BASE}/orgs/{ORG}/invoices/inv-1"
+    mocked.get(url, status=503, repeat=True)
+    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as client:
+        patient = client.with_options(max_retries=2, extra_headers={"X-Trace": "t1"})
+        patient = patient.with_options(timeout=7)
+        with pytest.raises(AmiliError):
+            await patient.invoices.get(ORG, "inv-1")
+        calls = mocked.requests[("GET", URL(url))]
+        assert len(calls) == 3  # two retries, from the derived options
+        assert all(call.kwargs["headers"]["X-Trace"] == "t1" for call in calls)
+        assert all(call.kwargs["timeout"].total == 7 for call in calls)
+        with pytest.raises(AmiliError):
+            await client.invoices.get(ORG, "inv-1")
+        assert len(mocked.requests[("GET", URL(url))]) == 4  # the original kept max_retries=0
+        assert "X-Trace" not in mocked.requests[("GET", URL(url))][-1].kwargs["headers"]
+    assert patient.closed  # one pool: closing the client closed it for both
+
+
+async def test_a_method_timeout_wins_over_with_options(mocked: Any, client: AmiliClient) -> None:
+    url = f"{BASE}/orgs/{ORG}/invoices/inv-1"
+    mocked.get(url, payload=INVOICE)
+    await client.with_options(timeout=7).invoices.get(ORG, "inv-1", timeout=2)
+    assert mocked.requests[("GET", URL(url))][0].kwargs["timeout"].total == 2
+
+
+async def test_with_options_refuses_a_negative_retry_count(client: AmiliClient) -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        client.with_options(max_retries=-1)

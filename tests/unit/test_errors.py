@@ -7,7 +7,7 @@ import pickle
 import orjson
 import pytest
 
-from amili_async._request import Response
+from amili_async._response import Response, parse_json
 from amili_async.errors import (
     AmiliError,
     APIConnectionError,
@@ -15,19 +15,14 @@ from amili_async.errors import (
     APITimeoutError,
     AuthenticationError,
     BadGatewayError,
-    BadRequestError,
-    ConflictError,
     InternalServerError,
-    LockedError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
-    ServerNotImplementedError,
     ServiceUnavailableError,
-    UnprocessableEntityError,
     error_for_response,
 )
+
+from ._statuses import STATUS_CLASSES
 
 URL = "https://api.amili.no/collection/v1/orgs/o1/invoices/i1"
 PROBLEM = {
@@ -38,21 +33,6 @@ PROBLEM = {
     "traceId": "00-abc-01",
 }
 PROBLEM_HEADERS = {"Content-Type": "application/problem+json", "X-Amili-Request-Id": "req-1"}
-
-STATUS_CLASSES = [
-    (400, BadRequestError),
-    (401, AuthenticationError),
-    (403, PermissionDeniedError),
-    (404, NotFoundError),
-    (409, ConflictError),
-    (422, UnprocessableEntityError),
-    (423, LockedError),
-    (429, RateLimitError),
-    (500, InternalServerError),
-    (501, ServerNotImplementedError),
-    (502, BadGatewayError),
-    (503, ServiceUnavailableError),
-]
 
 
 @pytest.mark.parametrize(("status", "cls"), STATUS_CLASSES)
@@ -163,24 +143,24 @@ def _response(content: bytes) -> Response:
 def test_response_decode_error_keeps_snippet_out_of_str() -> None:
     content = b"<html>" + b"Ola Nordmann " * 50
     with pytest.raises(ResponseDecodeError) as caught:
-        _response(content).json()
+        parse_json(_response(content))
     error = caught.value
     assert error.status_code == 200
     assert error.request_id == "req-9"
     assert error.body_snippet == content[:200].decode()
     assert len(error.body_snippet) == 200
-    assert isinstance(error.__cause__, orjson.JSONDecodeError)
+    assert error.__cause__ is None  # a JSON error's `doc` is the whole body: never chained
     assert "Nordmann" not in str(error)
     assert "Nordmann" not in repr(error)
     assert str(error) == (
         "cannot decode 200 response to GET /collection/v1/orgs/o1/invoices/i1 "
-        "(request id req-9): body is not JSON"
+        "(request id req-9): body is not valid JSON (at byte 0)"
     )
 
 
 def test_response_helpers() -> None:
     response = _response(b'{"a": 1}')
-    assert response.json() == {"a": 1}
+    assert parse_json(response) == {"a": 1}
     assert response.text() == '{"a": 1}'
     assert "content" not in repr(response)
 

@@ -1,13 +1,21 @@
-"""_retry.py: full-jitter backoff, Retry-After parsing and its bound."""
+"""_retry.py: full-jitter backoff, Retry-After parsing and its bound, per-attempt decisions."""
 
 from __future__ import annotations
 
 import random
 from email.utils import formatdate
 
+import aiohttp
 import pytest
 
-from amili_async._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from amili_async._retry import (
+    REFRESH,
+    RETRYABLE_STATUS,
+    Retry,
+    RetryPolicy,
+    RetryState,
+    parse_retry_after,
+)
 
 NOW = 1_700_000_000.0
 
@@ -84,3 +92,52 @@ def test_delay_for_gives_up_when_asked_to_wait_too_long() -> None:
 
 def test_delay_for_falls_back_to_backoff() -> None:
     assert RetryPolicy().delay_for(2, None, lambda: 0.5) == 1.0
+
+
+# --- the decisions the transport asks for ------------------------------------------------------
+
+
+def state(max_retries: int = 2) -> RetryState:
+    return RetryPolicy().start(lambda: 0.5, lambda: NOW, max_retries)
+
+
+def test_transient_errors_retry_until_the_budget_is_spent() -> None:
+    decisions = state(max_retries=2)
+    error = aiohttp.ServerDisconnectedError()
+    first, second = decisions.after_error(error), decisions.after_error(error)
+    assert first == Retry(0.25, "ServerDisconnectedError")
+    assert second == Retry(0.5, "ServerDisconnectedError")
+    assert decisions.after_error(error) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientSSLError(None, OSError("bad certificate")),  # type: ignore[arg-type]
+        aiohttp.InvalidURL("http://"),
+        ValueError("not a transport failure"),
+    ],
+)
+def test_final_and_foreign_errors_stop_at_once(error: BaseException) -> None:
+    assert state().after_error(error) is None
+
+
+def test_a_first_401_refreshes_once_and_never_counts_as_a_retry() -> None:
+    decisions = state(max_retries=0)
+    assert decisions.after_response(401, {}, can_refresh=True) is REFRESH
+    assert decisions.after_response(401, {}, can_refresh=True) is None
+    assert state().after_response(401, {}, can_refresh=False) is None
+
+
+def test_retryable_statuses_follow_retry_after_and_its_bound() -> None:
+    decisions = state(max_retries=3)
+    assert decisions.after_response(503, {"Retry-After": "2"}, can_refresh=True) == Retry(2, "503")
+    assert decisions.after_response(429, {}, can_refresh=True) == Retry(0.5, "429")
+    assert decisions.after_response(503, {"Retry-After": "3600"}, can_refresh=True) is None
+    assert decisions.after_response(404, {}, can_refresh=True) is None
+    assert decisions.after_response(200, {}, can_refresh=True) is None
+
+
+def test_a_per_call_limit_overrides_the_policy() -> None:
+    decisions = RetryPolicy(max_retries=5).start(lambda: 0.5, lambda: NOW, 0)
+    assert decisions.after_response(503, {}, can_refresh=True) is None

@@ -16,7 +16,7 @@ import yaml
 from amili_async import _serde, models
 from amili_async._openenum import OpenEnum
 
-from .conftest import SPEC_PATH
+from ..conftest import SPEC_PATH
 
 EXAMPLE_MODELS = {
     "batches-get-all-batches-older.response-200.json": models.OlderBatchListResponse,
