@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 
 from amili_async import _response, models
 from amili_async._config import TOKEN_REFRESH_MARGIN
+from amili_async._request import check_header_value
 from amili_async._response import Response
 from amili_async.errors import AuthenticationError
 
@@ -48,7 +49,7 @@ class StaticTokenAuth:
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("token must be a non-empty string")
-        self._token = token
+        self._token = _bearer(token)
 
     async def token(self, fetch: TokenFetcher) -> str:
         return self._token
@@ -130,7 +131,7 @@ class CallableTokenAuth:
         token = await result if inspect.isawaitable(result) else result
         if not isinstance(token, str) or not token:
             raise TypeError("the token function must return a non-empty string")
-        return token, math.inf
+        return _bearer(token), math.inf
 
     def __repr__(self) -> str:
         # The qualified name only: a partial's repr would show its (possibly secret) args.
@@ -187,7 +188,7 @@ class ClientCredentialsAuth:
             raise _response.decode_error(
                 response, "token response has no access_token", sensitive=True
             )
-        return answer.access_token, self._refresh_time(answer, self._clock())
+        return _bearer(answer.access_token), self._refresh_time(answer, self._clock())
 
     def _refresh_time(self, answer: models.TokenResponse, now: float) -> float:
         """``margin`` before expiry (at most half the lifetime); never, if no expiry is given."""
@@ -206,6 +207,11 @@ class ClientCredentialsAuth:
             f"ClientCredentialsAuth(client_id={self.client_id!r}, token_url={self.token_url!r}, "
             "client_secret=<redacted>)"
         )
+
+
+def _bearer(token: str) -> str:
+    """A token that can travel in the Authorization header (no CR or LF), else ValueError."""
+    return check_header_value("Authorization", token)
 
 
 def _number(value: Any) -> float | None:

@@ -15,6 +15,7 @@ from ._auth import Auth, CallableTokenAuth, ClientCredentialsAuth, StaticTokenAu
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     resolve_environment,
@@ -61,8 +62,16 @@ class AmiliClient:
     Authenticate with exactly one of: `client_id` + `client_secret` (Identiverse
     client-credentials flow, tokens cached and refreshed), `token` (a static bearer token) or
     `token_provider` (a callable returning a token, sync or async). Pick the hosts with
-    `environment` ("staging" or "production") or `base_url` (+ `token_url`). Use it as
-    `async with AmiliClient(...) as client:` or call `await client.aclose()`.
+    `environment` ("staging" or "production") or `base_url` (+ `token_url`; plain http only
+    to loopback unless `allow_insecure_http=True`). Use it as `async with AmiliClient(...) as
+    client:` or call `await client.aclose()`; one client per event loop.
+
+    Time limits: `timeout` bounds each attempt from the moment it has one of the
+    `max_connections` slots (waiting for a slot is not counted); `deadline` (None: none)
+    bounds the whole call, every attempt, wait for a slot and retry wait included. Retries:
+    `max_retries` per call, and past it for up to `retry_for` seconds from the call's start
+    (None: no time budget), for a long export that must ride out an outage. POSTs are retried
+    with their idempotency key unless `retry_posts=False`.
     """
 
     invoices: BulkInvoices
@@ -85,9 +94,14 @@ class AmiliClient:
         token_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        deadline: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_for: float | None = None,
+        retry_posts: bool = True,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         prefetch: int = DEFAULT_PREFETCH,
+        allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
         on_request: RequestHook | None = None,
         on_response: ResponseHook | None = None,
@@ -100,7 +114,12 @@ class AmiliClient:
             raise ValueError(
                 "choose the hosts: environment='staging' or 'production', or base_url=..."
             )
-        hosts = resolve_environment(environment or "production", base_url, token_url)
+        hosts = resolve_environment(
+            environment or "production",
+            base_url,
+            token_url,
+            allow_insecure_http=allow_insecure_http,
+        )
         self._auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
         self.base_url = hosts.api_base_url
         self._transport = Transport(
@@ -109,6 +128,10 @@ class AmiliClient:
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             retry=RetryPolicy(max_retries=max_retries),
             max_connections=max_connections,
+            max_response_size=max_response_size,
+            retry_posts=retry_posts,
+            deadline=deadline,
+            retry_for=retry_for,
             session=session,
             on_request=on_request,
             on_response=on_response,
@@ -137,7 +160,10 @@ class AmiliClient:
         self,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         max_retries: int | None = None,
+        retry_for: float | None = None,
+        retry_posts: bool | None = None,
         extra_headers: Mapping[str, str] | None = None,
         prefetch: int | None = None,
     ) -> AmiliClient:
@@ -149,7 +175,12 @@ class AmiliClient:
         if max_retries is not None and max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         options = RequestOptions(
-            timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            timeout=timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            retry_for=retry_for,
+            retry_posts=retry_posts,
+            extra_headers=extra_headers,
         ).over(self._channel.defaults)
         derived = object.__new__(AmiliClient)
         derived._auth = self._auth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -36,6 +37,10 @@ DEFAULT_TIMEOUT: Final = 60.0
 # Establishing TCP+TLS takes well under a second; 10 s covers a congested link and still
 # fails fast enough to retry against a fresh connection.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+# Largest response body read: a 1,000-invoice page is ~1.3 MB and a legacy batch of a large
+# creditor some MB more; 64 MiB is far above any documented answer, and bounds what a broken or
+# hostile server can make a client buffer (an endless chunked body stops here).
+DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 # Two retries ride out a rolling deploy or a single dropped connection; more only delays the
 # error a caller must handle anyway.
 DEFAULT_MAX_RETRIES: Final = 2
@@ -70,12 +75,15 @@ def resolve_environment(
     environment: str = "production",
     base_url: str | None = None,
     token_url: str | None = None,
+    *,
+    allow_insecure_http: bool = False,
 ) -> Environment:
     """Pick the hosts to talk to: a named environment, optionally overridden URL by URL.
 
     A custom ``base_url`` (a proxy, the embedded sandbox) without a ``token_url`` gets
     ``<origin of base_url>/token``, the sandbox layout, so credentials never travel to a
-    host the caller did not name.
+    host the caller did not name. Plain ``http://`` is refused except to a loopback host (the
+    sandbox) or with ``allow_insecure_http``: the client secret and tokens would travel in clear.
     """
     try:
         named = ENVIRONMENTS[environment]
@@ -86,19 +94,37 @@ def resolve_environment(
         api_base_url = named.api_base_url
         default_token_url = named.token_url
     else:
-        api_base_url = _validated_url("base_url", base_url).rstrip("/")
+        api_base_url = _validated_url("base_url", base_url, allow_insecure_http).rstrip("/")
         default_token_url = origin_of(api_base_url) + "/token"
     resolved_token_url = (
-        default_token_url if token_url is None else _validated_url("token_url", token_url)
+        default_token_url
+        if token_url is None
+        else _validated_url("token_url", token_url, allow_insecure_http)
     )
     return Environment(api_base_url=api_base_url, token_url=resolved_token_url)
 
 
-def _validated_url(name: str, url: str) -> str:
-    """Reject anything but an absolute http(s) URL without query or fragment."""
+def _validated_url(name: str, url: str, allow_insecure_http: bool) -> str:
+    """Reject anything but an absolute https URL (http: loopback only) without query or fragment."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
     if parts.query or parts.fragment:
         raise ValueError(f"{name} must not carry a query or fragment")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise ValueError(
+            f"{name} uses the scheme 'http' to a host that is not loopback: credentials and "
+            "debtor data would travel unencrypted. Use https, or pass allow_insecure_http=True "
+            "(e.g. behind a TLS-terminating proxy on the same host)"
+        )
     return url
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from ._tasks import cancel_and_wait
-from .errors import AmiliError
+from .errors import AmiliError, RepeatedPageTokenError
 
 T = TypeVar("T")
 
@@ -38,6 +38,8 @@ class Page(Generic[T]):
     items: Sequence[T]
     next_page_token: str | None
     token: str | None = None
+    part: int | None = None
+    """In a merged (partitioned) listing, the index of the part this page belongs to."""
 
 
 @attrs.frozen
@@ -79,6 +81,30 @@ async def _fetch_marked(fetch: Fetch[T], token: str | None) -> Page[T] | Pending
     """Fetch one page, marking a failure with its token."""
     with _resume_at(token):
         return await fetch(token)
+
+
+class _Tokens:
+    """The page tokens one listing has followed: a token seen again would loop forever."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self, start: str | None) -> None:
+        self._seen = {start} if start else set()
+
+    def follow(self, page: Page[T] | PendingPage[T]) -> str | None:
+        """The next token to fetch, None at the end; RepeatedPageTokenError on a repeat."""
+        token = page.next_page_token
+        if not token:
+            return None
+        if token in self._seen:
+            error = RepeatedPageTokenError(
+                "the server answered a page token this listing had already followed; "
+                "following it again would repeat pages forever"
+            )
+            error.resume_token = page.token
+            raise error
+        self._seen.add(token)
+        return token
 
 
 def _ready(entry: Page[T] | PendingPage[T]) -> Page[T]:
@@ -160,13 +186,14 @@ class TokenPager(AsyncPager[T]):
     async def pages(self) -> AsyncGenerator[Page[T], None]:
         """Yield whole pages (`.items`, `.next_page_token`, `.token`)."""
         if self._prefetch == 0:
+            tokens = _Tokens(self._start)
             token = self._start
             while True:
                 page = _ready(await _fetch_marked(self._fetch, token))
                 yield page
-                if not page.next_page_token:
+                token = tokens.follow(page)
+                if token is None:
                     return
-                token = page.next_page_token
         # One producer task runs at most `prefetch` pages ahead of the caller: it takes a slot
         # before each fetch and the caller frees it on taking the page, so fetched-but-not-taken
         # pages (including one in flight) never exceed the depth, whatever the listing's size.
@@ -181,15 +208,16 @@ class TokenPager(AsyncPager[T]):
                 yield _ready(entry)
 
     async def _produce(self, queue: asyncio.Queue[Any], slots: asyncio.Semaphore) -> None:
+        tokens = _Tokens(self._start)
         token = self._start
         try:
             while True:
                 await slots.acquire()
                 page = await _fetch_marked(self._fetch, token)
                 queue.put_nowait(page)
-                if not page.next_page_token:
+                token = tokens.follow(page)
+                if token is None:
                     break
-                token = page.next_page_token
         except asyncio.CancelledError:
             raise
         except BaseException as error:
@@ -206,7 +234,7 @@ class MergedPager(AsyncPager[T]):
     depth of the shared queue.
     """
 
-    def __init__(self, parts: Sequence[TokenPager[T]], *, concurrency: int) -> None:
+    def __init__(self, parts: Sequence[AsyncPager[T]], *, concurrency: int) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self._parts = parts
@@ -217,16 +245,16 @@ class MergedPager(AsyncPager[T]):
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._concurrency)
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def run(part: TokenPager[T]) -> None:
+        async def run(index: int, part: AsyncPager[T]) -> None:
             async with gate, contextlib.aclosing(part.pages()) as pages:
                 async for page in pages:
-                    await queue.put(page)
+                    await queue.put(attrs.evolve(page, part=index))
 
         async def run_all() -> None:
             try:
                 async with asyncio.TaskGroup() as group:
-                    for part in self._parts:
-                        group.create_task(run(part))
+                    for index, part in enumerate(self._parts):
+                        group.create_task(run(index, part))
             except BaseExceptionGroup as failed:
                 await queue.put(_Failure(failed.exceptions[0]))
                 return

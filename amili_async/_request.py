@@ -14,13 +14,19 @@ class RequestOptions:
     """Per-call overrides of the client's defaults."""
 
     timeout: float | None = None
-    """Whole-request timeout in seconds for this call (each attempt), instead of the client's."""
+    """Timeout of each attempt in seconds, from the moment it has a connection slot."""
+    deadline: float | None = None
+    """Seconds for the whole call: every attempt, wait for a connection and retry wait."""
     idempotency_key: str | None = None
     """Sent as the IdempotencyKey of a POST instead of a generated one (reuse it to dedupe)."""
     max_retries: int | None = None
     """Retries for this call instead of the client's policy."""
+    retry_for: float | None = None
+    """Seconds from the call's start during which retries go on past max_retries."""
     extra_headers: Mapping[str, str] | None = None
     """Additional request headers; the SDK's own (Authorization, IdempotencyKey...) win."""
+    retry_posts: bool | None = None
+    """False: a POST is sent once (no retry but the token refresh), whatever max_retries says."""
 
     def over(self, defaults: RequestOptions) -> RequestOptions:
         """These options where set, ``defaults`` (the client's) elsewhere; headers merge."""
@@ -35,14 +41,25 @@ class RequestOptions:
         )
         return RequestOptions(
             timeout=defaults.timeout if self.timeout is None else self.timeout,
+            deadline=defaults.deadline if self.deadline is None else self.deadline,
+            retry_posts=defaults.retry_posts if self.retry_posts is None else self.retry_posts,
             idempotency_key=self.idempotency_key,  # per call by nature: never a default
             max_retries=defaults.max_retries if self.max_retries is None else self.max_retries,
+            retry_for=defaults.retry_for if self.retry_for is None else self.retry_for,
             extra_headers=headers,
         )
 
 
 # Shared default: RequestOptions is frozen, so one instance serves every request.
 DEFAULT_OPTIONS: Final = RequestOptions()
+
+
+def check_header_value(name: str, value: str) -> str:
+    """``value`` if it can travel in a header; CR or LF would let it forge other headers."""
+    if "\r" in value or "\n" in value:
+        # The value itself stays out of the message: it may be a credential.
+        raise ValueError(f"the {name} header value contains a CR or LF character")
+    return value
 
 
 @attrs.frozen

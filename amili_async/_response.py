@@ -105,9 +105,9 @@ def parse_json(response: Response, *, sensitive: bool = False) -> Any:
 def structure(response: Response, data: Any, cls: type[T], *, sensitive: bool = False) -> T:
     """Parsed body -> model; ResponseDecodeError when it has not the documented shape."""
     try:
-        return _serde.structure(data, cls)
+        return _serde.structure(data, cls, source=response.content)
     except _serde.StructureError as error:
-        raise decode_error(response, str(error), sensitive=sensitive) from error
+        raise decode_error(response, str(error), sensitive=sensitive) from None
 
 
 def decode(response: Response, cls: type[T], *, sensitive: bool = False) -> T:

@@ -15,6 +15,7 @@ same idempotency key.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -69,11 +70,35 @@ class RetryPolicy:
     max_retry_after: float = MAX_RETRY_AFTER
 
     def start(
-        self, rng: Random, clock: Callable[[], float], max_retries: int | None = None
+        self,
+        rng: Random,
+        clock: Callable[[], float],
+        max_retries: int | None = None,
+        *,
+        may_retry: bool = True,
+        deadline: float | None = None,
+        retry_for: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> RetryState:
-        """The decision state of one call (``max_retries`` overrides the policy's)."""
+        """The decision state of one call.
+
+        ``max_retries`` overrides the policy's; ``may_retry`` False allows no retry at all (a
+        POST when POST retries are switched off), only the token refresh after a 401, which the
+        server refused before doing anything. ``deadline`` is a ``monotonic()`` time no wait
+        may pass. ``retry_for`` is a budget in time: retries go on past ``max_retries`` for
+        that many seconds from the start of the call (a long export riding out an outage).
+        """
         limit = self.max_retries if max_retries is None else max_retries
-        return RetryState(self, limit, rng, clock)
+        now = monotonic()
+        return RetryState(
+            self,
+            limit if may_retry else 0,
+            rng,
+            clock,
+            deadline,
+            monotonic,
+            retry_until=now + retry_for if retry_for is not None and may_retry else None,
+        )
 
     def backoff(self, attempt: int, rng: Random) -> float:
         """Exponential backoff with full jitter for the retry numbered ``attempt`` (from 0).
@@ -105,14 +130,27 @@ class RetryState:
     max_retries: int
     rng: Random
     clock: Callable[[], float]
+    deadline: float | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    retry_until: float | None = None
+    """Past ``max_retries``, retries go on until this ``monotonic()`` time (None: they stop)."""
     retries: int = 0
     refreshed: bool = False
+
+    def _may_retry(self) -> bool:
+        if self.retries < self.max_retries:
+            return True
+        return self.retry_until is not None and self.monotonic() < self.retry_until
+
+    def remaining(self) -> float | None:
+        """Seconds left before the call's deadline (may be <= 0), None without one."""
+        return None if self.deadline is None else self.deadline - self.monotonic()
 
     def after_error(self, error: BaseException) -> Retry | None:
         """An attempt got no answer: retry transient failures while retries are left."""
         if not isinstance(error, RETRYABLE_ERRORS) or isinstance(error, FINAL_ERRORS):
             return None
-        if self.retries >= self.max_retries:
+        if not self._may_retry():
             return None
         return self._retry(self.policy.backoff(self.retries, self.rng), type(error).__name__)
 
@@ -126,13 +164,16 @@ class RetryState:
         if status == _REFRESH_STATUS and can_refresh and not self.refreshed:
             self.refreshed = True
             return REFRESH
-        if status not in RETRYABLE_STATUS or self.retries >= self.max_retries:
+        if status not in RETRYABLE_STATUS or not self._may_retry():
             return None
         retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
         delay = self.policy.delay_for(self.retries, retry_after, self.rng)
         return None if delay is None else self._retry(delay, str(status))
 
-    def _retry(self, delay: float, reason: str) -> Retry:
+    def _retry(self, delay: float, reason: str) -> Retry | None:
+        remaining = self.remaining()
+        if remaining is not None and delay >= remaining:
+            return None  # the wait alone would pass the deadline: hand the error back now
         self.retries += 1
         return Retry(delay, reason)
 

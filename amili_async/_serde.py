@@ -10,6 +10,8 @@ A failure is re-run once through a second, detailed converter to say *where* it 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -37,6 +39,30 @@ class StructureError(ValueError):
     """
 
 
+class _InexactNumber(Exception):
+    """A JSON number has more significant digits than the float orjson read it into keeps.
+
+    Raised on the fast path only; `structure` then re-reads the document with every number as
+    an exact Decimal (`parse_exact`), so amounts are exact at any size JSON can carry.
+    """
+
+
+# Significant decimal digits every float reproduces exactly (DBL_DIG): a JSON number with at
+# most this many comes back from repr(float) unchanged; one with more may have been rounded.
+_EXACT_DIGITS = 15
+
+
+def _exact_text(value: float) -> str:
+    """repr(value), when it is certainly the number's source text; else _InexactNumber."""
+    text = repr(value)
+    # Fewer than 16 characters cannot hold 16 digits; the common case stops at len().
+    if len(text) > _EXACT_DIGITS:
+        mantissa = text.lstrip("-").partition("e")[0].replace(".", "").lstrip("0")
+        if len(mantissa) > _EXACT_DIGITS:
+            raise _InexactNumber
+    return text
+
+
 # -- primitive hooks --------------------------------------------------------------------------
 
 
@@ -44,8 +70,10 @@ def _structure_str(value: Any, _: Any) -> str:
     if type(value) is str:
         return value
     # Numbers where the spec says string (a case number sent as 5000001): keep them, as text.
-    if type(value) in (int, float):
+    if type(value) is int:
         return str(value)
+    if type(value) is float:
+        return _exact_text(value)
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
@@ -53,6 +81,9 @@ def _structure_int(value: Any, _: Any) -> int:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
+        _exact_text(value)  # a 20-digit integer arrives from orjson as a rounded float
+        return int(value)
+    if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
@@ -64,26 +95,35 @@ def _structure_bool(value: Any, _: Any) -> bool:
 
 
 def _structure_float(value: Any, _: Any) -> float:
-    if type(value) in (int, float):
-        return float(value)
+    if type(value) in (int, float) or isinstance(value, Decimal):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+        raise ValueError("expected a finite number")
     raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
 def _structure_decimal(value: Any, _: Any) -> Decimal:
-    """Money: JSON numbers arrive as floats; repr() is their shortest exact decimal text."""
+    """Money, exact: a float is trusted only while repr() is certainly its source text."""
     kind = type(value)
     if kind is float:
-        return Decimal(repr(value))
-    if isinstance(value, Decimal):  # dicts built in Python (or parsed with parse_float=Decimal)
-        return value
-    if kind is int:
+        if not math.isfinite(value):
+            raise ValueError("amounts must be finite numbers")
+        return Decimal(_exact_text(value))
+    if isinstance(value, Decimal):  # dicts built in Python, or numbers read by parse_exact
+        number = value
+    elif kind is int:
         return Decimal(value)
-    if kind is str:
+    elif kind is str:
         try:
-            return Decimal(value)
+            number = Decimal(value)
         except InvalidOperation:
             raise ValueError("expected a decimal number") from None
-    raise TypeError(f"expected a number, got {kind.__name__}")
+    else:
+        raise TypeError(f"expected a number, got {kind.__name__}")
+    if not number.is_finite():
+        raise ValueError("amounts must be finite numbers")
+    return number
 
 
 def _structure_datetime(value: Any, _: Any) -> dt.datetime:
@@ -366,12 +406,24 @@ _explainer = _configure(cattrs.Converter(detailed_validation=True), detailed=Tru
 # -- public helpers ---------------------------------------------------------------------------
 
 
-def structure(data: Any, cls: type[T]) -> T:
-    """Build `cls` from decoded JSON; raise StructureError naming the failing path."""
+def structure(data: Any, cls: type[T], *, source: bytes | None = None) -> T:
+    """Build `cls` from decoded JSON; raise StructureError naming the failing path.
+
+    ``source`` is the JSON text `data` was parsed from: when a number in it has more digits
+    than a float keeps, the document is read again exactly from it. The error is never
+    chained to its cause: a parser's message may quote the offending (personal) value.
+    """
     try:
         return converter.structure(data, cls)
+    except _InexactNumber:
+        if source is None:
+            raise StructureError(
+                f"data does not match {cls.__name__}: a float cannot carry one of its numbers "
+                "exactly; pass amounts as Decimal or as strings"
+            ) from None
+        return structure(parse_exact(source), cls)
     except Exception as fast_error:
-        raise StructureError(_explain(data, cls, fast_error)) from fast_error
+        raise StructureError(_explain(data, cls, fast_error)) from None
 
 
 def _explain(data: Any, cls: type[Any], fast_error: Exception) -> str:
@@ -411,13 +463,37 @@ def dumps(obj: Any) -> bytes:
 
 
 def parse(data: bytes) -> Any:
-    """JSON bytes -> plain data; StructureError for a body that is not JSON (an HTML page)."""
+    """JSON bytes -> plain data; StructureError for a body that is not JSON (an HTML page).
+
+    orjson reads numbers as floats and refuses those beyond a double's range (1e400); such a
+    document is read exactly instead (see `parse_exact`), so a valid document never fails here.
+    """
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise StructureError(f"body is not valid JSON (at byte {error.pos})") from error
+        position = error.pos
+    try:
+        return parse_exact(data)
+    except StructureError:
+        raise StructureError(f"body is not valid JSON (at byte {position})") from None
+
+
+def parse_exact(data: bytes) -> Any:
+    """JSON bytes -> plain data with every non-integer number as an exact Decimal.
+
+    The slow path (the standard library's parser), taken only for documents whose numbers a
+    float cannot carry. NaN and Infinity, which are not JSON, are refused.
+    """
+    try:
+        return json.loads(data, parse_float=Decimal, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise StructureError("body is not valid JSON") from None
+
+
+def _refuse_constant(name: str) -> typing.NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def decode(data: bytes, cls: type[T]) -> T:
     """JSON bytes -> model; StructureError for a body that is not JSON or not the shape."""
-    return structure(parse(data), cls)
+    return structure(parse(data), cls, source=data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -25,3 +26,14 @@ def format_datetime(value: dt.datetime) -> str:
     else:
         text = value.isoformat(timespec="microseconds")
     return text + suffix
+
+
+def split_window(
+    start: dt.datetime, end: dt.datetime, parts: int
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """``[start, end)`` cut into ``parts`` equal, adjacent windows (the last ends at ``end``)."""
+    if parts < 1 or not start < end:
+        raise ValueError("a window needs start < end and parts >= 1")
+    step = (end - start) / parts
+    bounds = [start + step * i for i in range(parts)] + [end]
+    return list(itertools.pairwise(bounds))

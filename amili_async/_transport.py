@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import time
 import uuid
@@ -23,18 +24,28 @@ from yarl import URL
 from amili_async._auth import Auth
 from amili_async._config import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_SIZE,
     IDEMPOTENCY_KEY_HEADER,
     REQUEST_ID_HEADER,
     origin_of,
 )
 from amili_async._logging import logger, path_of, redact_headers, strip_query
-from amili_async._request import Request
+from amili_async._request import Request, check_header_value
 from amili_async._response import Response
-from amili_async._retry import REFRESH, Random, Retry, RetryPolicy
-from amili_async.errors import AmiliError, APIConnectionError, APITimeoutError
+from amili_async._retry import REFRESH, Random, Retry, RetryPolicy, RetryState
+from amili_async.errors import (
+    AmiliError,
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    ResponseTooLargeError,
+)
 
 # Media type of the token request body (OAuth 2.0 client credentials).
 _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+# Bytes read at a time from a body of unknown length: large enough that a 1 MB listing page is
+# a few dozen reads, small enough that the size limit is enforced within 64 KiB of it.
+_READ_CHUNK: Final = 64 * 1024
 
 
 @attrs.frozen
@@ -70,6 +81,11 @@ class _Call:
     headers: dict[str, str]
     body: bytes | None
     timeout: aiohttp.ClientTimeout
+    retry_posts: bool = True
+    deadline: float | None = None
+    """Seconds for the whole call (attempts, waits for a connection, retry waits), or None."""
+    retry_for: float | None = None
+    """Seconds from the call's start during which retries go on past max_retries, or None."""
 
 
 class Transport:
@@ -88,6 +104,10 @@ class Transport:
         retry: RetryPolicy,
         max_connections: int,
         user_agent: str,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        retry_posts: bool = True,
+        deadline: float | None = None,
+        retry_for: float | None = None,
         session: aiohttp.ClientSession | None = None,
         on_request: RequestHook | None = None,
         on_response: ResponseHook | None = None,
@@ -95,7 +115,10 @@ class Transport:
         sleep: Sleep = asyncio.sleep,
         rng: Random = random.random,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if max_response_size < 1:
+            raise ValueError("max_response_size must be >= 1")
         self._base_url = base_url.rstrip("/")
         self._origin = origin_of(self._base_url)
         self._base_path = urlsplit(self._base_url).path
@@ -109,9 +132,17 @@ class Transport:
         )
         self._retry = retry
         self._max_connections = max_connections
+        self._max_response_size = max_response_size
+        self._retry_posts = retry_posts
+        self._deadline = deadline
+        self._retry_for = retry_for
         self._base_headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._session = session
         self._owns_session = session is None
+        # Attempts on the wire at once: calls queue here, before their attempt's timeout
+        # starts, so time spent waiting for a free connection never times a healthy call out.
+        self._gate: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._on_request = on_request
         self._on_response = on_response
@@ -119,6 +150,7 @@ class Transport:
         self._sleep = sleep
         self._rng = rng
         self._clock = clock
+        self._monotonic = monotonic
 
     @property
     def closed(self) -> bool:
@@ -144,22 +176,32 @@ class Transport:
         )
         headers = dict(self._base_headers)
         if options.extra_headers:
-            headers.update(options.extra_headers)
+            for name, value in options.extra_headers.items():
+                headers[name] = check_header_value(name, value)
         if request.body is not None:
             headers["Content-Type"] = request.content_type or "application/json"
         if request.method == "POST":
             # Generated once per call, so every retry of this POST carries the same key.
-            headers[IDEMPOTENCY_KEY_HEADER] = options.idempotency_key or str(uuid.uuid4())
+            key = options.idempotency_key or str(uuid.uuid4())
+            headers[IDEMPOTENCY_KEY_HEADER] = check_header_value(IDEMPOTENCY_KEY_HEADER, key)
         timeout = (
             self._timeout
             if options.timeout is None
             else attrs.evolve(self._timeout, total=options.timeout)
         )
-        return await self._execute(
-            _Call(request.method, wire_url, url, display_path, headers, request.body, timeout),
-            options.max_retries,
-            authenticate=True,
+        call = _Call(
+            request.method,
+            wire_url,
+            url,
+            display_path,
+            headers,
+            request.body,
+            timeout,
+            retry_posts=self._retry_posts if options.retry_posts is None else options.retry_posts,
+            deadline=self._deadline if options.deadline is None else options.deadline,
+            retry_for=self._retry_for if options.retry_for is None else options.retry_for,
         )
+        return await self._execute(call, options.max_retries, authenticate=True)
 
     async def _fetch_token(self, url: str, form: Mapping[str, str]) -> Response:
         """The :data:`~amili_async._auth.TokenFetcher` given to auth: same session, same retries."""
@@ -178,11 +220,19 @@ class Transport:
         return await self._execute(call, None, authenticate=False)
 
     def _live_session(self) -> aiohttp.ClientSession:
+        """The session, created on first use so it binds to the running event loop."""
         if self._closed:
-            raise AmiliError("client is closed")
+            raise ClientClosedError("client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise AmiliError(
+                "this client belongs to another event loop (its connections live there): "
+                "create one AmiliClient per event loop, inside it"
+            )
         session = self._session
         if session is None:
-            # Created on first use so it binds to the running event loop.
             session = self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 timeout=self._timeout,
@@ -190,6 +240,11 @@ class Transport:
                 trace_configs=self._trace_configs,
             )
         return session
+
+    def _slots(self) -> asyncio.Semaphore:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self._max_connections)
+        return self._gate
 
     async def _execute(
         self, call: _Call, max_retries: int | None, *, authenticate: bool
@@ -199,11 +254,20 @@ class Transport:
         Hooks run only for API calls (``authenticate``): a token response body is a credential.
         """
         auth = self._auth if authenticate else None
-        decisions = self._retry.start(self._rng, self._clock, max_retries)
+        deadline = None if call.deadline is None else self._monotonic() + call.deadline
+        decisions = self._retry.start(
+            self._rng,
+            self._clock,
+            max_retries,
+            may_retry=call.retry_posts or call.method != "POST",
+            deadline=deadline,
+            retry_for=call.retry_for,
+            monotonic=self._monotonic,
+        )
         attempt = 0
         while True:
             attempt += 1
-            session = self._live_session()
+            self._live_session()  # refuses a closed client, or one from another loop
             token = None
             if auth is not None:
                 token = await auth.token(self._fetch_token)
@@ -213,7 +277,7 @@ class Transport:
                 await _run_hook(self._on_request, info)
             started = time.perf_counter()
             try:
-                response = await self._attempt(session, call, attempt)
+                response = await self._attempt(call, attempt, decisions)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.debug(
                     "%s %s failed after %.1f ms: %s (attempt %d)",
@@ -244,19 +308,48 @@ class Transport:
                     continue
             return response
 
-    async def _attempt(self, session: aiohttp.ClientSession, call: _Call, attempt: int) -> Response:
-        """One try on the wire, body read in full (a truncated body raises here, retryably)."""
-        started = time.perf_counter()
-        async with session.request(
-            call.method,
-            call.wire_url,
-            headers=call.headers,
-            data=call.body,
-            timeout=call.timeout,
-            # A redirect would resend the body and token elsewhere; the API has none.
-            allow_redirects=False,
-        ) as raw:
-            content = await raw.read()
+    async def _attempt(self, call: _Call, attempt: int, decisions: RetryState) -> Response:
+        """One try on the wire, body read in full (a truncated body raises here, retryably).
+
+        It first waits for one of ``max_connections`` slots (bounded by the call's deadline,
+        not by the attempt's timeout); the attempt's timeout starts once it has one.
+        """
+        try:
+            async with asyncio.timeout(decisions.remaining()):
+                await self._slots().acquire()
+        except TimeoutError:
+            raise TimeoutError("no connection became free before the call's deadline") from None
+        try:
+            session = self._live_session()
+            timeout = call.timeout
+            remaining = decisions.remaining()
+            if remaining is not None:
+                if remaining <= 0:
+                    raise TimeoutError("the call's deadline passed")
+                if timeout.total is None or remaining < timeout.total:
+                    timeout = attrs.evolve(timeout, total=remaining)
+            started = time.perf_counter()
+            async with session.request(
+                call.method,
+                call.wire_url,
+                headers=call.headers,
+                data=call.body,
+                timeout=timeout,
+                # A redirect would resend the body and token elsewhere; the API has none.
+                allow_redirects=False,
+            ) as raw:
+                content = await self._read(raw, call)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                # aiohttp cancelled this attempt because aclose() closed the pool under it.
+                raise ClientClosedError(
+                    f"{call.method} {call.path}: the client was closed while the request was "
+                    "in flight (its outcome is unknown)"
+                ) from None
+            raise
+        finally:
+            self._slots().release()
         response = Response(
             status_code=raw.status,
             headers=raw.headers,
@@ -267,16 +360,43 @@ class Transport:
             elapsed=time.perf_counter() - started,
             attempts=attempt,
         )
-        logger.debug(
-            "%s %s -> %d in %.1f ms (request id %s, attempt %d)",
-            call.method,
-            call.path,
-            response.status_code,
-            response.elapsed * 1000,
-            response.request_id,
-            attempt,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.1f ms (request id %s, attempt %d)",
+                call.method,
+                call.path,
+                response.status_code,
+                response.elapsed * 1000,
+                response.request_id,
+                attempt,
+            )
         return response
+
+    async def _read(self, raw: aiohttp.ClientResponse, call: _Call) -> bytes:
+        """The whole body, refused (ResponseTooLargeError) once it passes max_response_size."""
+        limit = self._max_response_size
+        length = raw.content_length
+        if length is not None:
+            if length > limit:
+                raise self._too_large(call, limit)
+            return await raw.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in raw.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(call, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, call: _Call, limit: int) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{call.method} {call.path}: the response body is larger than max_response_size "
+            f"({limit} bytes); nothing of it was kept",
+            method=call.method,
+            url=call.url,
+            limit=limit,
+        )
 
     async def _pause(self, call: _Call, retry: Retry) -> None:
         """Log the coming retry and wait its delay."""

@@ -17,14 +17,15 @@ same key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import attrs
 
-from . import models
+from . import _serde, models
 from ._tasks import cancel_and_wait
 from .errors import AmiliError, APIConnectionError, APIStatusError
 from .resources import Batches, Corrections, Invoices, Payments
@@ -43,6 +44,9 @@ RECONCILE_ROUNDS = 3
 """Sends of a chunk whose POST outcome stayed unknown (each followed by a lookup by key) before
 giving up: with the transport's retries inside each send, three rounds ride out a minute-long
 outage while bounding the POSTs one chunk can cost (see the module docstring)."""
+LOOKUP_DELAYS = (0.5, 1.0, 2.0, 4.0)
+"""Waits between lookups by key that failed themselves (each with the transport's retries): a
+lookup that fails for ~8 s more leaves the chunk "unknown" rather than risk a second create."""
 
 
 class Writer(Protocol[NewT_contra]):
@@ -59,33 +63,74 @@ class Writer(Protocol[NewT_contra]):
     ) -> models.BatchReference: ...
 
 
+Outcome = Literal["succeeded", "failed", "unknown"]
+"""What became of an item: created, refused, or not known (never reported as failed)."""
+
+
 @attrs.frozen
 class ItemResult(Generic[T]):
-    """The outcome of one submitted item."""
+    """The outcome of one submitted item.
+
+    ``outcome`` is "succeeded", "failed" (the server refused it: resubmitting as it is will
+    fail again) or "unknown" (the SDK could not learn it: it may well exist; look it up or wait
+    for ``batch_id`` again, never blindly resubmit with a new key).
+    """
 
     index: int
     """Position of the item in the input."""
-    item: T
-    ok: bool
+    item: T = attrs.field(repr=False)  # debtor data: names, identity numbers, addresses
+    outcome: Outcome
+    idempotency_key: str | None = None
+    """The key its chunk was sent with: a resend with this key cannot create it twice."""
     batch_id: str | None = None
     succeeded: models.BatchSucceededItem | None = None
     failed: models.BatchFailedItem | None = None
     error: AmiliError | None = None
-    """Set when the whole chunk was refused (e.g. 422) or its outcome stayed unknown; with
+    """Why a whole chunk failed (refused, e.g. 422) or why its outcome is unknown; with
     `batch_id` set, the batch was created but not seen finished (e.g. BatchWaitTimeoutError)."""
 
     @property
+    def ok(self) -> bool:
+        """True when the item was created."""
+        return self.outcome == "succeeded"
+
+    @property
     def reason(self) -> str | None:
-        """Why the item failed, as the server (or the SDK) said it; None when it succeeded."""
+        """Why the item failed or is unknown, as the server (or the SDK) said; None if ok."""
         if self.ok:
             return None
         if self.failed is not None:
             return self.failed.reason or self.failed.code or "failed"
-        return str(self.error) if self.error is not None else "failed"
+        return str(self.error) if self.error is not None else self.outcome
 
 
 Submit = Callable[[list[Any], str], Awaitable[models.BatchReference]]
 """Sends one chunk with the given idempotency key."""
+ChunkKey = Callable[[int, list[Any]], str]
+"""The idempotency key of a chunk, from the index of its first item and its items."""
+
+
+def random_key(start: int, chunk: list[Any]) -> str:
+    """A fresh random key per chunk: the default, for input that is not meant to be re-run."""
+    return str(uuid.uuid4())
+
+
+def content_key(namespace: str) -> ChunkKey:
+    """Keys derived from the chunk itself, so submitting the same input again is a no-op.
+
+    The key hashes `namespace` (say, the organization and the kind of item), the chunk's
+    position and its items' wire JSON: a re-run of an interrupted job sends every chunk with the
+    key it had, and the server answers with the batch it already made instead of paying twice.
+    """
+
+    def key(start: int, chunk: list[Any]) -> str:
+        digest = hashlib.sha256(f"{namespace}\x00{start}\x00".encode())
+        for item in chunk:
+            digest.update(_serde.dumps(item))
+            digest.update(b"\x00")
+        return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+
+    return key
 
 
 async def submit_chunks(
@@ -98,15 +143,19 @@ async def submit_chunks(
     concurrency: int = DEFAULT_CONCURRENCY,
     max_wait: float | None = DEFAULT_MAX_WAIT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    chunk_key: ChunkKey | None = None,
 ) -> AsyncIterator[ItemResult[T]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
 
     At most `concurrency` chunks are in flight, and results are yielded in input order, so
     memory stays bounded by `concurrency * chunk_size` items whatever the input size.
+    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk).
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
-    chunker = _Chunker(batches, organization_id, submit, max_wait, poll_interval)
+    chunker = _Chunker(
+        batches, organization_id, submit, max_wait, poll_interval, chunk_key or random_key
+    )
     window: list[asyncio.Task[list[ItemResult[T]]]] = []
     chunks = _chunks(items, chunk_size)
     try:
@@ -152,32 +201,45 @@ class _Chunker:
     submit: Submit
     max_wait: float | None
     poll_interval: float
+    key_for: ChunkKey = random_key
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
-        key = str(uuid.uuid4())
-        batch_id: str | None = None
+        key = self.key_for(start, chunk)
+
+        def every(outcome: Outcome, error: AmiliError, batch_id: str | None = None) -> list[Any]:
+            return [
+                ItemResult(start + i, item, outcome, key, batch_id=batch_id, error=error)
+                for i, item in enumerate(chunk)
+            ]
+
         try:
-            batch_id = created = await self._submit_once(chunk, key)
+            created = await self._submit_once(chunk, key)
+        except APIStatusError as error:
+            if error.status_code < 500:
+                return every("failed", error)  # refused: the server created nothing
+            return every("unknown", error)
+        except AmiliError as error:
+            return every("unknown", error)
+        try:
             batch = await wait_for_batch(
                 lambda: self.batches.get(self.organization_id, created),
                 max_wait=self.max_wait,
                 poll_interval=self.poll_interval,
             )
         except AmiliError as error:
-            # batch_id is kept when the batch exists but waiting for it failed: the caller
-            # can wait for it again instead of resubmitting (which would create twice).
-            return [
-                ItemResult(index=start + i, item=item, ok=False, batch_id=batch_id, error=error)
-                for i, item in enumerate(chunk)
-            ]
-        return _map_results(start, chunk, batch)
+            # The batch exists but was not seen finished: the caller can wait for batch_id
+            # again instead of resubmitting (which would create twice).
+            return every("unknown", error, created)
+        return _map_results(start, chunk, batch, key)
 
     async def _submit_once(self, chunk: list[T], key: str) -> str:
         """The batch id of this chunk, created at most once whatever the network does.
 
         After a POST whose outcome is unknown (no answer, or a 5xx), the batch is looked up by
         the chunk's idempotency key before anything is sent again; a resend carries the same
-        key, so a server that did create it answers with the original batch.
+        key, so a server that did create it answers with the original batch. A refusal (4xx)
+        and an outcome that stays unknown are raised.
         """
         last_error: AmiliError | None = None
         for _ in range(RECONCILE_ROUNDS):
@@ -185,7 +247,7 @@ class _Chunker:
                 reference = await self.submit(chunk, key)
             except (APIConnectionError, APIStatusError) as error:
                 if isinstance(error, APIStatusError) and error.status_code < 500:
-                    raise  # refused: the server created nothing
+                    raise
                 last_error = error
             else:
                 return reference.batch_id
@@ -196,13 +258,21 @@ class _Chunker:
         raise last_error
 
     async def _find_batch(self, key: str) -> str | None:
-        batches = await self.batches.list(self.organization_id, idempotency_key=key).collect(
-            limit=1
-        )
-        return batches[0].batch_id if batches else None
+        """The batch created with `key`, None if there is none; retried while lookups fail."""
+        for delay in (*LOOKUP_DELAYS, None):
+            try:
+                pager = self.batches.list(self.organization_id, idempotency_key=key)
+                batches = await pager.collect(limit=1)
+            except AmiliError:
+                if delay is None:
+                    raise  # still unknown: never resend without knowing
+                await self.sleep(delay)
+                continue
+            return batches[0].batch_id if batches else None
+        raise AssertionError("unreachable")
 
 
-def _map_results(start: int, chunk: list[T], batch: models.Batch) -> list[ItemResult[T]]:
+def _map_results(start: int, chunk: list[T], batch: models.Batch, key: str) -> list[ItemResult[T]]:
     """Pair each item with its succeeded/failed entry by index (or uniqueSourceInvoiceId)."""
     by_index: dict[int, tuple[bool, Any]] = {}
     by_source: dict[str, tuple[bool, Any]] = {}
@@ -212,25 +282,25 @@ def _map_results(start: int, chunk: list[T], batch: models.Batch) -> list[ItemRe
                 by_index[entry.index] = (ok, entry)
             elif entry.unique_source_invoice_id:
                 by_source[entry.unique_source_invoice_id] = (ok, entry)
-    results = []
+    results: list[ItemResult[T]] = []
     for offset, item in enumerate(chunk):
         match = by_index.get(offset) or by_source.get(_source_id(item) or "")
         if match is None:
-            # The batch is finished but says nothing of this item: never report it as done.
+            # The batch is finished but says nothing of this item: never report it as done,
+            # nor as failed.
             error = AmiliError(f"batch {batch.batch_id} has no result for item {start + offset}")
             results.append(
-                ItemResult(
-                    index=start + offset, item=item, ok=False, batch_id=batch.batch_id, error=error
-                )
+                ItemResult(start + offset, item, "unknown", key, batch.batch_id, error=error)
             )
             continue
         ok, entry = match
         results.append(
             ItemResult(
-                index=start + offset,
-                item=item,
-                ok=ok,
-                batch_id=batch.batch_id,
+                start + offset,
+                item,
+                "succeeded" if ok else "failed",
+                key,
+                batch.batch_id,
                 succeeded=entry if ok else None,
                 failed=None if ok else entry,
             )
@@ -262,11 +332,13 @@ class _BulkWrites(Resource, Generic[NewT]):
         concurrency: int = DEFAULT_CONCURRENCY,
         max_wait: float | None = DEFAULT_MAX_WAIT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        chunk_key: ChunkKey | None = None,
     ) -> AsyncIterator[ItemResult[NewT | Mapping[str, Any]]]:
         """Submit any number of items in concurrent chunks; one result per item, in order.
 
         Each chunk is created at most once (see :mod:`amili_async.bulk`), then waited for
-        for at most `max_wait` seconds.
+        for at most `max_wait` seconds. `chunk_key=bulk.content_key("...")` derives each
+        chunk's idempotency key from its content, so re-running the same input is safe.
         """
         writer = cast(Writer[NewT], self)
 
@@ -282,6 +354,7 @@ class _BulkWrites(Resource, Generic[NewT]):
             concurrency=concurrency,
             max_wait=max_wait,
             poll_interval=poll_interval,
+            chunk_key=chunk_key,
         )
 
 

@@ -52,7 +52,26 @@ class APIConnectionError(AmiliError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The request did not complete within its timeout."""
+    """The request did not complete within its timeout (or its call's deadline)."""
+
+
+class ClientClosedError(AmiliError):
+    """The client was closed (`aclose()`) before or while this call was made."""
+
+
+class ResponseTooLargeError(APIConnectionError):
+    """The answer's body passed ``max_response_size``; it was dropped unread past the limit."""
+
+    def __init__(self, message: str, *, method: str, url: str, limit: int) -> None:
+        super().__init__(message, method=method, url=url)
+        self.limit = limit
+
+
+class RepeatedPageTokenError(AmiliError):
+    """A listing answered with a page token it had already given: following it would loop.
+
+    ``resume_token`` is the token of the page that repeated it.
+    """
 
 
 class APIStatusError(AmiliError):

@@ -16,9 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._client import AmiliClient
+from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .._version import __version__
 from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY
 from ..errors import AmiliError
+
+CLI_RETRY_FOR = 300.0
+"""Five minutes of retries for a failing request: a CLI job runs unattended, and a burst of
+503s during a deploy must not end a 200k-invoice export that a human would simply resume."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +47,25 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--token-url")
     group.add_argument("--client-id")
     group.add_argument("--client-secret", help="prefer AMILI_CLIENT_SECRET: flags show in ps")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds for each attempt of a request (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=int,
+        default=DEFAULT_MAX_RETRIES,
+        help="retries of a failing request (default: %(default)s)",
+    )
+    group.add_argument(
+        "--retry-for",
+        type=float,
+        default=CLI_RETRY_FOR,
+        help="keep retrying a failing request for up to this many seconds, past --max-retries "
+        "(default: %(default)s: an unattended job rides out an outage)",
+    )
 
     export = commands.add_parser("export", parents=[auth], help="stream a listing to a file")
     export.add_argument("what", choices=["invoices", "batches", "settlements", "cases"])
@@ -64,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
     submit.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     submit.add_argument("--no-progress", action="store_true")
+    submit.add_argument(
+        "--fresh-keys",
+        action="store_true",
+        help="new idempotency keys: submit the file again as new items (by default a re-run "
+        "of the same file creates nothing twice)",
+    )
 
     demo = commands.add_parser("demo", help="submit + export against the embedded sandbox")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -78,6 +108,9 @@ def _client(args: argparse.Namespace) -> AmiliClient:
         environment=args.environment,
         base_url=args.base_url,
         token_url=args.token_url or os.environ.get("AMILI_TOKEN_URL") or None,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        retry_for=args.retry_for or None,
     )
 
 
@@ -130,9 +163,13 @@ async def _run(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             concurrency=args.concurrency,
             progress=not args.no_progress,
+            fresh_keys=args.fresh_keys,
         )
-        print(f"{result.ok:,} ok, {result.failed:,} failed; report: {result.report}")
-        return 1 if result.failed else 0
+        print(
+            f"{result.ok:,} succeeded, {result.failed:,} failed, {result.unknown:,} unknown; "
+            f"report: {result.report}"
+        )
+        return 1 if result.failed or result.unknown else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,7 +92,7 @@ async def run_demo(out_dir: Path, *, invoices: int = DEMO_INVOICES) -> None:
             )
             with result.report.open(newline="", encoding="utf-8") as stream:
                 for row in csv.DictReader(stream):
-                    if row["status"] != "ok":
+                    if row["status"] != "succeeded":
                         print(f"   row {row['row']}: {row['reason']}")
 
             created = client.invoices.list(org, unique_source_invoice_id="demo-erp-0001")

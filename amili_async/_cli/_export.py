@@ -1,10 +1,14 @@
 """`amili-async export`: stream a listing to a JSON Lines or CSV file, resumable.
 
-The output is written page by page; after each page the file is flushed and a checkpoint
-(`<out>.checkpoint.json`: next page token, item count, file size) is replaced atomically. On
-`--resume` the file is cut back to the checkpoint's size (dropping a page that was only partly
-written when the process died) and the listing continues from the saved token: every item is
-in the file exactly once.
+The output is written page by page; after each page the file is flushed and fsynced, and only
+then is a checkpoint (`<out>.checkpoint.json`: next page token(s), item count, file size)
+replaced atomically, so a checkpoint never points past data that is not on disk. On `--resume`
+the file is cut back to the checkpoint's size (dropping a page that was only partly written
+when the process died) and the listing continues from the saved token: every item is in the
+file exactly once. A file shorter than its checkpoint (its tail lost) is refused, never padded.
+
+A partitioned export (`--partitions N`, invoices) lists N time windows concurrently and keeps
+one token per window in its checkpoint, so it resumes too.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import orjson
 
 from .. import models
 from .._client import AmiliClient
-from .._pagination import AsyncPager
-from .._time import as_utc
+from .._pagination import AsyncPager, MergedPager
+from .._time import as_utc, split_window
 from ._progress import Progress
 from ._rows import RowWriter, file_format
 
@@ -31,6 +35,10 @@ LISTINGS: dict[str, type[Any]] = {
     "settlements": models.Settlement,
     "cases": models.Case,
 }
+
+
+DONE = "<done>"
+"""A part's token once its last page is written (page tokens are never this text)."""
 
 
 @attrs.frozen
@@ -70,9 +78,35 @@ def _date(value: str | None) -> dt.date | None:
     return None if value is None else dt.date.fromisoformat(value[:10])
 
 
-def listing(client: AmiliClient, opts: ExportOptions, token: str | None) -> AsyncPager[Any]:
-    """The pager for what is exported, with the filters each endpoint knows."""
+def listing(client: AmiliClient, opts: ExportOptions, tokens: list[Any]) -> AsyncPager[Any]:
+    """The pager for what is exported, with the filters each endpoint knows.
+
+    ``tokens`` holds one entry per part (one part unless partitioned): the page token to start
+    that part from, None to start it from its beginning, or DONE to leave it out.
+    """
     org = opts.organization_id
+    if opts.partitions:
+        if opts.what != "invoices":
+            raise ValueError("--partitions is only supported for invoices")
+        start, end = _timestamp(opts.from_), _timestamp(opts.to)
+        if start is None or end is None:
+            raise ValueError("--partitions needs --from and --to")
+        windows = split_window(start, end, opts.partitions)
+        parts = [
+            client.invoices.list(
+                org,
+                status=opts.status,
+                type=opts.type,
+                from_=window_start,
+                to=window_end,
+                page_size=opts.page_size,
+                page_token=token,
+            )
+            for (window_start, window_end), token in zip(windows, tokens, strict=True)
+            if token != DONE
+        ]
+        return MergedPager(parts, concurrency=max(1, len(parts)))
+    (token,) = tokens
     if opts.what == "invoices":
         return client.invoices.list(
             org,
@@ -82,10 +116,7 @@ def listing(client: AmiliClient, opts: ExportOptions, token: str | None) -> Asyn
             to=_timestamp(opts.to),
             page_size=opts.page_size,
             page_token=token,
-            partitions=opts.partitions,
         )
-    if opts.partitions:
-        raise ValueError("--partitions is only supported for invoices")
     if opts.what == "batches":
         return client.batches.list(
             org, state=opts.status, type=opts.type, page_size=opts.page_size, page_token=token
@@ -121,6 +152,7 @@ def _identity(opts: ExportOptions) -> dict[str, Any]:
         "from": opts.from_,
         "to": opts.to,
         "page_size": opts.page_size,
+        "partitions": opts.partitions,
     }
 
 
@@ -138,23 +170,22 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     """Run one export (or continue one with `resume`) and return what it did."""
     fmt = file_format(opts.out)
     checkpoint = checkpoint_path(opts.out)
-    token: str | None = None
+    parts = opts.partitions or 1
+    tokens: list[Any] = [None] * parts
     count = 0
     if opts.resume:
-        if not checkpoint.exists():
-            raise ValueError(f"nothing to resume: {checkpoint.name} does not exist")
-        state = orjson.loads(checkpoint.read_bytes())
-        if state.get("listing") != _identity(opts):
-            raise ValueError(
-                "the checkpoint belongs to another export: what, --org and the filters must be "
-                "the same as in the interrupted run"
-            )
+        state = _resumable_state(checkpoint, opts)
         if state.get("done"):
             return ExportSummary(state["count"], 0.0, opts.out, state["count"])
-        if opts.partitions:
-            raise ValueError("--resume cannot continue a partitioned export")
-        token, count = state["next_page_token"], state["count"]
+        tokens, count = list(state["tokens"]), state["count"]
         with opts.out.open("r+b") as partial:
+            size = partial.seek(0, os.SEEK_END)
+            if size < state["size"]:
+                raise ValueError(
+                    f"{opts.out.name} has {size:,} bytes but its checkpoint vouches for "
+                    f"{state['size']:,}: its end was lost (a crash before it reached the disk?). "
+                    "Nothing can be resumed safely: export again without --resume"
+                )
             partial.truncate(state["size"])  # drop a page that was only partly written
     resumed_from = count
     started = time.monotonic()
@@ -166,27 +197,44 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     with opts.out.open("a" if opts.resume else "w", encoding="utf-8", newline="") as stream:
         writer = RowWriter(stream, fmt, LISTINGS[opts.what], header=not opts.resume)
 
-        def checkpoint_at(next_token: str | None, *, done: bool) -> None:
-            """Everything written so far is on disk; the listing continues at `next_token`."""
+        def checkpoint_at() -> None:
+            """Everything written so far is on disk first; then the checkpoint says so."""
             stream.flush()
-            state = {"next_page_token": next_token, "count": count, "size": stream.tell()}
-            _save_checkpoint(checkpoint, {**base, **state, "done": done})
+            os.fsync(stream.fileno())
+            done = all(token == DONE for token in tokens)
+            state = {"tokens": tokens, "count": count, "size": stream.tell(), "done": done}
+            _save_checkpoint(checkpoint, {**base, **state})
 
-        # Partitioned exports have no single token to resume from: no checkpoint per page.
-        resumable = not opts.partitions
-        if resumable and not opts.resume:
-            checkpoint_at(None, done=False)  # killed before the first page: start over
-        async for page in listing(client, opts, token).pages():
+        if not opts.resume:
+            checkpoint_at()  # killed before the first page: start over
+        # The parts still to list, in the order `listing` builds them (DONE ones left out).
+        running = [index for index, token in enumerate(tokens) if token != DONE]
+        async for page in listing(client, opts, tokens).pages():
             for item in page.items:
                 writer.write(item)
             count += len(page.items)
             if progress is not None:
                 progress.advance(len(page.items))
-            if resumable:
-                checkpoint_at(page.next_page_token, done=page.next_page_token is None)
-        if not resumable:
-            checkpoint_at(None, done=True)
+            part = running[page.part or 0]
+            tokens[part] = page.next_page_token or DONE
+            checkpoint_at()
+        if not all(token == DONE for token in tokens):  # an empty listing has no page at all
+            tokens = [DONE] * parts
+            checkpoint_at()
     if progress is not None:
         progress.close()
     seconds = time.monotonic() - started
     return ExportSummary(count, seconds, opts.out, resumed_from)
+
+
+def _resumable_state(checkpoint: Path, opts: ExportOptions) -> dict[str, Any]:
+    """The checkpoint of the interrupted run, if it is one of this very export."""
+    if not checkpoint.exists():
+        raise ValueError(f"nothing to resume: {checkpoint.name} does not exist")
+    state: dict[str, Any] = orjson.loads(checkpoint.read_bytes())
+    if state.get("listing") != _identity(opts):
+        raise ValueError(
+            "the checkpoint belongs to another export: what, --org, the filters and "
+            "--partitions must be the same as in the interrupted run"
+        )
+    return state

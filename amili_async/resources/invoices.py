@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
-from .._time import as_utc
+from .._time import as_utc, split_window
 from ._base import Resource, as_models, operation, path
 
 
@@ -90,10 +90,11 @@ class Invoices(Resource):
         if from_ is None or to is None or partitions < 1 or not from_ < to:
             raise ValueError("partitions needs from_ < to and partitions >= 1")
         if page_token is not None:
-            raise ValueError("page_token cannot resume a partitioned listing")
-        step = (to - from_) / partitions
-        bounds = [from_ + step * i for i in range(partitions)] + [to]
-        parts = [window(bounds[i], bounds[i + 1], None) for i in range(partitions)]
+            raise ValueError(
+                "page_token cannot resume a partitioned listing: list each window on its own, "
+                "with its own page_token (as `amili-async export --partitions` does)"
+            )
+        parts = [window(start, end, None) for start, end in split_window(from_, to, partitions)]
         return MergedPager(parts, concurrency=partitions)
 
 

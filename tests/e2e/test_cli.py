@@ -377,16 +377,16 @@ async def test_submit_reports_every_row_and_fails_when_some_rows_fail(
     report = read_report(tmp_path / "rows.report.csv")
     assert [r["row"] for r in report] == [str(k) for k in range(1, 8)]
     assert [r["status"] for r in report] == [
-        "ok",
+        "succeeded",
         "failed",
-        "ok",
+        "succeeded",
         "failed",
         "failed",
         "failed",
-        "ok",
+        "succeeded",
     ]
     for entry in report:
-        if entry["status"] == "ok":
+        if entry["status"] == "succeeded":
             assert entry["batch_id"]
             assert entry["case_id"]
             assert not entry["reason"]
@@ -398,7 +398,7 @@ async def test_submit_reports_every_row_and_fails_when_some_rows_fail(
     assert "already exists" in report[1]["reason"]
     assert "greater than 0" in report[3]["reason"]
     assert "dueDate" in report[4]["reason"]
-    assert "3 ok, 4 failed" in run.stdout
+    assert "3 succeeded, 4 failed, 0 unknown" in run.stdout
     assert sandbox_invoice_count(amili_sandbox) == SEEDED + 3
 
 
@@ -416,7 +416,7 @@ async def test_submit_all_ok_exits_0(
     run = await cli("submit", "invoices", source, "--org", org, "--report", report, env=env)
 
     assert run.code == 0, run.stderr
-    assert [r["status"] for r in read_report(report)] == ["ok"] * 5
+    assert [r["status"] for r in read_report(report)] == ["succeeded"] * 5
     assert sandbox_invoice_count(amili_sandbox) == SEEDED + 5
 
     # Payments from JSON Lines, wire shape.
@@ -430,7 +430,7 @@ async def test_submit_all_ok_exits_0(
     )
     run = await cli("submit", "payments", payments, "--org", org, env=env)
     assert run.code == 0, run.stderr
-    assert [r["status"] for r in read_report(tmp_path / "payments.report.csv")] == ["ok"]
+    assert [r["status"] for r in read_report(tmp_path / "payments.report.csv")] == ["succeeded"]
     paid = await amili_client.invoices.get(org, target)
     assert paid.remaining_amount == Decimal("1000.25")
 
@@ -554,7 +554,7 @@ async def test_demo(tmp_path: Path) -> None:
     ids = jsonl_ids(out / "invoices.jsonl")
     assert len(ids) == len(set(ids)) == 2000 + 18  # seeded + the demo's 18 good rows
     report = read_report(out / "new-invoices.report.csv")
-    assert [r["status"] for r in report].count("ok") == 18
+    assert [r["status"] for r in report].count("succeeded") == 18
     assert "matches" in run.stdout
 
 

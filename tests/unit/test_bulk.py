@@ -16,9 +16,12 @@ from amili_async import (
 )
 from amili_async.bulk import (
     DEFAULT_CONCURRENCY,
+    LOOKUP_DELAYS,
     RECONCILE_ROUNDS,
+    ItemResult,
     _Chunker,
     _map_results,
+    content_key,
     submit_chunks,
 )
 from amili_async.resources.batches import wait_for_batch
@@ -35,25 +38,42 @@ def status_error(cls: type[Any], code: int) -> Any:
 
 
 class FakeBatches:
-    """`list(idempotency_key=...)` answers from `known`; records lookups."""
+    """`list(idempotency_key=...)` answers from `known`; records lookups.
 
-    def __init__(self, known: dict[str, str] | None = None, *, appear_after: int = 0) -> None:
+    The first `failing` lookups raise, as a lookup during an outage would; `get` answers a
+    finished batch with every item succeeded.
+    """
+
+    def __init__(
+        self, known: dict[str, str] | None = None, *, appear_after: int = 0, failing: int = 0
+    ) -> None:
         self.known = known or {}
         self.lookups: list[str] = []
         self.appear_after = appear_after
+        self.failing = failing
 
     def list(self, organization_id: str, *, idempotency_key: str) -> Any:
         self.lookups.append(idempotency_key)
         visible = len(self.lookups) > self.appear_after
         found = self.known.get(idempotency_key) if visible else None
+        fails = len(self.lookups) <= self.failing
 
         class Pager:
             async def collect(self, limit: int) -> list[models.Batch]:
+                if fails:
+                    raise lost()
                 if found is None:
                     return []
                 return [models.Batch(batch_id=found, status=models.BatchStatus.QUEUED)]
 
         return Pager()
+
+    async def get(self, organization_id: str, batch_id: str) -> models.Batch:
+        return models.Batch(
+            batch_id=batch_id,
+            status=models.BatchStatus.SUCCESS,
+            succeeded=[models.BatchSucceededItem(index=0, invoice_id="i0")],
+        )
 
 
 class FakeSubmit:
@@ -68,8 +88,70 @@ class FakeSubmit:
         return models.BatchReference(batch_id="created")
 
 
-def chunker(batches: FakeBatches, submit: FakeSubmit) -> _Chunker:
-    return _Chunker(batches, "org", submit, max_wait=1, poll_interval=0.01)  # type: ignore[arg-type]
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def chunker(batches: FakeBatches, submit: FakeSubmit, sleep: Sleeps | None = None) -> _Chunker:
+    return _Chunker(
+        batches,  # type: ignore[arg-type]
+        "org",
+        submit,
+        max_wait=1,
+        poll_interval=0.01,
+        key_for=lambda start, chunk: f"key-{start}",
+        sleep=sleep or Sleeps(),
+    )
+
+
+async def test_a_failing_lookup_is_retried_with_backoff_before_resending() -> None:
+    sleeps = Sleeps()
+    batches = FakeBatches({"k": "b-1"}, failing=2)
+    submit = FakeSubmit([lost()])
+    assert await chunker(batches, submit, sleeps)._submit_once([1], "k") == "b-1"
+    assert submit.keys == ["k"]  # found on the third lookup: never sent again
+    assert sleeps.delays == list(LOOKUP_DELAYS[:2])
+
+
+async def test_a_created_chunk_whose_lookups_all_fail_is_unknown_not_failed() -> None:
+    batches = FakeBatches({"key-0": "b-1"}, failing=len(LOOKUP_DELAYS) + 1)
+    submit = FakeSubmit([lost()])
+    results = await chunker(batches, submit).run(0, [{"a": 1}, {"a": 2}])
+    assert [r.outcome for r in results] == ["unknown", "unknown"]
+    assert not any(r.ok for r in results)
+    assert {r.idempotency_key for r in results} == {"key-0"}
+    assert all(isinstance(r.error, APIConnectionError) for r in results)
+    assert submit.keys == ["key-0"]  # not resent while its fate was unknown
+
+
+async def test_a_refused_chunk_fails_and_a_created_one_succeeds() -> None:
+    refused = await chunker(FakeBatches(), FakeSubmit([status_error(BadRequestError, 400)])).run(
+        0, [{"a": 1}]
+    )
+    assert [r.outcome for r in refused] == ["failed"]
+    created = await chunker(FakeBatches(), FakeSubmit([])).run(5, [{"a": 1}])
+    assert [(r.outcome, r.ok, r.batch_id, r.index) for r in created] == [
+        ("succeeded", True, "created", 5)
+    ]
+
+
+def test_content_keys_are_stable_for_the_same_chunk_and_differ_otherwise() -> None:
+    key = content_key("org-1/payments")
+    chunk = [{"invoiceId": "i1", "amount": 10}]
+    assert key(0, chunk) == key(0, [{"invoiceId": "i1", "amount": 10}])
+    assert key(0, chunk) != key(500, chunk)
+    assert key(0, chunk) != key(0, [{"invoiceId": "i1", "amount": 11}])
+    assert key(0, chunk) != content_key("org-2/payments")(0, chunk)
+
+
+def test_an_item_result_keeps_its_item_out_of_its_repr() -> None:
+    result = ItemResult(0, {"identificationNumber": "01017012345"}, "succeeded", "k")
+    assert "01017012345" not in repr(result)
+    assert result.item["identificationNumber"] == "01017012345"
 
 
 async def test_a_lost_post_is_found_by_its_key_and_not_sent_again() -> None:
@@ -151,14 +233,16 @@ def test_results_pair_by_index_then_by_source_id_and_never_invent_success() -> N
         ],
     )
     items = [{"uniqueSourceInvoiceId": "u0"}, {"uniqueSourceInvoiceId": "u1"}, {"x": 1}]
-    results = _map_results(10, items, batch)
+    results = _map_results(10, items, batch, "key-1")
     assert [r.index for r in results] == [10, 11, 12]
+    assert {r.idempotency_key for r in results} == {"key-1"}
+    assert [r.outcome for r in results] == ["succeeded", "failed", "unknown"]
     assert results[0].ok
     assert results[0].succeeded is not None
     assert results[0].succeeded.case_id == "c0"
     assert not results[1].ok
     assert results[1].reason == "dup"
-    assert not results[2].ok  # the batch says nothing of it: not reported as done
+    assert not results[2].ok  # the batch says nothing of it: not reported as done, nor failed
     assert results[2].error is not None
 
 
