@@ -44,6 +44,9 @@ CODEGEN_OPTIONS = [
     "--type-mappings",
     "string+uuid=string",
     "--output-datetime-class=datetime",
+    # Personal data (x-amili-personal-data: true) is kept out of reprs by the template.
+    "--field-extra-keys",
+    "x-amili-personal-data",
     # Formatting is done by the pinned ruff below, not by the generator's formatters.
     "--formatters=isort",
 ]

@@ -18,7 +18,7 @@ from amili_async._openenum import OpenEnum
 class Address:
     """A postal address of a debtor."""
 
-    street: str | None = attrs.field(default=None, metadata={"wire": "street"})
+    street: str | None = attrs.field(default=None, metadata={"wire": "street"}, repr=False)
     """Street and number."""
     city: str | None = attrs.field(default=None, metadata={"wire": "city"})
     """City."""
@@ -225,11 +225,11 @@ class CaseDebtor:
     """Debtor number."""
     customer_number: str | None = attrs.field(default=None, metadata={"wire": "customerNumber"})
     """The creditor's customer number for the debtor."""
-    first_name: str | None = attrs.field(default=None, metadata={"wire": "firstName"})
+    first_name: str | None = attrs.field(default=None, metadata={"wire": "firstName"}, repr=False)
     """First name."""
-    last_name: str | None = attrs.field(default=None, metadata={"wire": "lastName"})
+    last_name: str | None = attrs.field(default=None, metadata={"wire": "lastName"}, repr=False)
     """Last name."""
-    full_name: str | None = attrs.field(default=None, metadata={"wire": "fullName"})
+    full_name: str | None = attrs.field(default=None, metadata={"wire": "fullName"}, repr=False)
     """Full name."""
 
 
@@ -444,23 +444,25 @@ class Debtor:
     """A debtor of an invoice (note the lower-case firstname/lastname)."""
 
     type: DebtorType | None = attrs.field(default=None, metadata={"wire": "type"})
-    firstname: str | None = attrs.field(default=None, metadata={"wire": "firstname"})
+    firstname: str | None = attrs.field(default=None, metadata={"wire": "firstname"}, repr=False)
     """First name (private debtors)."""
-    lastname: str | None = attrs.field(default=None, metadata={"wire": "lastname"})
+    lastname: str | None = attrs.field(default=None, metadata={"wire": "lastname"}, repr=False)
     """Last name (private debtors)."""
-    name: str | None = attrs.field(default=None, metadata={"wire": "name"})
+    name: str | None = attrs.field(default=None, metadata={"wire": "name"}, repr=False)
     """Full or company name."""
     customer_number: str | None = attrs.field(default=None, metadata={"wire": "customerNumber"})
     """The creditor's customer number for the debtor."""
     identification_number: str | None = attrs.field(
-        default=None, metadata={"wire": "identificationNumber"}
+        default=None, metadata={"wire": "identificationNumber"}, repr=False
     )
     """National identification number."""
     organization_number: str | None = attrs.field(
         default=None, metadata={"wire": "organizationNumber"}
     )
     """Organization number (company debtors)."""
-    date_of_birth: date_aliased | None = attrs.field(default=None, metadata={"wire": "dateOfBirth"})
+    date_of_birth: date_aliased | None = attrs.field(
+        default=None, metadata={"wire": "dateOfBirth"}, repr=False
+    )
     """Date of birth."""
     emails: list[Email] | None = attrs.field(default=None, metadata={"wire": "emails"})
     """E-mail addresses."""
@@ -483,7 +485,7 @@ class DebtorType(OpenEnum):
 class Email:
     """An e-mail address of a debtor."""
 
-    value: str | None = attrs.field(default=None, metadata={"wire": "value"})
+    value: str | None = attrs.field(default=None, metadata={"wire": "value"}, repr=False)
     """The e-mail address."""
 
 
@@ -608,11 +610,11 @@ class LegacyBatch:
 class LegacyContact:
     """A creditor contact or case handler (legacy, lower-case names)."""
 
-    fullname: str | None = attrs.field(default=None, metadata={"wire": "fullname"})
+    fullname: str | None = attrs.field(default=None, metadata={"wire": "fullname"}, repr=False)
     """Full name."""
-    workphone: str | None = attrs.field(default=None, metadata={"wire": "workphone"})
+    workphone: str | None = attrs.field(default=None, metadata={"wire": "workphone"}, repr=False)
     """Work phone."""
-    email: str | None = attrs.field(default=None, metadata={"wire": "email"})
+    email: str | None = attrs.field(default=None, metadata={"wire": "email"}, repr=False)
     """E-mail address."""
     isinvoicequery: bool | None = attrs.field(default=None, metadata={"wire": "isinvoicequery"})
     """Receives invoice queries."""
@@ -875,9 +877,11 @@ class PhoneNumber:
 
     country_code: str | None = attrs.field(default=None, metadata={"wire": "countryCode"})
     """Country calling code."""
-    original_value: str | None = attrs.field(default=None, metadata={"wire": "originalValue"})
+    original_value: str | None = attrs.field(
+        default=None, metadata={"wire": "originalValue"}, repr=False
+    )
     """The number as supplied."""
-    value: str | None = attrs.field(default=None, metadata={"wire": "value"})
+    value: str | None = attrs.field(default=None, metadata={"wire": "value"}, repr=False)
     """The normalised number."""
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 import yaml
@@ -216,3 +217,46 @@ def test_python_values_in_dicts_are_accepted() -> None:
     assert item.date == when.replace(tzinfo=dt.UTC)
     debtor = _serde.structure({"dateOfBirth": dt.date(1970, 1, 1)}, models.Debtor)
     assert debtor.date_of_birth == dt.date(1970, 1, 1)
+
+
+# --- personal data ---------------------------------------------------------------------------
+
+
+def test_every_personal_data_field_of_the_spec_stays_out_of_reprs() -> None:
+    spec = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    marked = [
+        (schema_name, wire)
+        for schema_name, schema in spec["components"]["schemas"].items()
+        for wire, prop in schema.get("properties", {}).items()
+        if prop.get("x-amili-personal-data")
+    ]
+    assert ("Debtor", "identificationNumber") in marked
+    for schema_name, wire in marked:
+        cls = getattr(models, schema_name)
+        (field,) = [f for f in attrs.fields(cls) if f.metadata["wire"] == wire]
+        assert field.repr is False, (schema_name, wire)
+
+
+def test_identity_numbers_and_names_never_reach_a_repr_but_stay_readable() -> None:
+    national_id = "01017012345"
+    debtor = models.Debtor(firstname="Kari", lastname="Nordmann", identification_number=national_id)
+    invoice = models.NewInvoice(
+        type=models.InvoiceType.NOTICE,
+        invoice_number="INV-1",
+        original_invoice_amount=Decimal("100.00"),
+        currency="NOK",
+        invoice_date=dt.datetime(2024, 5, 1, tzinfo=dt.UTC),
+        due_date=dt.datetime(2024, 5, 15, tzinfo=dt.UTC),
+        debtors=[debtor],
+    )
+    envelope = _serde.structure(
+        {"data": {"id": "i1", "debtors": [{"identificationNumber": national_id}]}},
+        models.InvoiceEnvelope,
+    )
+    for model in (debtor, invoice, envelope):
+        assert national_id not in repr(model)
+        assert "Nordmann" not in repr(model)
+    assert debtor.identification_number == national_id
+    assert envelope.data is not None
+    assert envelope.data.debtors is not None
+    assert envelope.data.debtors[0].identification_number == national_id
