@@ -21,9 +21,10 @@ from ._config import (
     resolve_environment,
 )
 from ._pagination import DEFAULT_PREFETCH
+from ._ratelimit import RateLimiter, limiter_for
 from ._request import DEFAULT_OPTIONS, Request, RequestOptions
 from ._response import Response
-from ._retry import RetryPolicy
+from ._retry import RetryBudget, RetryPolicy
 from ._transport import RequestHook, ResponseHook, Transport
 from ._version import __version__
 from .bulk import BulkCorrections, BulkInvoices, BulkPayments
@@ -101,6 +102,8 @@ class AmiliClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         prefetch: int = DEFAULT_PREFETCH,
+        rate_limit: float | Literal["adaptive"] | None = None,
+        retry_budget: bool | RetryBudget = True,
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
         on_request: RequestHook | None = None,
@@ -122,6 +125,14 @@ class AmiliClient:
         )
         self._auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
         self.base_url = hosts.api_base_url
+        self.rate_limiter: RateLimiter | None = limiter_for(rate_limit)
+        """The client-side send-rate limiter (None without `rate_limit`)."""
+        self.retry_budget: RetryBudget | None = (
+            retry_budget
+            if isinstance(retry_budget, RetryBudget)
+            else (RetryBudget() if retry_budget else None)
+        )
+        """The retry budget shared by every call (None when switched off): `.tokens` for metrics."""
         self._transport = Transport(
             base_url=hosts.api_base_url,
             auth=self._auth,
@@ -132,6 +143,8 @@ class AmiliClient:
             retry_posts=retry_posts,
             deadline=deadline,
             retry_for=retry_for,
+            rate_limiter=self.rate_limiter,
+            retry_budget=self.retry_budget,
             session=session,
             on_request=on_request,
             on_response=on_response,
@@ -185,6 +198,8 @@ class AmiliClient:
         derived = object.__new__(AmiliClient)
         derived._auth = self._auth
         derived.base_url = self.base_url
+        derived.rate_limiter = self.rate_limiter
+        derived.retry_budget = self.retry_budget
         derived._transport = self._transport
         derived._attach(
             _Channel(self._transport, options, self.prefetch if prefetch is None else prefetch)

@@ -41,6 +41,42 @@ _REFRESH_STATUS: Final = 401
 Random = Callable[[], float]
 """A source of floats in ``[0, 1)``, ``random.random`` outside tests."""
 
+# The retry budget, after the AWS SDKs' "standard" retry quota: 500 tokens, a retry costs 5
+# (10 after a timeout, which held a connection longest), a success gives 1 back (a successful
+# retry gives back what it cost). A healthy client never notices; in a broad outage the budget
+# is spent after ~100 retries and each call then costs about one attempt, not
+# 1 + max_retries, so retries cannot multiply the load.
+BUDGET_CAPACITY: Final = 500
+RETRY_COST: Final = 5
+TIMEOUT_RETRY_COST: Final = 10
+SUCCESS_REFUND: Final = 1
+
+
+class RetryBudget:
+    """Tokens that retries draw and successes refill, shared by every call of one client."""
+
+    def __init__(self, capacity: int = BUDGET_CAPACITY) -> None:
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        self.capacity = capacity
+        self.tokens = capacity
+        self.refused = 0
+        """Retries the budget refused so far (for metrics)."""
+
+    def withdraw(self, cost: int) -> bool:
+        """Take ``cost`` tokens for a retry; False (and nothing taken) when too few are left."""
+        if cost > self.tokens:
+            self.refused += 1
+            return False
+        self.tokens -= cost
+        return True
+
+    def refund(self, amount: int) -> None:
+        self.tokens = min(self.capacity, self.tokens + amount)
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(tokens={self.tokens}/{self.capacity}, refused={self.refused})"
+
 
 @attrs.frozen
 class Retry:
@@ -79,6 +115,7 @@ class RetryPolicy:
         deadline: float | None = None,
         retry_for: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        budget: RetryBudget | None = None,
     ) -> RetryState:
         """The decision state of one call.
 
@@ -87,6 +124,7 @@ class RetryPolicy:
         server refused before doing anything. ``deadline`` is a ``monotonic()`` time no wait
         may pass. ``retry_for`` is a budget in time: retries go on past ``max_retries`` for
         that many seconds from the start of the call (a long export riding out an outage).
+        ``budget``, when given, must pay for every retry (see :class:`RetryBudget`).
         """
         limit = self.max_retries if max_retries is None else max_retries
         now = monotonic()
@@ -98,6 +136,7 @@ class RetryPolicy:
             deadline,
             monotonic,
             retry_until=now + retry_for if retry_for is not None and may_retry else None,
+            budget=budget,
         )
 
     def backoff(self, attempt: int, rng: Random) -> float:
@@ -134,8 +173,10 @@ class RetryState:
     monotonic: Callable[[], float] = time.monotonic
     retry_until: float | None = None
     """Past ``max_retries``, retries go on until this ``monotonic()`` time (None: they stop)."""
+    budget: RetryBudget | None = None
     retries: int = 0
     refreshed: bool = False
+    _last_cost: int = 0
 
     def _may_retry(self) -> bool:
         if self.retries < self.max_retries:
@@ -152,7 +193,9 @@ class RetryState:
             return None
         if not self._may_retry():
             return None
-        return self._retry(self.policy.backoff(self.retries, self.rng), type(error).__name__)
+        cost = TIMEOUT_RETRY_COST if isinstance(error, TimeoutError) else RETRY_COST
+        delay = self.policy.backoff(self.retries, self.rng)
+        return self._retry(delay, type(error).__name__, cost)
 
     def after_response(
         self, status: int, headers: Mapping[str, str], *, can_refresh: bool
@@ -164,16 +207,26 @@ class RetryState:
         if status == _REFRESH_STATUS and can_refresh and not self.refreshed:
             self.refreshed = True
             return REFRESH
-        if status not in RETRYABLE_STATUS or not self._may_retry():
+        if status not in RETRYABLE_STATUS:
+            if self.budget is not None and status < 400:
+                # A success refills the budget: a first try by one token, a successful retry by
+                # what that retry cost (AWS standard mode), so a flaky outage still drains it.
+                self.budget.refund(self._last_cost or SUCCESS_REFUND)
+            return None
+        if not self._may_retry():
             return None
         retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
         delay = self.policy.delay_for(self.retries, retry_after, self.rng)
-        return None if delay is None else self._retry(delay, str(status))
+        return None if delay is None else self._retry(delay, str(status), RETRY_COST)
 
-    def _retry(self, delay: float, reason: str) -> Retry | None:
+    def _retry(self, delay: float, reason: str, cost: int) -> Retry | None:
         remaining = self.remaining()
         if remaining is not None and delay >= remaining:
             return None  # the wait alone would pass the deadline: hand the error back now
+        if self.budget is not None:
+            if not self.budget.withdraw(cost):
+                return None  # the client's retry budget is spent: fail fast, do not pile on
+            self._last_cost = cost
         self.retries += 1
         return Retry(delay, reason)
 

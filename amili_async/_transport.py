@@ -30,9 +30,10 @@ from amili_async._config import (
     origin_of,
 )
 from amili_async._logging import logger, path_of, redact_headers, strip_query
+from amili_async._ratelimit import RateLimiter
 from amili_async._request import Request, check_header_value
 from amili_async._response import Response
-from amili_async._retry import REFRESH, Random, Retry, RetryPolicy, RetryState
+from amili_async._retry import REFRESH, Random, Retry, RetryBudget, RetryPolicy, RetryState
 from amili_async.errors import (
     AmiliError,
     APIConnectionError,
@@ -108,6 +109,8 @@ class Transport:
         retry_posts: bool = True,
         deadline: float | None = None,
         retry_for: float | None = None,
+        rate_limiter: RateLimiter | None = None,
+        retry_budget: RetryBudget | None = None,
         session: aiohttp.ClientSession | None = None,
         on_request: RequestHook | None = None,
         on_response: ResponseHook | None = None,
@@ -136,6 +139,8 @@ class Transport:
         self._retry_posts = retry_posts
         self._deadline = deadline
         self._retry_for = retry_for
+        self._limiter = rate_limiter
+        self._budget = retry_budget
         self._base_headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._session = session
         self._owns_session = session is None
@@ -254,6 +259,8 @@ class Transport:
         Hooks run only for API calls (``authenticate``): a token response body is a credential.
         """
         auth = self._auth if authenticate else None
+        # The limiter and the budget govern API calls; the token endpoint is another server.
+        limiter = self._limiter if authenticate else None
         deadline = None if call.deadline is None else self._monotonic() + call.deadline
         decisions = self._retry.start(
             self._rng,
@@ -263,6 +270,7 @@ class Transport:
             deadline=deadline,
             retry_for=call.retry_for,
             monotonic=self._monotonic,
+            budget=self._budget if authenticate else None,
         )
         attempt = 0
         while True:
@@ -275,6 +283,8 @@ class Transport:
             if authenticate and self._on_request is not None:
                 info = RequestInfo(call.method, call.url, redact_headers(call.headers), attempt)
                 await _run_hook(self._on_request, info)
+            if limiter is not None:
+                await limiter.before_attempt()
             started = time.perf_counter()
             try:
                 response = await self._attempt(call, attempt, decisions)
@@ -292,6 +302,8 @@ class Transport:
                     raise _connection_error(call, exc, attempt) from exc
                 await self._pause(call, retry)
                 continue
+            if limiter is not None:
+                limiter.after_response(response.status_code, response.headers)
             if authenticate and self._on_response is not None:
                 await _run_hook(self._on_response, response)
             decision = decisions.after_response(
