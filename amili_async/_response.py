@@ -8,7 +8,9 @@ one place (:func:`decode_page`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -115,6 +117,25 @@ def decode(response: Response, cls: type[T], *, sensitive: bool = False) -> T:
     return structure(response, parse_json(response, sensitive=sensitive), cls, sensitive=sensitive)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic GC off while a page is parsed or its models built, then back as the caller had it.
+
+    A 1,000-invoice page allocates ~40k container objects that all survive the step: the
+    collector would run ~60 times over them without freeing any (a third of streaming CPU).
+    Paused, it sees them once afterwards. Each step is synchronous (no await inside), so no
+    other task runs while it is off; a caller that disabled GC itself keeps it disabled.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def decode_page(
     response: Response,
     envelope: type[ListResponse[T]],
@@ -126,14 +147,16 @@ def decode_page(
     No ``nextPageToken`` (absent, null or "") means the last page. Building the items is left
     to the pager, so with prefetch the next request is on the wire while they are built.
     """
-    data = parse_json(response)
+    with _gc_paused():
+        data = parse_json(response)
     summary = data.get("summary") if isinstance(data, dict) else None
     next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
     if next_token is not None and not isinstance(next_token, str):
         raise decode_error(response, "summary.nextPageToken is not a string")
 
     def build() -> list[T]:
-        items = structure(response, data, envelope).data or []
+        with _gc_paused():
+            items = structure(response, data, envelope).data or []
         return items if keep is None else [item for item in items if keep(item)]
 
     return PendingPage(build, next_token or None, token)

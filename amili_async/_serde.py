@@ -288,6 +288,8 @@ _MEMOS: dict[Any, dict[Any, Any]] = {Decimal: {}, dt.datetime: {}, dt.date: {}}
 # Bounded so a long export never grows it: 4,096 entries is a few hundred KB, more than one page
 # of distinct values; when full it is simply emptied (cheaper than LRU bookkeeping).
 _MEMO_SIZE = 4096
+# JSON values that key the memo (exact types: bool, a subclass of int, is left out).
+_MEMO_KEY_TYPES = frozenset({float, int, str})
 
 
 def _memoizing(tp: Any, hook: _Hook) -> _Hook:
@@ -296,9 +298,10 @@ def _memoizing(tp: Any, hook: _Hook) -> _Hook:
 
     def structure_and_remember(value: Any, target: Any) -> Any:
         result = hook(value, target)
-        # Never remember 0 or 1: True and False are equal to them as dict keys, and a boolean
-        # sent for an amount must fail in the hook, not hit a remembered number.
-        if type(value) in (float, str) and value != 0 and value != 1:
+        # Booleans are equal to 0 and 1 as dict keys: they are never remembered, and a hit for
+        # one is refused by the compiled lookup (see _fast_structure_fn), so True sent for an
+        # amount fails in the hook instead of reading as a remembered 1.
+        if type(value) in _MEMO_KEY_TYPES:
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()
             memo[value] = result
@@ -353,7 +356,13 @@ def _fast_structure_fn(cls: Any, conv: cattrs.Converter) -> _Hook:
             if tp in _MEMOS:  # immutable scalars that repeat within a page: one dict lookup
                 namespace[f"m{index}"] = _MEMOS[tp]
                 namespace[f"h{index}"] = _memoizing(tp, namespace[f"h{index}"])
-                convert = f"m{index}.get({var}) or h{index}({var}, t{index})"
+                namespace["bool_"] = bool
+                # `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
+                body.append(f"    {condition}r{index} = m{index}.get({var})")
+                convert = (
+                    f"h{index}({var}, t{index}) if r{index} is None or type({var}) is bool_ "
+                    f"else r{index}"
+                )
             elif _is_open_enum(tp):  # known values are one dict lookup
                 namespace[f"m{index}"] = tp._value2member_map_
                 convert = f"m{index}.get({var}) or h{index}({var}, t{index})"

@@ -141,6 +141,8 @@ class Transport:
         self._retry_for = retry_for
         self._limiter = rate_limiter
         self._budget = retry_budget
+        self._bearer_token: str | None = None
+        self._bearer = ""
         self._base_headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._session = session
         self._owns_session = session is None
@@ -279,7 +281,10 @@ class Transport:
             token = None
             if auth is not None:
                 token = await auth.token(self._fetch_token)
-                call.headers["Authorization"] = "Bearer " + token
+                if token is not self._bearer_token:
+                    # One header string per token, not one per attempt.
+                    self._bearer_token, self._bearer = token, "Bearer " + token
+                call.headers["Authorization"] = self._bearer
             if authenticate and self._on_request is not None:
                 info = RequestInfo(call.method, call.url, redact_headers(call.headers), attempt)
                 await _run_hook(self._on_request, info)
@@ -326,11 +331,16 @@ class Transport:
         It first waits for one of ``max_connections`` slots (bounded by the call's deadline,
         not by the attempt's timeout); the attempt's timeout starts once it has one.
         """
-        try:
-            async with asyncio.timeout(decisions.remaining()):
-                await self._slots().acquire()
-        except TimeoutError:
-            raise TimeoutError("no connection became free before the call's deadline") from None
+        slots = self._slots()
+        remaining = decisions.remaining()
+        if remaining is None:
+            await slots.acquire()
+        else:
+            try:
+                async with asyncio.timeout(remaining):
+                    await slots.acquire()
+            except TimeoutError:
+                raise TimeoutError("no connection became free before the call's deadline") from None
         try:
             session = self._live_session()
             timeout = call.timeout
@@ -361,7 +371,7 @@ class Transport:
                 ) from None
             raise
         finally:
-            self._slots().release()
+            slots.release()
         response = Response(
             status_code=raw.status,
             headers=raw.headers,
