@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
@@ -25,6 +24,7 @@ import aiohttp
 import attrs
 
 from amili_async._config import BACKOFF_BASE, BACKOFF_CAP, DEFAULT_MAX_RETRIES, MAX_RETRY_AFTER
+from amili_async._time import as_utc
 
 # Statuses that say "try again later" rather than "your request is wrong": request timeout,
 # rate limit, and the server-side failures a load balancer or a restart produces.
@@ -251,7 +251,5 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        # RFC 9110 dates are always GMT; parsedate_to_datetime leaves "-0000" naive.
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+    # RFC 9110 dates are always GMT; parsedate_to_datetime leaves "-0000" naive.
+    return max(0.0, as_utc(when).timestamp() - now)

@@ -15,12 +15,15 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from .. import models
+from .._config import IDEMPOTENCY_KEY_HEADER
+from ._cases import CASE_ACTIONS
 from ._config import SandboxConfig
 from ._faults import FAULTS_KEY, FaultInjector, fault_middleware
 from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
-from ._state import CaseFilters, InvoiceFilters, OrgState, SandboxState
+from ._state import SandboxState
+from ._store import CaseFilters, InvoiceFilters, OrgState
 from ._tokens import TokenClaims, TokenIssuer
 from ._validate import (
     parse_json_object,
@@ -38,16 +41,22 @@ __all__ = ["PAGES_KEY", "REQUEST_ID_HEADER", "STATE_KEY", "TOKENS_KEY", "create_
 
 _log = logging.getLogger(__name__)
 
+# The response header carrying the request id (DESIGN.md: documented for webhook deliveries).
 REQUEST_ID_HEADER = "X-Amili-Request-Id"
-IDEMPOTENCY_HEADER = "IdempotencyKey"
+# The API's path prefix and an organisation's, as in the docs' URLs.
 API = "/collection/v1"
 ORG = API + "/orgs/{org}"
+# Actions under this prefix take a list of case ids in the body, at the organisation's URL;
+# every other case action names its one case in the URL.
+_LIST_ACTION_PREFIX = "debt-collection-list/"
 
+# Typed keys of the app's own state, token issuer and page codec (one per app).
 STATE_KEY = web.AppKey("amili_state", SandboxState)
 TOKENS_KEY = web.AppKey("amili_tokens", TokenIssuer)
 PAGES_KEY = web.AppKey("amili_pages", PageCodec)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The summary of a single-object answer: nothing follows it.
 _SUMMARY_LAST = {"status": "SUCCESS", "nextPageToken": None}
 
 
@@ -130,6 +139,10 @@ def _one(request: web.Request, name: str) -> str | None:
     return value if value else None
 
 
+def _idempotency_key(request: web.Request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_KEY_HEADER) or None
+
+
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any] | None:
     raw = await request.read()
     if (
@@ -170,6 +183,7 @@ def _next_token(
 
 # --------------------------------------------------------------------------- /token
 async def token(request: web.Request) -> web.Response:
+    """``POST /token``: a client-credentials grant (401 ``invalid_client`` otherwise)."""
     form = await request.post()
     issuer = request.app[TOKENS_KEY]
     grant = form.get("grant_type")
@@ -206,6 +220,7 @@ _INVOICE_FILTERS = (
 
 
 async def list_invoices(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/invoices``: one filtered keyset page of invoices."""
     _, org = _auth_org(request)
     q = request.query
     f = InvoiceFilters(
@@ -226,6 +241,7 @@ async def list_invoices(request: web.Request) -> web.Response:
 
 
 async def get_invoice(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/invoices/{invoice}``: one invoice (404 if unknown)."""
     _, org = _auth_org(request)
     invoice_id = request.match_info["invoice"]
     record = org.get_invoice(invoice_id)
@@ -243,21 +259,24 @@ async def _write(
     body = await _json_body(request)
     assert body is not None
     items = validate(body)
-    key = request.headers.get(IDEMPOTENCY_HEADER) or None
+    key = _idempotency_key(request)
     base = f"{_origin(request)}{API}/orgs/{org.org.id}/batches"
     answer = _state(request).submit_batch(org, batch_type, claims.client_id, key, items, base)
     return web.Response(status=202, body=answer, content_type=JSON)
 
 
 async def create_invoices(request: web.Request) -> web.Response:
+    """``POST /orgs/{org}/invoices``: queue an invoice batch (202)."""
     return await _write(request, "INVOICE", validate_invoices)
 
 
 async def create_payments(request: web.Request) -> web.Response:
+    """``POST /orgs/{org}/payments``: queue a payment batch (202)."""
     return await _write(request, "PAYMENT", validate_payments)
 
 
 async def create_corrections(request: web.Request) -> web.Response:
+    """``POST /orgs/{org}/corrections``: queue a correction batch (202)."""
     return await _write(request, "CORRECTION", validate_corrections)
 
 
@@ -266,6 +285,7 @@ _BATCH_FILTERS = ("State", "Type", "SubjectId", "IdempotencyKey", "SortDirection
 
 
 async def list_batches(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/batches``: one filtered keyset page, ascending or descending."""
     _, org = _auth_org(request)
     q = request.query
     direction = (q.get("SortDirection") or "ASC").upper()
@@ -290,6 +310,7 @@ async def list_batches(request: web.Request) -> web.Response:
 
 
 async def get_batch(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/batches/{batch}``: one batch of this organisation."""
     _, org = _auth_org(request)
     batch_id = request.match_info["batch"]
     batch = _state(request).batches_by_id.get(batch_id.lower())
@@ -299,6 +320,7 @@ async def get_batch(request: web.Request) -> web.Response:
 
 
 async def get_batch_legacy(request: web.Request) -> web.Response:
+    """``GET /batches/{batch}`` (no organisation in the path): any batch the client may see."""
     claims = _claims(request)
     batch_id = request.match_info["batch"]
     batch = _state(request).batches_by_id.get(batch_id.lower())
@@ -311,6 +333,7 @@ async def get_batch_legacy(request: web.Request) -> web.Response:
 
 # --------------------------------------------------------------------------- settlements
 async def list_settlements(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/settlements``: one keyset page, filtered by settlement date."""
     _, org = _auth_org(request)
     dates: dict[str, str | None] = {}
     for name in ("fromDate", "toDate"):
@@ -330,6 +353,7 @@ async def list_settlements(request: web.Request) -> web.Response:
 
 
 async def get_settlement(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/settlements/{settlement}``: one settlement."""
     _, org = _auth_org(request)
     settlement_id = request.match_info["settlement"]
     s = org.settlements_by_id.get(settlement_id.lower())
@@ -352,6 +376,7 @@ _CASE_FILTERS = (
 
 
 async def list_cases(request: web.Request) -> web.Response:
+    """``GET /orgs/{org}/cases``: one filtered keyset page of cases."""
     _, org = _auth_org(request)
     q = request.query
     f = CaseFilters(
@@ -368,10 +393,6 @@ async def list_cases(request: web.Request) -> web.Response:
     items, last = paginate(org.iter_cases(f, after), size)
     data = dumps([r.case_dict() for r in items]).decode()[1:-1]
     return _list_response(data, _next_token(request, org, "cases", filters, last))
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    return request.headers.get(IDEMPOTENCY_HEADER) or None
 
 
 def _case_action(action: str) -> Handler:
@@ -413,6 +434,7 @@ def _debt_collection_list(action: str) -> Handler:
 
 # --------------------------------------------------------------------------- legacy
 async def legacy_ping(request: web.Request) -> web.Response:
+    """``GET /webapi/api/Ping``: liveness, no authentication."""
     return json_response({"message": "pong"})
 
 
@@ -432,6 +454,7 @@ def _bool_query(request: web.Request, name: str) -> bool:
 
 
 async def legacy_get_batch(request: web.Request) -> web.Response:
+    """``GET /webapi/api/Batch``: the legacy export of the client's creditors."""
     orgs = _legacy_orgs(request)
     batch = _state(request).legacy_batch(
         orgs,
@@ -444,6 +467,7 @@ async def legacy_get_batch(request: web.Request) -> web.Response:
 
 
 async def legacy_post_batch(request: web.Request) -> web.Response:
+    """``POST /webapi/api/Batch``: store a legacy batch and echo it with its batchid."""
     _legacy_orgs(request)
     if request.content_type not in ("application/json-patch+json", "application/json"):
         raise ApiError(415, "Send the batch as application/json-patch+json (or application/json).")
@@ -462,6 +486,7 @@ async def legacy_post_batch(request: web.Request) -> web.Response:
 
 
 async def legacy_attachment(request: web.Request) -> web.Response:
+    """``POST /webapi/api/Attachment``: store the multipart ``file`` part; answer its id."""
     orgs = _legacy_orgs(request)
     case_id = _one(request, "caseid")
     state = _state(request)
@@ -531,16 +556,11 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     r.add_get(ORG + "/settlements", list_settlements)
     r.add_get(ORG + "/settlements/{settlement}", get_settlement)
     r.add_get(ORG + "/cases", list_cases)
-    for action in ("pause", "resume", "withdraw"):
-        r.add_post(ORG + "/cases/{case}/" + action, _case_action(action))
-    for stage in ("eviction-request", "eviction-confirmation"):
-        for verb in ("accept", "reject"):
-            r.add_post(f"{ORG}/cases/{{case}}/{stage}/{verb}", _case_action(f"{stage}/{verb}"))
-    for verb in ("accept", "reject"):
-        r.add_post(
-            f"{ORG}/debt-collection-list/{verb}",
-            _debt_collection_list(f"debt-collection-list/{verb}"),
-        )
+    for action in CASE_ACTIONS:
+        if action.startswith(_LIST_ACTION_PREFIX):
+            r.add_post(f"{ORG}/{action}", _debt_collection_list(action))
+        else:
+            r.add_post(f"{ORG}/cases/{{case}}/{action}", _case_action(action))
     r.add_get("/webapi/api/Ping", legacy_ping)
     r.add_get("/webapi/api/Batch", legacy_get_batch)
     r.add_post("/webapi/api/Batch", legacy_post_batch)

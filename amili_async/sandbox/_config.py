@@ -24,15 +24,19 @@ DEFAULT_ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 #: A second, initially empty organisation (the organizationId of the docs' batch list example).
 SECOND_ORG_ID = "7bc05553-4b68-44e8-b7bc-37be63c6d9e9"
 
+#: The default client's credentials: public on purpose (a local sandbox), easy to type.
 DEFAULT_CLIENT_ID = "sandbox"
 DEFAULT_CLIENT_SECRET = "sandbox-secret"
 #: A client whose tokens are valid but grant access to no organisation (403 everywhere).
 RESTRICTED_CLIENT_ID = "sandbox-restricted"
+#: Its secret, as public as the default client's.
 RESTRICTED_CLIENT_SECRET = "sandbox-restricted-secret"
 
 
 @attrs.frozen
 class OrgConfig:
+    """An organisation (creditor) the sandbox serves, with its Norwegian identifiers."""
+
     id: str
     organization_number: str
     name: str
@@ -41,19 +45,24 @@ class OrgConfig:
 
 @attrs.frozen
 class ClientConfig:
+    """An API client's credentials and the organisations its tokens grant."""
+
     client_id: str
     client_secret: str
     #: Organisation ids this client may use; None means every organisation.
     org_ids: frozenset[str] | None = None
 
     def may_access(self, org_id: str) -> bool:
+        """Whether this client may use organisation ``org_id``."""
         return self.org_ids is None or org_id in self.org_ids
 
 
+#: Two organisations (valid MOD11 organisation numbers) so access rules can be exercised.
 DEFAULT_ORGS: tuple[OrgConfig, ...] = (
     OrgConfig(DEFAULT_ORG_ID, "912345688", "Nordlys Eiendom AS", "10001"),
     OrgConfig(SECOND_ORG_ID, "987654325", "Fjellheim Utleie AS", "10002"),
 )
+#: A client that may use every organisation and one that may use none.
 DEFAULT_CLIENTS: tuple[ClientConfig, ...] = (
     ClientConfig(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, None),
     ClientConfig(RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, frozenset()),
@@ -87,8 +96,10 @@ class SandboxConfig:
 
     @property
     def default_org_id(self) -> str:
+        """The first organisation's id (the seeded one)."""
         return self.orgs[0].id
 
     @property
     def default_client(self) -> ClientConfig:
+        """The first client (SandboxServer's credentials)."""
         return self.clients[0]

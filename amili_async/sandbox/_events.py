@@ -20,6 +20,7 @@ from ._wire import fmt_ms, now_ms
 
 __all__ = ["BATCH_COMPLETED", "SETTLEMENT_CREATED", "Event", "EventBus"]
 
+# The event types of the docs' webhook payloads.
 BATCH_COMPLETED = "BATCH_COMPLETED"
 SETTLEMENT_CREATED = "SETTLEMENT_CREATED"
 
@@ -28,6 +29,8 @@ _log = logging.getLogger(__name__)
 
 @attrs.frozen
 class Event:
+    """One published event, shaped like the docs' webhook payload."""
+
     id: str
     type: str
     source: str
@@ -71,6 +74,7 @@ class EventBus:
         return unsubscribe
 
     def publish(self, type: str, data: dict[str, Any]) -> Event:
+        """Record an event of ``type`` with ``data`` and hand it to every interested subscriber."""
         event = Event(str(uuid.uuid4()), type, "COLLECTION", fmt_ms(now_ms()), data)
         self.history.append(event)
         for wanted, callback in list(self._subscribers):

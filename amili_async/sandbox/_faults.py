@@ -48,11 +48,13 @@ FAULT_KINDS: tuple[tuple[str, str], ...] = (
     ("html", "html"),
 )
 
+# What an nginx in front of the API answers when the upstream fails: not JSON, on purpose.
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
+# A duration in a fault spec: seconds, or with an explicit "ms" or "s" unit.
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*$")
 
 
@@ -95,6 +97,7 @@ class FaultConfig:
 
     @property
     def total_rate(self) -> float:
+        """The chance that a request meets some fault (the sum of the kinds' rates)."""
         return float(sum(getattr(self, attr) for _, attr in FAULT_KINDS))
 
     @classmethod
@@ -226,6 +229,7 @@ async def _send_broken(
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inject the app's configured faults (latency, errors, broken connections) per request."""
     holder = request.app[FAULTS_KEY]
     injector: FaultInjector | None = holder[0] if holder else None
     if injector is None:

@@ -11,10 +11,14 @@ from ._wire import dumps
 
 __all__ = ["JSON", "PROBLEM_JSON", "REQUEST_ID_KEY", "json_response", "problem_response"]
 
+# The content types the API answers with (RFC 9457 for errors).
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
+# Where a request keeps its id, for the response header and ProblemDetails' traceId.
 REQUEST_ID_KEY = web.RequestKey("amili_request_id", str)
 
+# ProblemDetails ``type`` per status: the RFC section, as ASP.NET Core sends (DESIGN.md infers
+# that Amili's errors are ASP.NET Core ProblemDetails).
 _TYPES = {
     400: "https://tools.ietf.org/html/rfc9110#section-15.5.1",
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
@@ -33,6 +37,7 @@ _TYPES = {
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response (Decimal values as exact numbers)."""
     return web.Response(body=dumps(data), status=status, content_type=JSON)
 
 

@@ -74,11 +74,12 @@ MONTHS = (
     "juli", "august", "september", "oktober", "november", "desember",
 )  # fmt: skip
 
+# MOD11 weights of the Brønnøysund organisation number and of the national identity
+# number's two check digits, as the registers define them.
 _ORG_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)
 _FNR_W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _FNR_W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-
-
+# Luhn doubling of one digit (2 * d, digits summed), as a translation table for speed.
 _DOUBLE = str.maketrans("0123456789", "0246813579")
 
 
@@ -95,6 +96,7 @@ def kid_mod10(body: str) -> str:
 
 
 def kid_is_valid(kid: str) -> bool:
+    """Whether ``kid`` is a KID/OCR reference with a correct MOD10 check digit."""
     return len(kid) >= 2 and kid.isdigit() and luhn_digit(kid[:-1]) == kid[-1]
 
 
@@ -146,6 +148,7 @@ def national_id_is_valid(fnr: str) -> bool:
 
 
 def org_number_is_valid(number: str) -> bool:
+    """MOD11 check of a 9-digit organisation number."""
     if len(number) != 9 or not number.isdigit():
         return False
     return _mod11(number[:8], _ORG_WEIGHTS) == int(number[8])

@@ -46,6 +46,7 @@ T = TypeVar("T")
 
 
 def parse_page_size(value: str | None, name: str) -> int:
+    """The ``name`` query parameter as a page size (default if absent, 400 if invalid)."""
     if value is None or value == "":
         return DEFAULT_PAGE_SIZE
     try:
@@ -64,6 +65,8 @@ def parse_page_size(value: str | None, name: str) -> int:
 
 
 class PageCodec:
+    """Makes and checks page tokens with the app's secret."""
+
     def __init__(self, secret: bytes) -> None:
         self._key = hashlib.sha256(b"amili-sandbox/page-token/" + secret).digest()
 
@@ -74,6 +77,7 @@ class PageCodec:
     def encode(
         self, org_id: str, listing: str, filters: dict[str, object], position: Position
     ) -> str:
+        """The token of ``position`` in this organisation's listing with these filters."""
         body = _LAYOUT.pack(_VERSION, position[0], uuid.UUID(position[1]).bytes)
         token = body + self._mac(org_id, listing, filters, body)
         return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
@@ -81,6 +85,7 @@ class PageCodec:
     def decode(
         self, token: str, org_id: str, listing: str, filters: dict[str, object], name: str
     ) -> Position:
+        """The position in ``token``; 400 if it was not made for this listing and filters."""
         bad = ApiError(
             400,
             "The page token is not valid for this listing.",

@@ -13,11 +13,13 @@ from ._config import OrgConfig
 from ._wire import fmt_ms
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "BATCH_STATUSES",
     "BATCH_TYPES",
     "CASE_SUB_STATUSES",
     "INVOICE_STATUSES",
     "INVOICE_TYPES",
+    "TERMINAL_STATUSES",
     "BatchRecord",
     "InvoiceRecord",
     "SettlementRecord",
@@ -33,7 +35,12 @@ CASE_SUB_STATUSES: tuple[str | None, ...] = (
 )
 BATCH_STATUSES = tuple(member.value for member in models.BatchStatus)
 BATCH_TYPES = tuple(member.value for member in models.BatchType)
+# Final invoice/case statuses: no payment, correction or case action applies any more, and
+# reaching one sets closedAt. The others are the active ones: still being collected.
+TERMINAL_STATUSES = ("CLOSED", "WITHDRAWN")
+ACTIVE_STATUSES = ("OPEN", "PAUSED")
 
+# Namespace of the stable creditor ids (uuid5 of the organisation id): any fixed uuid will do.
 _DEBTOR_NS = uuid.UUID("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f")
 
 
@@ -75,14 +82,17 @@ class InvoiceRecord:
 
     @property
     def current(self) -> Decimal:
+        """currentAmount: the original amount less credits."""
         return self.original - self.credited
 
     @property
     def remaining(self) -> Decimal:
+        """remainingAmount: what is still owed."""
         return self.original - self.credited - self.paid
 
     @property
     def customer_number(self) -> str | None:
+        """The first debtor's customer number (the settlement's customerReference)."""
         for d in self.debtors:
             cn = d.get("customerNumber")
             if cn:
@@ -194,6 +204,8 @@ class InvoiceRecord:
 
 @attrs.define(slots=True, eq=False)
 class BatchRecord:
+    """One write batch: its request items until processed, then its per-item outcome."""
+
     id: str
     org_id: str
     type: str
@@ -211,6 +223,7 @@ class BatchRecord:
     due: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire ``Batch``."""
         return {
             "batchId": self.id,
             "type": self.type,
@@ -228,6 +241,8 @@ class BatchRecord:
 
 @attrs.define(slots=True, eq=False)
 class SettlementRecord:
+    """One settlement (a payment passed on to the creditor)."""
+
     id: str
     org_id: str
     created_ms: int
@@ -242,6 +257,7 @@ class SettlementRecord:
     amount: Decimal
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire ``Settlement``."""
         # Documented fields first, in the docs' order; the inferred ones after.
         return {
             "caseNumber": self.case_number,

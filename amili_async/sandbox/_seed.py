@@ -30,15 +30,16 @@ from ._norway import (
     org_number,
 )
 from ._records import CASE_SUB_STATUSES, INVOICE_STATUSES, INVOICE_TYPES, InvoiceRecord
-from ._wire import day_str, dumps, fmt_ms
+from ._wire import DAY_MS, day_str, dumps, fmt_ms
 
-__all__ = ["CASE_NUMBER_BASE", "SeededInvoices", "seed_invoices"]
+__all__ = ["CASE_NUMBER_BASE", "STATUS_CODES", "TYPE_CODES", "SeededInvoices", "seed_invoices"]
 
+# Masks of the 64-bit hashes and of the 48-bit id permutation (12 hex digits of a uuid).
 _M64 = (1 << 64) - 1
 _M48 = (1 << 48) - 1
 _PERM_A = 0x5DEECE66D  # odd, hence invertible modulo 2**48
+# Its inverse turns an id back into its index.
 _PERM_A_INV = pow(_PERM_A, -1, 1 << 48)
-_DAY_MS = 86_400_000
 
 #: Seeded createdAt: from 2024-01-02T07:00:00Z, one invoice every STEP_MS (with jitter);
 #: 30 s apart puts 1M invoices within a year, as a busy creditor's would be.
@@ -47,10 +48,14 @@ STEP_MS = 30_000
 #: Case numbers start here (the docs' webhook example shows "5000001").
 CASE_NUMBER_BASE = 5_000_001
 
-_STATUS_CODE = {s: k for k, s in enumerate(INVOICE_STATUSES)}
+#: Codes of the status, type and sub-status columns: positions in the spec's enum tuples,
+#: one byte per invoice.
+STATUS_CODES = {s: k for k, s in enumerate(INVOICE_STATUSES)}
+TYPE_CODES = {s: k for k, s in enumerate(INVOICE_TYPES)}
 _SUB_CODE = {s: k for k, s in enumerate(CASE_SUB_STATUSES)}
-_CLOSED = _STATUS_CODE["CLOSED"]
-_WITHDRAWN = _STATUS_CODE["WITHDRAWN"]
+# The terminal statuses' codes: these invoices are paid up or withdrawn, with a closedAt.
+_CLOSED = STATUS_CODES["CLOSED"]
+_WITHDRAWN = STATUS_CODES["WITHDRAWN"]
 # Every 20th case has one of these sub-statuses (and is OPEN), so every case action has
 # a seeded target: indices 3, 7, 11, 15 (mod 20).
 _SUB_BY_MOD20 = {
@@ -150,24 +155,30 @@ class SeededInvoices:
 
     # ----------------------------------------------------------------- ids and lookups
     def invoice_id(self, i: int) -> str:
+        """The id of invoice ``i``."""
         return self._ids.make(i)
 
     def case_id(self, i: int) -> str:
+        """The id of case ``i`` (invoice ``i``'s case)."""
         return self._case_ids.make(i)
 
     def index_of_invoice_id(self, ident: str) -> int | None:
+        """The index of the invoice with this id, or None."""
         i = self._ids.index(ident.lower())
         return i if i is not None and i < self.n else None
 
     def index_of_case_id(self, ident: str) -> int | None:
+        """The index of the case with this id, or None."""
         i = self._case_ids.index(ident.lower())
         return i if i is not None and i < self.n else None
 
     def invoice_number(self, i: int) -> str:
-        year = day_str(self.created[i] // _DAY_MS)[:4]
+        """``INV-<year>-<i + 1>``: unique, and its index can be read back."""
+        year = day_str(self.created[i] // DAY_MS)[:4]
         return f"INV-{year}-{i + 1:06d}"
 
     def index_of_invoice_number(self, value: str) -> int | None:
+        """The index of the invoice with this invoiceNumber, or None."""
         head, _, tail = value.rpartition("-")
         if not head.startswith("INV-") or not tail.isdigit():
             return None
@@ -176,15 +187,18 @@ class SeededInvoices:
 
     @staticmethod
     def usid(i: int) -> str:
+        """The uniqueSourceInvoiceId of invoice ``i`` (an ERP order number)."""
         return f"erp-order-{i + 1:07d}"
 
     def index_of_usid(self, value: str) -> int | None:
+        """The index of the invoice with this uniqueSourceInvoiceId, or None."""
         if not value.startswith("erp-order-") or not value[10:].isdigit():
             return None
         i = int(value[10:]) - 1
         return i if 0 <= i < self.n and self.usid(i) == value else None
 
     def index_of_case_number(self, value: str) -> int | None:
+        """The index of the case with this collectionCaseNumber, or None."""
         if not value.isdigit():
             return None
         i = int(value) - CASE_NUMBER_BASE
@@ -192,9 +206,11 @@ class SeededInvoices:
 
     @staticmethod
     def customer_number(c: int) -> str:
+        """The customer number of customer ``c``."""
         return f"{200_001 + c}"
 
     def customer_code(self, value: str) -> int | None:
+        """The customer with this customer number, or None."""
         if not value.isdigit():
             return None
         c = int(value) - 200_001
@@ -282,8 +298,8 @@ class SeededInvoices:
             paid = 0
         closed = None
         if status_code in (_CLOSED, _WITHDRAWN):
-            closed = created + (1 + (h >> 28) % 20) * _DAY_MS + (h >> 12) % 3_600_000
-        invoice_day = created // _DAY_MS - 5 - (h >> 20) % 30
+            closed = created + (1 + (h >> 28) % 20) * DAY_MS + (h >> 12) % 3_600_000
+        invoice_day = created // DAY_MS - 5 - (h >> 20) % 30
         due_day = invoice_day + _DUE_DAYS[(h >> 25) % 5]
         return h, created, status_code, original, paid, closed, invoice_day, due_day
 
@@ -352,7 +368,7 @@ class SeededInvoices:
 
     def sync(self, i: int, record: InvoiceRecord) -> None:
         """Write a changed record's status and sub-status back into the filter columns."""
-        self.status[i] = _STATUS_CODE[record.status]
+        self.status[i] = STATUS_CODES[record.status]
         self.sub[i] = _SUB_CODE[record.sub_status]
 
 

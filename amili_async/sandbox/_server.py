@@ -33,6 +33,7 @@ class SandboxServer:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> SandboxServer:
+        """Bind and serve (once); answer the server."""
         if self._runner is not None:
             raise RuntimeError("SandboxServer already started")
         kwargs: dict[str, object] = {} if self._access_log else {"access_log": None}
@@ -49,6 +50,7 @@ class SandboxServer:
         return self
 
     async def close(self) -> None:
+        """Stop serving and cancel the batch worker (a no-op when not started)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -67,29 +69,35 @@ class SandboxServer:
     # ------------------------------------------------------------------ addresses
     @property
     def port(self) -> int:
+        """The bound port (after start)."""
         if self._port is None:
             raise RuntimeError("SandboxServer is not started")
         return self._port
 
     @property
     def origin(self) -> str:
+        """``http://host:port``."""
         return f"http://{self.config.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
+        """The ``/collection/v1`` base URL to give a client."""
         return f"{self.origin}/collection/v1"
 
     @property
     def token_url(self) -> str:
+        """The token endpoint to give a client."""
         return f"{self.origin}/token"
 
     # ------------------------------------------------------------------ credentials & data
     @property
     def client_id(self) -> str:
+        """The default client's id."""
         return self.config.default_client.client_id
 
     @property
     def client_secret(self) -> str:
+        """The default client's secret."""
         return self.config.default_client.client_secret
 
     restricted_client_id = RESTRICTED_CLIENT_ID
@@ -97,14 +105,17 @@ class SandboxServer:
 
     @property
     def default_org_id(self) -> str:
+        """The seeded organisation's id."""
         return self.config.default_org_id
 
     @property
     def state(self) -> SandboxState:
+        """The in-memory data, for tests to inspect."""
         return self.app[STATE_KEY]
 
     @property
     def events(self) -> EventBus:
+        """The event bus (batch completions, settlements)."""
         return self.state.events
 
     def issue_token(self, client_id: str | None = None, lifetime: int | None = None) -> str:

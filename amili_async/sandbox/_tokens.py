@@ -18,7 +18,9 @@ from ._wire import ApiError
 
 __all__ = ["TokenClaims", "TokenIssuer"]
 
+# Tokens are HS256 JWTs: shaped like the real ones, signed with the app's secret.
 _HEADER = orjson.dumps({"alg": "HS256", "typ": "JWT"})
+# The scope and issuer a token names; the issuer's .invalid host can never resolve.
 SCOPE = "write:collection.case"
 ISSUER = "https://auth.sandbox.amili.invalid"
 
@@ -33,12 +35,15 @@ def _unb64(text: str) -> bytes:
 
 @attrs.frozen
 class TokenClaims:
+    """What a verified access token says: the client, its organisations, its expiry."""
+
     client_id: str
     #: Organisation ids the token grants; None means all.
     orgs: frozenset[str] | None
     expires: int
 
     def may_access(self, org_id: str) -> bool:
+        """Whether the token grants organisation ``org_id``."""
         return self.orgs is None or org_id in self.orgs
 
 
@@ -51,6 +56,8 @@ def _unauthorized(detail: str) -> ApiError:
 
 
 class TokenIssuer:
+    """Authenticates clients, issues their access tokens and verifies bearer tokens."""
+
     def __init__(
         self,
         secret: bytes,
@@ -66,6 +73,7 @@ class TokenIssuer:
         self._clock = clock
 
     def authenticate(self, client_id: str, client_secret: str) -> ClientConfig | None:
+        """The client with these credentials (compared in constant time), or None."""
         client = self.clients.get(client_id)
         if client is None or not hmac.compare_digest(
             client.client_secret.encode(), client_secret.encode()
@@ -114,6 +122,7 @@ class TokenIssuer:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> TokenClaims:
+        """The claims of a valid, unexpired token; 401 otherwise."""
         parts = token.split(".")
         if len(parts) != 3:
             raise _unauthorized("Malformed token.")

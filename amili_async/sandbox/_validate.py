@@ -1,7 +1,7 @@
 """Request validation: schema errors (422 with per-field ``errors``) and query parsing (400).
 
 Business problems (duplicates, amounts <= 0, unknown invoices...) are *not* checked here;
-they end up in the batch's ``failed[]`` (see ``_state``).
+they end up in the batch's ``failed[]`` (see ``_batches``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ __all__ = [
     "validate_payments",
 ]
 
+# Enum values from the generated models (the spec), like _records' tuples.
 DEBTOR_TYPES = tuple(member.value for member in models.DebtorType)
 PAYMENT_TYPES = tuple(member.value for member in models.PaymentType)
 # Items per write request: inferred limit (docs/DESIGN.md), the same as the page size limit.
 MAX_ITEMS = 1000
+# ISO 4217 currency codes are three capital letters.
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # A trillion NOK: above any real invoice, below where a typo becomes a plausible amount.
 _MAX_AMOUNT = Decimal("1e12")
@@ -45,9 +47,11 @@ class Errors:
         self.fields: dict[str, list[str]] = {}
 
     def add(self, path: str, message: str) -> None:
+        """Note ``message`` for the field at ``path``."""
         self.fields.setdefault(path, []).append(message)
 
     def raise_if_any(self) -> None:
+        """Raise the collected errors as one 422 ValidationProblemDetails, if any."""
         if self.fields:
             raise ApiError(
                 422,
@@ -301,6 +305,7 @@ def validate_invoices(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def validate_payments(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``CreatePaymentsRequest`` -> normalised payment dicts (422 on schema errors)."""
     e = Errors()
     out = []
     for path, item in _items(e, body, "payments"):
@@ -319,6 +324,7 @@ def validate_payments(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def validate_corrections(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``CreateCorrectionsRequest`` -> normalised correction dicts (422 on schema errors)."""
     e = Errors()
     out = []
     for path, item in _items(e, body, "corrections"):
@@ -348,6 +354,7 @@ def validate_case_action(body: dict[str, Any] | None) -> str | None:
 
 
 def validate_debt_collection_list(body: dict[str, Any]) -> list[str]:
+    """A debt-collection-list request -> its case ids, canonical (422 on schema errors)."""
     e = Errors()
     value = body.get("caseIds")
     ids: list[str] = []
@@ -385,6 +392,7 @@ def query_enum(values: list[str], name: str, allowed: tuple[str, ...]) -> frozen
 
 
 def query_datetime(value: str | None, name: str) -> int | None:
+    """A date or date-time query parameter -> epoch ms, or None if absent (400 if invalid)."""
     if value is None or value == "":
         return None
     try:

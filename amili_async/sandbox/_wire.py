@@ -1,4 +1,4 @@
-"""JSON, money and time helpers shared by the sandbox modules (no aiohttp here)."""
+"""JSON, number and time helpers shared by the sandbox modules (no aiohttp here)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,25 @@ from typing import Any
 
 import orjson
 
+from .._time import as_utc
+
 __all__ = [
-    "CENT",
+    "DAY_MS",
     "ApiError",
     "day_str",
     "decimal_or_none",
     "dumps",
     "fmt_ms",
     "loads",
-    "money",
     "now_ms",
     "parse_date",
     "parse_datetime_ms",
 ]
 
-CENT = Decimal("0.01")
+#: Milliseconds per (UTC, leap-second-free) day: epoch ms <-> days.
+DAY_MS = 86_400_000
+# The Unix epoch as a date ordinal and as an aware datetime, for the conversions below.
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_DAY_MS = 86_400_000
 _EPOCH_DT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -74,15 +76,12 @@ def loads(body: bytes) -> Any:
     return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
 
 
-def money(value: Decimal | int) -> Decimal:
-    """Money is always quantized to 0.01."""
-    return Decimal(value).quantize(CENT)
-
-
 def now_ms() -> int:
+    """Now, as epoch milliseconds (the wire's timestamp resolution)."""
     return time.time_ns() // 1_000_000
 
 
+# day_str results: a listing formats the same few hundred days over and over.
 _DAY_CACHE: dict[int, str] = {}
 
 
@@ -98,7 +97,7 @@ def day_str(days: int) -> str:
 
 def fmt_ms(ms: int) -> str:
     """Epoch milliseconds -> ``2019-08-24T14:15:22.123Z`` (UTC)."""
-    days, rem = divmod(ms, _DAY_MS)
+    days, rem = divmod(ms, DAY_MS)
     h, rem = divmod(rem, 3_600_000)
     m, rem = divmod(rem, 60_000)
     s, milli = divmod(rem, 1000)
@@ -112,16 +111,14 @@ def parse_datetime_ms(value: str) -> int:
         raise ValueError("empty date-time")
     if len(text) == 10:
         d = dt.date.fromisoformat(text)
-        return (d.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
+        return (d.toordinal() - _EPOCH_ORDINAL) * DAY_MS
+    parsed = as_utc(dt.datetime.fromisoformat(text))
     return (parsed - _EPOCH_DT) // dt.timedelta(milliseconds=1)
 
 
 def parse_date(value: str) -> str:
     """ISO date or date-time -> ``YYYY-MM-DD`` (UTC day). Raises ValueError."""
-    return day_str(parse_datetime_ms(value) // _DAY_MS)
+    return day_str(parse_datetime_ms(value) // DAY_MS)
 
 
 def decimal_or_none(value: object) -> Decimal | None:
