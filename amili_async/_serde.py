@@ -48,13 +48,21 @@ class _InexactNumber(Exception):
 
 
 # Significant decimal digits every float reproduces exactly (DBL_DIG): a JSON number with at
-# most this many comes back from repr(float) unchanged; one with more may have been rounded.
+# most this many comes back from repr(float) unchanged.
 _EXACT_DIGITS = 15
+# From here on a float is never trusted: at 10^13 a 15-digit number has just two decimals left,
+# so a larger amount may have lost cents to the double (12164510040883199.00 reads back as
+# ...3200). Below it, a number that rounds to a short double can only differ from its text past
+# the 15th significant digit, which is below a cent: amounts are exact to the cent, and exact
+# outright whenever they have at most 15 significant digits.
+_EXACT_BELOW = 1e13
 
 
 def _exact_text(value: float) -> str:
-    """repr(value), when it is certainly the number's source text; else _InexactNumber."""
+    """repr(value) when it is the number's text to the cent; else _InexactNumber (re-read)."""
     text = repr(value)
+    if not -_EXACT_BELOW < value < _EXACT_BELOW:
+        raise _InexactNumber
     # Fewer than 16 characters cannot hold 16 digits; the common case stops at len().
     if len(text) > _EXACT_DIGITS:
         mantissa = text.lstrip("-").partition("e")[0].replace(".", "").lstrip("0")
@@ -495,7 +503,8 @@ def parse_exact(data: bytes) -> Any:
     """
     try:
         return json.loads(data, parse_float=Decimal, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested deeper than the interpreter allows (orjson stops at 1,024).
         raise StructureError("body is not valid JSON") from None
 
 

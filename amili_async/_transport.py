@@ -163,6 +163,11 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def retry_posts(self) -> bool:
+        """Whether POSTs are retried unless a call says otherwise."""
+        return self._retry_posts
+
     async def aclose(self) -> None:
         """Close the session if we created it; a caller's session stays open. Idempotent."""
         if self._closed:
@@ -288,11 +293,9 @@ class Transport:
             if authenticate and self._on_request is not None:
                 info = RequestInfo(call.method, call.url, redact_headers(call.headers), attempt)
                 await _run_hook(self._on_request, info)
-            if limiter is not None:
-                await limiter.before_attempt()
             started = time.perf_counter()
             try:
-                response = await self._attempt(call, attempt, decisions)
+                response, sent_at = await self._attempt(call, attempt, decisions, limiter)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.debug(
                     "%s %s failed after %.1f ms: %s (attempt %d)",
@@ -308,7 +311,7 @@ class Transport:
                 await self._pause(call, retry)
                 continue
             if limiter is not None:
-                limiter.after_response(response.status_code, response.headers)
+                limiter.after_response(response.status_code, response.headers, sent_at)
             if authenticate and self._on_response is not None:
                 await _run_hook(self._on_response, response)
             decision = decisions.after_response(
@@ -325,11 +328,16 @@ class Transport:
                     continue
             return response
 
-    async def _attempt(self, call: _Call, attempt: int, decisions: RetryState) -> Response:
+    async def _attempt(
+        self, call: _Call, attempt: int, decisions: RetryState, limiter: RateLimiter | None
+    ) -> tuple[Response, float]:
         """One try on the wire, body read in full (a truncated body raises here, retryably).
 
         It first waits for one of ``max_connections`` slots (bounded by the call's deadline,
-        not by the attempt's timeout); the attempt's timeout starts once it has one.
+        not by the attempt's timeout), then for the rate limiter: holding a slot while rate
+        limited keeps the attempts that passed the limiter few, so a throttled client learns
+        before it has sent a whole queue. The attempt's timeout starts after both. Returns the
+        answer and the limiter's send time.
         """
         slots = self._slots()
         remaining = decisions.remaining()
@@ -342,6 +350,7 @@ class Transport:
             except TimeoutError:
                 raise TimeoutError("no connection became free before the call's deadline") from None
         try:
+            sent_at = 0.0 if limiter is None else await limiter.before_attempt()
             session = self._live_session()
             timeout = call.timeout
             remaining = decisions.remaining()
@@ -392,7 +401,7 @@ class Transport:
                 response.request_id,
                 attempt,
             )
-        return response
+        return response, sent_at
 
     async def _read(self, raw: aiohttp.ClientResponse, call: _Call) -> bytes:
         """The whole body, refused (ResponseTooLargeError) once it passes max_response_size."""

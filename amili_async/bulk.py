@@ -27,7 +27,7 @@ import attrs
 
 from . import _serde, models
 from ._tasks import cancel_and_wait
-from .errors import AmiliError, APIConnectionError, APIStatusError
+from .errors import AmiliError, APIStatusError, ClientClosedError
 from .resources import Batches, Corrections, Invoices, Payments
 from .resources._base import Resource, Sender
 from .resources.batches import DEFAULT_MAX_WAIT, DEFAULT_POLL_INTERVAL, wait_for_batch
@@ -44,6 +44,9 @@ RECONCILE_ROUNDS = 3
 """Sends of a chunk whose POST outcome stayed unknown (each followed by a lookup by key) before
 giving up: with the transport's retries inside each send, three rounds ride out a minute-long
 outage while bounding the POSTs one chunk can cost (see the module docstring)."""
+LOOKUP_PAGE = 10
+"""Batches read by one lookup by key: one is expected; a few more reveal a server that ignores
+the filter (their keys differ), which must not be taken for "this chunk was created"."""
 LOOKUP_DELAYS = (0.5, 1.0, 2.0, 4.0)
 """Waits between lookups by key that failed themselves (each with the transport's retries): a
 lookup that fails for ~8 s more leaves the chunk "unknown" rather than risk a second create."""
@@ -144,17 +147,25 @@ async def submit_chunks(
     max_wait: float | None = DEFAULT_MAX_WAIT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     chunk_key: ChunkKey | None = None,
+    resend: bool = True,
 ) -> AsyncIterator[ItemResult[T]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
 
     At most `concurrency` chunks are in flight, and results are yielded in input order, so
     memory stays bounded by `concurrency * chunk_size` items whatever the input size.
-    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk).
+    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk);
+    `resend=False` sends each chunk once (an unknown outcome is looked up, never resent).
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
     chunker = _Chunker(
-        batches, organization_id, submit, max_wait, poll_interval, chunk_key or random_key
+        batches,
+        organization_id,
+        submit,
+        max_wait,
+        poll_interval,
+        chunk_key or random_key,
+        rounds=RECONCILE_ROUNDS if resend else 1,
     )
     window: list[asyncio.Task[list[ItemResult[T]]]] = []
     chunks = _chunks(items, chunk_size)
@@ -203,6 +214,8 @@ class _Chunker:
     poll_interval: float
     key_for: ChunkKey = random_key
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    rounds: int = RECONCILE_ROUNDS
+    """Sends of one chunk at most: 1 when POST retries are switched off (retry_posts=False)."""
 
     async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
         key = self.key_for(start, chunk)
@@ -215,12 +228,10 @@ class _Chunker:
 
         try:
             created = await self._submit_once(chunk, key)
-        except APIStatusError as error:
-            if error.status_code < 500:
-                return every("failed", error)  # refused: the server created nothing
-            return every("unknown", error)
-        except AmiliError as error:
-            return every("unknown", error)
+        except _Refused as refused:
+            return every("failed", refused.error)  # the server created nothing
+        except _Unknown as unknown:
+            return every("unknown", unknown.error)
         try:
             batch = await wait_for_batch(
                 lambda: self.batches.get(self.organization_id, created),
@@ -238,38 +249,66 @@ class _Chunker:
 
         After a POST whose outcome is unknown (no answer, or a 5xx), the batch is looked up by
         the chunk's idempotency key before anything is sent again; a resend carries the same
-        key, so a server that did create it answers with the original batch. A refusal (4xx)
-        and an outcome that stays unknown are raised.
+        key, so a server that did create it answers with the original batch. Raises _Refused
+        when the POST was refused (4xx), _Unknown when the outcome could not be learnt.
         """
         last_error: AmiliError | None = None
-        for _ in range(RECONCILE_ROUNDS):
+        for _ in range(self.rounds):
             try:
                 reference = await self.submit(chunk, key)
-            except (APIConnectionError, APIStatusError) as error:
-                if isinstance(error, APIStatusError) and error.status_code < 500:
-                    raise
+            except APIStatusError as error:
+                if error.status_code < 500:
+                    raise _Refused(error) from None
+                last_error = error
+            except ClientClosedError as error:
+                raise _Unknown(error) from None  # no lookup can be made any more
+            except AmiliError as error:
                 last_error = error
             else:
                 return reference.batch_id
-            found = await self._find_batch(key)
+            found = await self._find_batch(key, last_error)
             if found is not None:
                 return found
         assert last_error is not None
-        raise last_error
+        raise _Unknown(last_error)
 
-    async def _find_batch(self, key: str) -> str | None:
-        """The batch created with `key`, None if there is none; retried while lookups fail."""
+    async def _find_batch(self, key: str, cause: AmiliError) -> str | None:
+        """The batch created with `key`, None when there certainly is none.
+
+        Only an empty answer means "none": batches that carry another key (or none) say the
+        server ignored the filter, which proves nothing. Failing lookups are retried; one that
+        keeps failing, like an unprovable answer, raises _Unknown (never resend blindly).
+        """
         for delay in (*LOOKUP_DELAYS, None):
             try:
                 pager = self.batches.list(self.organization_id, idempotency_key=key)
-                batches = await pager.collect(limit=1)
-            except AmiliError:
+                batches = await pager.collect(limit=LOOKUP_PAGE)
+            except AmiliError as error:
                 if delay is None:
-                    raise  # still unknown: never resend without knowing
+                    raise _Unknown(error) from None
                 await self.sleep(delay)
                 continue
-            return batches[0].batch_id if batches else None
+            if not batches:
+                return None
+            for batch in batches:
+                if batch.idempotency_key == key:
+                    return batch.batch_id
+            raise _Unknown(cause)
         raise AssertionError("unreachable")
+
+
+class _Refused(Exception):
+    """The server refused a chunk (4xx): it created nothing."""
+
+    def __init__(self, error: AmiliError) -> None:
+        self.error = error
+
+
+class _Unknown(Exception):
+    """What became of a chunk could not be learnt; `error` says why."""
+
+    def __init__(self, error: AmiliError) -> None:
+        self.error = error
 
 
 def _map_results(start: int, chunk: list[T], batch: models.Batch, key: str) -> list[ItemResult[T]]:
@@ -355,6 +394,7 @@ class _BulkWrites(Resource, Generic[NewT]):
             max_wait=max_wait,
             poll_interval=poll_interval,
             chunk_key=chunk_key,
+            resend=self._sender.retry_posts,
         )
 
 

@@ -170,7 +170,8 @@ class ResponseDecodeError(AmiliError):
     """A successful response whose body is not JSON or not the documented shape.
 
     ``body_snippet`` keeps the start of the body for debugging; it stays out of ``str()``
-    because it may hold personal data. The decoding error is the ``__cause__``.
+    because it may hold personal data. It is never chained to the parser's error, whose text
+    can quote the offending value: the message names the path and the expected type instead.
     """
 
     status_code: int

@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--invoices", type=int, default=1000, help="invoices to seed")
     sandbox.add_argument("--seed", type=int, default=1)
     sandbox.add_argument("--faults", help="e.g. 429=0.05,503=0.01,latency=20ms,seed=42")
+    sandbox.add_argument(
+        "--rate-limit",
+        type=float,
+        help="requests per second per API client; over it the sandbox answers 429 with "
+        "Retry-After (default: unlimited)",
+    )
 
     auth = argparse.ArgumentParser(add_help=False)
     group = auth.add_argument_group("connection (defaults from AMILI_* environment variables)")
@@ -120,7 +126,12 @@ async def _run(args: argparse.Namespace) -> int:
 
         faults = FaultConfig.parse(args.faults) if args.faults else None
         config = SandboxConfig(
-            host=args.host, port=args.port, invoices=args.invoices, seed=args.seed, faults=faults
+            host=args.host,
+            port=args.port,
+            invoices=args.invoices,
+            seed=args.seed,
+            faults=faults,
+            rate_limit=args.rate_limit,
         )
         await serve_forever(config)
         return 0

@@ -175,9 +175,6 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     count = 0
     if opts.resume:
         state = _resumable_state(checkpoint, opts)
-        if state.get("done"):
-            return ExportSummary(state["count"], 0.0, opts.out, state["count"])
-        tokens, count = list(state["tokens"]), state["count"]
         with opts.out.open("r+b") as partial:
             size = partial.seek(0, os.SEEK_END)
             if size < state["size"]:
@@ -186,7 +183,10 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
                     f"{state['size']:,}: its end was lost (a crash before it reached the disk?). "
                     "Nothing can be resumed safely: export again without --resume"
                 )
+            if state.get("done"):
+                return ExportSummary(state["count"], 0.0, opts.out, state["count"])
             partial.truncate(state["size"])  # drop a page that was only partly written
+        tokens, count = list(state["tokens"]), state["count"]
     resumed_from = count
     started = time.monotonic()
     progress = Progress(opts.what) if opts.progress else None

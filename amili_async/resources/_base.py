@@ -44,6 +44,10 @@ class Sender(Protocol):
 
     @property
     def prefetch(self) -> int: ...
+    @property
+    def retry_posts(self) -> bool:
+        """Whether POSTs may be sent again (bulk resends a chunk only then)."""
+        ...
 
     async def send(self, request: Request) -> Response: ...
 

@@ -24,6 +24,7 @@ from ._pages import PageCodec, paginate, parse_page_size
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
 from ._state import SandboxState
 from ._store import CaseFilters, InvoiceFilters, OrgState
+from ._throttle import THROTTLE_KEY, Throttle, throttle_middleware
 from ._tokens import TokenClaims, TokenIssuer
 from ._validate import (
     parse_json_object,
@@ -531,7 +532,12 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     config = config or SandboxConfig()
     secret = config.secret or secrets.token_bytes(32)
     app = web.Application(
-        middlewares=[_request_id_middleware, fault_middleware, _error_middleware],
+        middlewares=[
+            _request_id_middleware,
+            throttle_middleware,
+            fault_middleware,
+            _error_middleware,
+        ],
         client_max_size=64 * 1024 * 1024,
     )
     app[STATE_KEY] = SandboxState(config)
@@ -540,6 +546,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     )
     app[PAGES_KEY] = PageCodec(secret)
     app[FAULTS_KEY] = [FaultInjector(config.faults) if config.faults else None]
+    app[THROTTLE_KEY] = [Throttle(config.rate_limit) if config.rate_limit else None]
     app.on_response_prepare.append(_add_request_id)
     app.cleanup_ctx.append(_worker_ctx)
 

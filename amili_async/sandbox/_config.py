@@ -81,6 +81,9 @@ class SandboxConfig:
     seed: int = 1
     #: Fault injection; None disables it. Can be swapped at runtime (SandboxServer.set_faults).
     faults: FaultConfig | None = None
+    #: Requests per second each API client may send (a token bucket; over it: 429 with
+    #: Retry-After); None means unlimited. Can be swapped at runtime (set_rate_limit).
+    rate_limit: float | None = None
     #: Seconds a write batch stays QUEUED; 0 means "on the next loop iteration".
     batch_delay: float = 0.05
     #: Access token lifetime in seconds.

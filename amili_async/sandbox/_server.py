@@ -13,6 +13,7 @@ from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConf
 from ._events import EventBus
 from ._faults import FAULTS_KEY, FaultConfig, FaultInjector
 from ._state import SandboxState
+from ._throttle import THROTTLE_KEY, Throttle
 
 __all__ = ["SandboxServer", "serve_forever"]
 
@@ -123,6 +124,19 @@ class SandboxServer:
         issuer = self.app[TOKENS_KEY]
         client = issuer.clients[client_id or self.client_id]
         return str(issuer.issue(client, lifetime)["access_token"])
+
+    def set_rate_limit(self, rate: float | None) -> Throttle | None:
+        """Swap the per-client rate limit at runtime (None: unlimited); returns the throttle,
+        whose ``allowed`` and ``refused`` counters a test or benchmark can read."""
+        throttle = Throttle(rate) if rate else None
+        self.app[THROTTLE_KEY][0] = throttle
+        return throttle
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The per-client rate limiter in force, None when unlimited."""
+        throttle: Throttle | None = self.app[THROTTLE_KEY][0]
+        return throttle
 
     def set_faults(self, faults: FaultConfig | str | None) -> None:
         """Swap fault injection at runtime (a spec string is parsed; None turns it off)."""

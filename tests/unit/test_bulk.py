@@ -21,6 +21,8 @@ from amili_async.bulk import (
     ItemResult,
     _Chunker,
     _map_results,
+    _Refused,
+    _Unknown,
     content_key,
     submit_chunks,
 )
@@ -64,7 +66,13 @@ class FakeBatches:
                     raise lost()
                 if found is None:
                     return []
-                return [models.Batch(batch_id=found, status=models.BatchStatus.QUEUED)]
+                return [
+                    models.Batch(
+                        batch_id=found,
+                        status=models.BatchStatus.QUEUED,
+                        idempotency_key=idempotency_key,
+                    )
+                ]
 
         return Pager()
 
@@ -179,16 +187,18 @@ async def test_the_last_unknown_outcome_is_looked_up_too() -> None:
 
 async def test_giving_up_raises_the_last_error() -> None:
     submit = FakeSubmit([lost()] * RECONCILE_ROUNDS)
-    with pytest.raises(APIConnectionError):
+    with pytest.raises(_Unknown) as caught:
         await chunker(FakeBatches(), submit)._submit_once([1], "k")
+    assert isinstance(caught.value.error, APIConnectionError)
     assert len(submit.keys) == RECONCILE_ROUNDS
 
 
 async def test_a_refused_chunk_is_neither_looked_up_nor_resent() -> None:
     batches = FakeBatches({"k": "b-1"})
     submit = FakeSubmit([status_error(BadRequestError, 400)])
-    with pytest.raises(BadRequestError):
+    with pytest.raises(_Refused) as caught:
         await chunker(batches, submit)._submit_once([1], "k")
+    assert isinstance(caught.value.error, BadRequestError)
     assert submit.keys == ["k"]
     assert batches.lookups == []
 

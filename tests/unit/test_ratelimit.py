@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
 
 import pytest
@@ -40,22 +42,38 @@ class FakeTime:
 async def test_a_fixed_rate_spaces_attempts_after_a_small_burst() -> None:
     clock = FakeTime()
     limiter = FixedRate(5.0, clock=clock, sleep=clock.sleep)
-    for _ in range(6):
-        await limiter.before_attempt()
+    starts = [await limiter.before_attempt() for _ in range(6)]
     # The first attempt uses the one-token burst; every further one waits 1/5 s.
-    assert clock.slept == pytest.approx([0.2] * 5)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps == pytest.approx([0.2] * 5)
     assert clock.now == pytest.approx(1001.0)
+
+
+async def test_waiters_queue_in_order_and_only_the_head_watches_the_clock() -> None:
+    clock = FakeTime()
+    limiter = FixedRate(10.0, clock=clock, sleep=clock.sleep)
+    order: list[int] = []
+
+    async def call(n: int) -> None:
+        await limiter.before_attempt()
+        order.append(n)
+
+    await asyncio.gather(*(call(n) for n in range(20)))
+    assert order == list(range(20))
+    assert clock.now == pytest.approx(1001.9)  # 19 waits of 0.1 s after the first token
 
 
 async def test_a_retry_after_pauses_the_whole_client_briefly() -> None:
     clock = FakeTime()
     limiter = FixedRate(1000.0, clock=clock, sleep=clock.sleep)
-    limiter.after_response(429, {"Retry-After": "30"})
+    limiter.after_response(429, {"Retry-After": "30"}, clock())
+    before = clock.now
     await limiter.before_attempt()
-    assert clock.slept == [pytest.approx(MAX_PAUSE)]  # bounded: one odd header cannot stall all
-    limiter.after_response(200, {})
+    assert clock.now - before == pytest.approx(MAX_PAUSE)  # bounded: one odd header cannot stall
+    limiter.after_response(200, {}, clock())
+    before = clock.now
     await limiter.before_attempt()
-    assert len(clock.slept) == 1  # over once it has passed
+    assert clock.now == before  # over once it has passed
 
 
 async def test_adaptive_is_unthrottled_until_the_server_throttles() -> None:
@@ -63,7 +81,7 @@ async def test_adaptive_is_unthrottled_until_the_server_throttles() -> None:
     limiter = AdaptiveRate(clock=clock, sleep=clock.sleep)
     for _ in range(100):
         await limiter.before_attempt()
-        limiter.after_response(200, {})
+        limiter.after_response(200, {}, clock())
         clock.now += 0.01
     assert limiter.rate is None
     assert clock.slept == []
@@ -73,16 +91,16 @@ async def test_adaptive_cuts_on_throttle_and_grows_back_on_success() -> None:
     clock = FakeTime()
     limiter = AdaptiveRate(clock=clock, sleep=clock.sleep)
     for _ in range(300):  # ~100 answers a second for three seconds
-        limiter.after_response(200, {})
+        limiter.after_response(200, {}, clock())
         clock.now += 0.01
-    limiter.after_response(429, {})
+    limiter.after_response(429, {}, clock())
     cut = limiter.rate
     assert cut is not None
     assert cut == pytest.approx(BETA * 100, rel=0.1)
     rates = []
     for _ in range(400):
         await limiter.before_attempt()
-        limiter.after_response(200, {})
+        limiter.after_response(200, {}, clock())
         rates.append(limiter.rate)
     assert rates[-1] is not None
     assert rates[-1] > cut  # it grew back
@@ -93,7 +111,7 @@ async def test_adaptive_never_goes_below_its_floor() -> None:
     clock = FakeTime()
     limiter = AdaptiveRate(clock=clock, sleep=clock.sleep)
     for _ in range(50):
-        limiter.after_response(429, {})
+        limiter.after_response(429, {}, clock())
         clock.now += 1.0
     assert limiter.rate == pytest.approx(MIN_RATE)
 

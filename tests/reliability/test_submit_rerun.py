@@ -1,0 +1,151 @@
+"""An interrupted `amili-async submit payments FILE`, run again, pays nothing twice.
+
+What it proves: the CLI is SIGKILLed twice in the middle of submitting 240 payments (each time
+while a chunk it has already paid is not yet in its report), and run again on the same file
+each time. Because every chunk's idempotency key is derived from the file's content, the
+re-runs replay the chunks already paid instead of paying them again: afterwards each
+invoice's paid amount is exactly (Decimal, to the cent) the sum of its payments in the file,
+the sandbox holds one payment batch per chunk, and the report says "succeeded" for every row.
+The report of each interrupted run is a true partial report: every row it has is confirmed by
+the batch it names (same idempotency key, same invoice, same position), and the final run
+reports the same batch for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from amili_async import AmiliClient, models
+from amili_async.sandbox import SandboxConfig, SandboxServer
+
+from .conftest import cli_env, connect, kill, new_invoice, run_cli, start_cli, wait_until
+
+INVOICES = 24
+PAYMENTS_PER_INVOICE = 10
+PAYMENTS = INVOICES * PAYMENTS_PER_INVOICE
+CHUNK = 20
+CHUNKS = PAYMENTS // CHUNK
+
+
+@pytest.fixture
+def amili_sandbox_config() -> SandboxConfig:
+    # Batches stay QUEUED a moment, so a chunk is paid well before its rows are reported.
+    return SandboxConfig(invoices=10, seed=5, batch_delay=0.05)
+
+
+def _report_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a report being written: complete lines only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
+
+
+async def _payment_batches(client: AmiliClient, org: str) -> list[models.Batch]:
+    return await client.batches.list(org, type="PAYMENT", page_size=1000).collect()
+
+
+async def _check_rows_are_true(
+    client: AmiliClient, org: str, rows: list[dict[str, str]], payments: list[dict[str, str]]
+) -> None:
+    """Every row of a (partial) report is confirmed by the batch it names."""
+    assert [int(r["row"]) for r in rows] == list(range(1, len(rows) + 1))
+    batches: dict[str, models.Batch] = {}
+    for row in rows:
+        assert row["status"] == "succeeded", row
+        batch = batches.get(row["batch_id"])
+        if batch is None:
+            batch = batches[row["batch_id"]] = await client.batches.get(org, row["batch_id"])
+        assert batch.status == models.BatchStatus.SUCCESS
+        assert batch.idempotency_key == row["idempotency_key"]
+        offset = (int(row["row"]) - 1) % CHUNK
+        (entry,) = [e for e in batch.succeeded or [] if e.index == offset]
+        assert entry.invoice_id == row["invoice_id"] == payments[int(row["row"]) - 1]["invoiceId"]
+
+
+async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
+    amili_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    org = amili_sandbox.default_org_id
+    rng = random.Random(8)
+    async with connect(amili_sandbox) as client:
+        drafts = [new_invoice(k, amount="1000.00") for k in range(INVOICES)]
+        created = [r async for r in client.invoices.create_many(org, drafts, poll_interval=0.01)]
+        invoice_ids = [r.succeeded.invoice_id for r in created if r.succeeded]
+        assert len(invoice_ids) == INVOICES
+        # Ten payments per invoice, 0.01 to 99.99 each: less than the invoice in total, so a
+        # payment made twice would show in the paid amount instead of being refused.
+        payments = [
+            {
+                "invoiceId": invoice_ids[k % INVOICES],
+                "type": "DIRECT_PAYMENT",
+                "amount": str(Decimal(rng.randint(1, 9999)) / 100),
+                "currency": "NOK",
+                "reference": f"pay-{k:04d}",
+            }
+            for k in range(PAYMENTS)
+        ]
+        source = tmp_path / "payments.csv"
+        with source.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(payments[0]))
+            writer.writeheader()
+            writer.writerows(payments)
+        report = tmp_path / "payments.report.csv"
+        env = cli_env(amili_sandbox)
+        args = ("submit", "payments", source, "--org", org, "--chunk-size", str(CHUNK),
+                "--concurrency", "2", "--no-progress")  # fmt: skip
+
+        partial_reports: list[list[dict[str, str]]] = []
+        for reported_chunks in (2, 6):  # kill once 2, then once 6 chunks are in the report
+            proc = await start_cli(*args, env=env)
+            try:
+                reached = await wait_until(
+                    lambda n=reported_chunks: len(_report_rows(report)) >= n * CHUNK, proc=proc
+                )
+            finally:
+                status = await kill(proc)
+            assert reached, f"the submit ended (exit {status}) before it was killed"
+            assert status == -9
+            rows = _report_rows(report)
+            paid_chunks = len(await _payment_batches(client, org))
+            assert len(rows) < PAYMENTS
+            # The kill caught a chunk paid but not reported: the re-run must not pay it again.
+            assert paid_chunks > len(rows) // CHUNK, (paid_chunks, len(rows))
+            await _check_rows_are_true(client, org, rows, payments)
+            partial_reports.append(rows)
+
+        run = await run_cli(*args, env=env)
+
+        assert run.code == 0, run.stderr
+        assert f"{PAYMENTS} succeeded, 0 failed, 0 unknown" in run.stdout
+        final = _report_rows(report)
+        assert len(final) == PAYMENTS
+        await _check_rows_are_true(client, org, final, payments)
+        for partial in partial_reports:
+            for row in partial:  # the re-run found the very batch the interrupted run made
+                again = final[int(row["row"]) - 1]
+                assert (again["batch_id"], again["idempotency_key"]) == (
+                    row["batch_id"],
+                    row["idempotency_key"],
+                )
+        assert len(await _payment_batches(client, org)) == CHUNKS  # one batch per chunk, ever
+
+        expected: dict[str, Decimal] = dict.fromkeys(invoice_ids, Decimal("0"))
+        for payment in payments:
+            expected[payment["invoiceId"]] += Decimal(payment["amount"])
+        for invoice_id, paid in expected.items():
+            invoice = await client.invoices.get(org, invoice_id)
+            assert invoice.paid_amount == paid  # to the cent, not once more
+            assert invoice.remaining_amount == Decimal("1000.00") - paid
+        settlements = await client.settlements.list(org, page_size=1000).collect()
+        assert len(settlements) == PAYMENTS
+        assert sum((s.amount or Decimal(0) for s in settlements), Decimal(0)) == sum(
+            expected.values()
+        )
