@@ -12,7 +12,7 @@ help:
 	@echo "make lint           ruff + mypy --strict"
 	@echo "make codegen        regenerate amili_async/models from openapi/"
 	@echo "make codegen-check  fail when the committed models are stale"
-	@echo "make bench          benchmarks (not part of make test)"
+	@echo "make bench          benchmarks (not part of make test; ARGS=--quick, --write-results)"
 
 venv: $(STAMP)
 
@@ -42,7 +42,7 @@ demo: $(STAMP)
 	$(BIN)/amili-async demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

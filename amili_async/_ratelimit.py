@@ -160,7 +160,7 @@ class AdaptiveRate:
         self._measured = 0.0
         self._bucket_start = math.floor(clock() / _MEASURE_BUCKET) * _MEASURE_BUCKET
         self._count = 0
-        self._started = clock()
+        self._started: float | None = None  # the first send: the rate is measured from there
         self._max_rate = 0.0
         self._last_throttle = -math.inf
         self._k = 0.0
@@ -172,7 +172,10 @@ class AdaptiveRate:
 
     async def before_attempt(self) -> float:
         await self._gate.wait(lambda: self._bucket)
-        return self._clock()
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+        return now
 
     def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None:
         now = self._clock()
@@ -211,7 +214,8 @@ class AdaptiveRate:
             self._count = 0
             self._bucket_start = bucket
         if self._measured == 0.0:
-            return self._count / max(now - self._started, _MEASURE_BUCKET / 100)
+            started = now if self._started is None else self._started
+            return self._count / max(now - started, _MEASURE_BUCKET / 100)
         return self._measured
 
 

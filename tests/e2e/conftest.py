@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from amili_async import AmiliClient, models
@@ -100,3 +104,34 @@ def seeded_ids(server: SandboxServer) -> list[str]:
     seeded = server.state.default_org.seeded
     assert seeded is not None
     return [seeded.invoice_id(i) for i in range(seeded.n)]
+
+
+@attrs.frozen
+class Run:
+    """How a CLI run ended: its exit status and what it printed."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str | Path, env: Mapping[str, str], timeout: float) -> Run:
+    """Run `python -m amili_async ARGS` to completion (killed after `timeout` seconds)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "amili_async",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())

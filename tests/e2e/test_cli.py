@@ -16,14 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import attrs
 import orjson
 import pytest
 
 from amili_async import AmiliClient
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
-from .conftest import sandbox_invoice_count, seeded_ids
+from .conftest import Run, run_cli, sandbox_invoice_count, seeded_ids
 
 SEEDED = 250
 CHILD_TIMEOUT = 60.0
@@ -32,13 +31,6 @@ CHILD_TIMEOUT = 60.0
 @pytest.fixture
 def amili_sandbox_config() -> SandboxConfig:
     return SandboxConfig(invoices=SEEDED, seed=11, batch_delay=0.01)
-
-
-@attrs.frozen
-class Run:
-    code: int
-    stdout: str
-    stderr: str
 
 
 def base_env(**values: str) -> dict[str, str]:
@@ -64,24 +56,7 @@ def org(amili_sandbox: SandboxServer) -> str:
 
 async def cli(*args: str | Path, env: Mapping[str, str]) -> Run:
     """Run `python -m amili_async ARGS` to completion."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "amili_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-    )
-    try:
-        async with asyncio.timeout(CHILD_TIMEOUT):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    return await run_cli(*args, env=env, timeout=CHILD_TIMEOUT)
 
 
 def assert_one_line_error(run: Run) -> str:

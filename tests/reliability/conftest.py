@@ -31,7 +31,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from amili_async import AmiliClient
 from amili_async.sandbox import FaultConfig, SandboxServer
 
-from ..e2e.conftest import connect, new_invoice, sandbox_invoice_count, seeded_ids
+from ..e2e.conftest import Run, connect, new_invoice, sandbox_invoice_count, seeded_ids
+from ..e2e.conftest import run_cli as run_e2e_cli
 
 __all__ = [
     "CHAOS",
@@ -80,13 +81,6 @@ assert abs(CHAOS.total_rate - 0.10) < 1e-9
 # --------------------------------------------------------------------------- the CLI
 
 
-@attrs.frozen
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def cli_env(server: SandboxServer, **values: str) -> dict[str, str]:
     """The parent's environment without AMILI_*, pointed at `server`, plus `values`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMILI_")}
@@ -102,24 +96,7 @@ def cli_env(server: SandboxServer, **values: str) -> dict[str, str]:
 
 async def run_cli(*args: str | Path, env: Mapping[str, str]) -> Run:
     """Run `python -m amili_async ARGS` to completion."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "amili_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-    )
-    try:
-        async with asyncio.timeout(CHILD_TIMEOUT):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    return await run_e2e_cli(*args, env=env, timeout=CHILD_TIMEOUT)
 
 
 async def start_cli(*args: str | Path, env: Mapping[str, str]) -> asyncio.subprocess.Process:
