@@ -135,3 +135,13 @@ async def run_cli(*args: str | Path, env: Mapping[str, str], timeout: float) -> 
         raise
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
+
+
+def assert_one_line_error(run: Run) -> str:
+    """The CLI failed with exit 1 and one `amili-async: error:` line, no traceback."""
+    assert run.code == 1, run
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("amili-async: error: ")
+    return lines[0]

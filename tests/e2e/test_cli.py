@@ -22,7 +22,7 @@ import pytest
 from amili_async import AmiliClient
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
-from .conftest import Run, run_cli, sandbox_invoice_count, seeded_ids
+from .conftest import Run, assert_one_line_error, run_cli, sandbox_invoice_count, seeded_ids
 
 SEEDED = 250
 CHILD_TIMEOUT = 60.0
@@ -57,15 +57,6 @@ def org(amili_sandbox: SandboxServer) -> str:
 async def cli(*args: str | Path, env: Mapping[str, str]) -> Run:
     """Run `python -m amili_async ARGS` to completion."""
     return await run_cli(*args, env=env, timeout=CHILD_TIMEOUT)
-
-
-def assert_one_line_error(run: Run) -> str:
-    assert run.code == 1, run
-    assert "Traceback" not in run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("amili-async: error: ")
-    return lines[0]
 
 
 def jsonl_ids(path: Path) -> list[str]:

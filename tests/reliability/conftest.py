@@ -31,7 +31,14 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from amili_async import AmiliClient
 from amili_async.sandbox import FaultConfig, SandboxServer
 
-from ..e2e.conftest import Run, connect, new_invoice, sandbox_invoice_count, seeded_ids
+from ..e2e.conftest import (
+    Run,
+    assert_one_line_error,
+    connect,
+    new_invoice,
+    sandbox_invoice_count,
+    seeded_ids,
+)
 from ..e2e.conftest import run_cli as run_e2e_cli
 
 __all__ = [
@@ -133,16 +140,6 @@ async def wait_until(
             if proc is not None and proc.returncode is not None:
                 return condition()
             await asyncio.sleep(POLL_INTERVAL)
-
-
-def assert_one_line_error(run: Run) -> str:
-    """The CLI failed with exit 1 and one `amili-async: error:` line, no traceback."""
-    assert run.code == 1, run
-    assert "Traceback" not in run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("amili-async: error: ")
-    return lines[0]
 
 
 def checkpoint_state(checkpoint: Path) -> dict[str, Any] | None:
