@@ -21,6 +21,7 @@ from ._config import SandboxConfig
 from ._faults import FAULTS_KEY, FaultInjector, fault_middleware
 from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
+from ._query import QUERY_PARAMS, query_middleware
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
 from ._state import SandboxState
 from ._store import CaseFilters, InvoiceFilters, OrgState
@@ -38,7 +39,14 @@ from ._validate import (
 )
 from ._wire import ApiError, dumps, parse_date
 
-__all__ = ["PAGES_KEY", "REQUEST_ID_HEADER", "STATE_KEY", "TOKENS_KEY", "create_app"]
+__all__ = [
+    "PAGES_KEY",
+    "QUERY_PARAMS",
+    "REQUEST_ID_HEADER",
+    "STATE_KEY",
+    "TOKENS_KEY",
+    "create_app",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -537,6 +545,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
             throttle_middleware,
             fault_middleware,
             _error_middleware,
+            query_middleware,
         ],
         client_max_size=64 * 1024 * 1024,
     )
