@@ -351,7 +351,11 @@ class Transport:
                 raise TimeoutError("no connection became free before the call's deadline") from None
         try:
             sent_at = 0.0 if limiter is None else await limiter.before_attempt()
-            session = self._live_session()
+            # The loop check ran before this attempt (in _execute); only closing can have
+            # happened while it waited for a slot or the limiter.
+            session = self._session
+            if self._closed or session is None:
+                raise ClientClosedError("client is closed")
             timeout = call.timeout
             remaining = decisions.remaining()
             if remaining is not None:

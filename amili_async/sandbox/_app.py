@@ -21,7 +21,7 @@ from ._config import SandboxConfig
 from ._faults import FAULTS_KEY, FaultInjector, fault_middleware
 from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
-from ._query import QUERY_PARAMS, query_middleware
+from ._query import BATCH_FILTERS, CASE_FILTERS, QUERY_PARAMS, query_middleware
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
 from ._state import SandboxState
 from ._store import CaseFilters, InvoiceFilters, OrgState
@@ -290,9 +290,6 @@ async def create_corrections(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- batches
-_BATCH_FILTERS = ("State", "Type", "SubjectId", "IdempotencyKey", "SortDirection")
-
-
 async def list_batches(request: web.Request) -> web.Response:
     """``GET /orgs/{org}/batches``: one filtered keyset page, ascending or descending."""
     _, org = _auth_org(request)
@@ -302,7 +299,7 @@ async def list_batches(request: web.Request) -> web.Response:
         raise ApiError(400, "Invalid SortDirection.", errors={"SortDirection": ["ASC or DESC."]})
     states = query_enum(q.getall("State", []), "State", BATCH_STATUSES)
     types = query_enum(q.getall("Type", []), "Type", BATCH_TYPES)
-    filters, after, size = _page(request, org, "batches", _BATCH_FILTERS, "PageToken", "PageSize")
+    filters, after, size = _page(request, org, "batches", BATCH_FILTERS, "PageToken", "PageSize")
     items, last = paginate(
         org.iter_batches(
             states=states,
@@ -372,18 +369,6 @@ async def get_settlement(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- cases
-_CASE_FILTERS = (
-    "Status",
-    "Type",
-    "CaseNumber",
-    "CustomerNumber",
-    "UniqueSourceInvoiceId",
-    "SearchTerm",
-    "FromCreatedAt",
-    "ToCreatedAt",
-)
-
-
 async def list_cases(request: web.Request) -> web.Response:
     """``GET /orgs/{org}/cases``: one filtered keyset page of cases."""
     _, org = _auth_org(request)
@@ -398,7 +383,7 @@ async def list_cases(request: web.Request) -> web.Response:
         from_ms=query_datetime(q.get("FromCreatedAt"), "FromCreatedAt"),
         to_ms=query_datetime(q.get("ToCreatedAt"), "ToCreatedAt"),
     )
-    filters, after, size = _page(request, org, "cases", _CASE_FILTERS, "PageToken", "PageSize")
+    filters, after, size = _page(request, org, "cases", CASE_FILTERS, "PageToken", "PageSize")
     items, last = paginate(org.iter_cases(f, after), size)
     data = dumps([r.case_dict() for r in items]).decode()[1:-1]
     return _list_response(data, _next_token(request, org, "cases", filters, last))

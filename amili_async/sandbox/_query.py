@@ -8,10 +8,23 @@ from aiohttp import web
 
 from ._wire import ApiError
 
-__all__ = ["QUERY_PARAMS", "query_middleware"]
+__all__ = ["BATCH_FILTERS", "CASE_FILTERS", "QUERY_PARAMS", "query_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ORG = "/collection/v1/orgs/{org}"
+
+# The exact-match filters of two listings; their handlers read these same names.
+BATCH_FILTERS = ("State", "Type", "SubjectId", "IdempotencyKey", "SortDirection")
+CASE_FILTERS = (
+    "Status",
+    "Type",
+    "CaseNumber",
+    "CustomerNumber",
+    "UniqueSourceInvoiceId",
+    "SearchTerm",
+    "FromCreatedAt",
+    "ToCreatedAt",
+)
 
 # Query parameters the spec defines, per (method, route): anything else answers 400.
 # tests/sandbox/test_query_params.py checks this table equals the spec's parameters.
@@ -29,23 +42,8 @@ _ORG_QUERY: dict[tuple[str, str], frozenset[str]] = {
             "PageSize",
         )
     ),
-    ("GET", _ORG + "/batches"): frozenset(
-        ("State", "Type", "SubjectId", "IdempotencyKey", "PageToken", "PageSize", "SortDirection")
-    ),
-    ("GET", _ORG + "/cases"): frozenset(
-        (
-            "Status",
-            "Type",
-            "CaseNumber",
-            "CustomerNumber",
-            "UniqueSourceInvoiceId",
-            "SearchTerm",
-            "FromCreatedAt",
-            "ToCreatedAt",
-            "PageToken",
-            "PageSize",
-        )
-    ),
+    ("GET", _ORG + "/batches"): frozenset((*BATCH_FILTERS, "PageToken", "PageSize")),
+    ("GET", _ORG + "/cases"): frozenset((*CASE_FILTERS, "PageToken", "PageSize")),
     ("GET", _ORG + "/settlements"): frozenset(("fromDate", "toDate", "pageSize", "pageToken")),
     ("GET", "/webapi/api/Batch"): frozenset(
         (
