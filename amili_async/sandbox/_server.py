@@ -14,6 +14,7 @@ from ._events import EventBus
 from ._faults import FAULTS_KEY, FaultConfig, FaultInjector
 from ._state import SandboxState
 from ._throttle import THROTTLE_KEY, Throttle
+from ._webhooks import WEBHOOKS_KEY, WebhookDispatcher
 
 __all__ = ["SandboxServer", "serve_forever"]
 
@@ -118,6 +119,16 @@ class SandboxServer:
     def events(self) -> EventBus:
         """The event bus (batch completions, settlements)."""
         return self.state.events
+
+    @property
+    def webhooks(self) -> WebhookDispatcher:
+        """Webhook delivery: ``register(url)``, ``duplicates``, the delivery ``log``."""
+        return self.app[WEBHOOKS_KEY]
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret webhook deliveries are signed with."""
+        return self.config.webhook_secret
 
     def issue_token(self, client_id: str | None = None, lifetime: int | None = None) -> str:
         """Mint an access token directly (a negative ``lifetime`` gives an expired one)."""
