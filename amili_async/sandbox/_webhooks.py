@@ -18,6 +18,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -225,7 +226,7 @@ async def _post(request: web.Request) -> web.Response:
         raise ApiError(400, "Give a url to register, or duplicates.", errors={"url": ["URL."]})
     if "duplicates" in body:
         p = body["duplicates"]
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+        if isinstance(p, bool) or not isinstance(p, int | float | Decimal) or not 0 <= p <= 1:
             raise ApiError(400, "duplicates is a probability.", errors={"duplicates": ["0..1"]})
         dispatcher.duplicates = float(p)
     if "url" in body:

@@ -29,6 +29,7 @@ def test_documented_examples_parse_to_their_event(docs_dir: Path, name: str) -> 
     body = (docs_dir / "examples" / name).read_bytes()
     event = webhooks.parse_event(body, signed(body), secret=SECRET)
     assert isinstance(event, EXAMPLES[name])
+    assert not isinstance(event, webhooks.UnknownEvent)
     assert event.id == "897e1f80-ceb5-4b58-a2aa-c895aff6ce3e"
     assert event.data is not None
 
