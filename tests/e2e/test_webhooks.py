@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -301,3 +302,16 @@ async def test_events(amili_sandbox, amili_client, amili_webhook_receiver):
         "error",
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's webhook example, run as written: the sandbox's events reach the handler."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    marker = "<!-- webhook-example: tests/e2e/test_webhooks.py runs this block -->\n```python\n"
+    start = readme.index(marker) + len(marker)
+    code = readme[start : readme.index("```", start)]
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    lines = capsys.readouterr().out.splitlines()
+    # Deliveries run concurrently: the three events may arrive in any order.
+    assert sorted(line.split()[1] for line in lines) == ["completed", "opened", "updated"]
+    assert any("PAUSED" in line and "['status']" in line for line in lines)
