@@ -8,6 +8,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from .._serving import serve_app
 from ._app import STATE_KEY, TOKENS_KEY, create_app
 from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConfig
 from ._events import EventBus
@@ -39,14 +40,9 @@ class SandboxServer:
         if self._runner is not None:
             raise RuntimeError("SandboxServer already started")
         kwargs: dict[str, object] = {} if self._access_log else {"access_log": None}
-        runner = web.AppRunner(self.app, shutdown_timeout=0.25, **kwargs)  # type: ignore[arg-type]
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await serve_app(
+            self.app, self.config.host, self.config.port, shutdown_timeout=0.25, **kwargs
+        )
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         return self
@@ -117,7 +113,7 @@ class SandboxServer:
 
     @property
     def events(self) -> EventBus:
-        """The event bus (batch completions, settlements)."""
+        """The event bus (batch completions, settlements, case events)."""
         return self.state.events
 
     @property

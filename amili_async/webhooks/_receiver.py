@@ -13,6 +13,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from .._serving import serve_app
 from ._handler import EventCallback, webhook_handler
 from ._parse import UnknownEvent, WebhookEvent
 from ._verify import Verifier
@@ -71,14 +72,9 @@ class WebhookReceiver:
 
     async def start(self) -> WebhookReceiver:
         """Bind and serve."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self._port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await serve_app(
+            self.app, self.host, self._port, access_log=None, shutdown_timeout=0.25
+        )
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         return self

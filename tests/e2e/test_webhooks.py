@@ -23,6 +23,7 @@ from amili_async import models, webhooks
 from amili_async.sandbox import WEBHOOKS_PATH, EventBus, SandboxConfig, SandboxServer
 
 from .conftest import connect, created_invoice, new_invoice
+from .test_plugin import INNER_OPTIONS
 
 WAIT = 10.0  # seconds any awaited delivery may take on a loaded 2-core machine
 
@@ -293,14 +294,7 @@ async def test_events(amili_sandbox, amili_client, amili_webhook_receiver):
     assert amili_webhook_receiver.events == [event]
 """
     )
-    result = pytester.runpytest(
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        "-W",
-        "error",
-    )
+    result = pytester.runpytest(*INNER_OPTIONS)
     result.assert_outcomes(passed=1)
 
 
