@@ -104,6 +104,9 @@ class SandboxConfig:
     webhook_urls: tuple[str, ...] = ()
     #: The shared secret deliveries are signed with (the SDK's inferred HMAC-SHA256 scheme).
     webhook_secret: str = attrs.field(default=DEFAULT_WEBHOOK_SECRET, repr=False)
+    #: Send the delivery time (Unix seconds) in this header and sign ``<time>.<body>``: the
+    #: SDK's inferred replay protection (``HmacSha256Verifier(timestamp_header=...)``).
+    webhook_timestamp_header: str | None = None
     #: Fault injection for receivers: the probability that a delivery is sent twice at once.
     webhook_duplicates: float = 0.0
 

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -80,6 +81,7 @@ class WebhookDispatcher:
     def __init__(self, config: SandboxConfig, events: EventBus) -> None:
         self.urls: list[str] = [_check_url(u) for u in config.webhook_urls]
         self._secret = config.webhook_secret
+        self._timestamp_header = config.webhook_timestamp_header
         #: Probability that a delivery is sent twice at once (fault injection for receivers).
         self.duplicates = config.webhook_duplicates
         self._rng = random.Random(config.seed)
@@ -137,19 +139,15 @@ class WebhookDispatcher:
                 copies = 2 if self._rng.random() < self.duplicates else 1
                 body = dumps(delivery.event.to_dict())
                 await asyncio.gather(*(self._deliver(delivery, body) for _ in range(copies)))
+            except Exception:  # a worker outlives any one delivery
+                _log.exception("sandbox webhook %s failed", delivery.key)
             finally:
                 self._queue.task_done()
 
     async def _deliver(self, delivery: _Delivery, body: bytes) -> None:
-        headers = {
-            "Content-Type": JSON,
-            EVENT_HEADER: delivery.event.type,
-            IDEMPOTENCY_KEY_HEADER: delivery.key,
-            SIGNATURE_HEADER: compute_signature(body, self._secret),
-        }
         delay = RETRY_BASE
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            status = await self._attempt(delivery, body, headers, attempt)
+            status = await self._attempt(delivery, body, attempt)
             if status is not None and 200 <= status < 300:
                 return
             if attempt < MAX_ATTEMPTS:
@@ -157,16 +155,28 @@ class WebhookDispatcher:
                 delay = min(delay * 2, RETRY_CAP)
         _log.warning("sandbox webhook %s given up after %d attempts", delivery.key, MAX_ATTEMPTS)
 
-    async def _attempt(
-        self, delivery: _Delivery, body: bytes, headers: dict[str, str], attempt: int
-    ) -> int | None:
+    def _headers(self, delivery: _Delivery, body: bytes, request_id: str) -> dict[str, str]:
+        """The documented delivery headers, signed afresh per attempt (a new timestamp)."""
+        headers = {
+            "Content-Type": JSON,
+            EVENT_HEADER: delivery.event.type,
+            IDEMPOTENCY_KEY_HEADER: delivery.key,
+            REQUEST_ID_HEADER: request_id,
+        }
+        timestamp = None
+        if self._timestamp_header is not None:
+            timestamp = headers[self._timestamp_header] = str(int(time.time()))
+        headers[SIGNATURE_HEADER] = compute_signature(body, self._secret, timestamp)
+        return headers
+
+    async def _attempt(self, delivery: _Delivery, body: bytes, attempt: int) -> int | None:
         assert self._session is not None
         request_id = str(uuid.uuid4())
         status: int | None = None
         error: str | None = None
         try:
             async with self._session.post(
-                delivery.url, data=body, headers={**headers, REQUEST_ID_HEADER: request_id}
+                delivery.url, data=body, headers=self._headers(delivery, body, request_id)
             ) as response:
                 await response.read()
                 status = response.status

@@ -309,3 +309,23 @@ def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     # Deliveries run concurrently: the three events may arrive in any order.
     assert sorted(line.split()[1] for line in lines) == ["completed", "opened", "updated"]
     assert any("PAUSED" in line and "['status']" in line for line in lines)
+
+
+async def test_timestamped_deliveries_pass_the_replay_window() -> None:
+    header = "X-Webhook-Timestamp"
+    verifier = webhooks.HmacSha256Verifier("ts-secret", timestamp_header=header, tolerance=60)
+    async with webhooks.WebhookReceiver(verifier=verifier) as receiver:
+        config = SandboxConfig(
+            invoices=1,
+            webhook_urls=(receiver.url,),
+            webhook_secret="ts-secret",
+            webhook_timestamp_header=header,
+        )
+        async with SandboxServer(config) as server, connect(server) as client:
+            seeded = server.state.default_org.seeded
+            assert seeded is not None
+            await client.collections.pause_case(server.default_org_id, seeded.case_id(0))
+            (event,) = await receiver.wait_for(timeout=WAIT)
+            log = await server.webhooks.wait_for(lambda log: len(log) >= 1, timeout=WAIT)
+    assert isinstance(event, models.CaseUpdatedEvent)
+    assert [e["status"] for e in log] == [200]
