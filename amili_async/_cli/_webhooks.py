@@ -34,11 +34,23 @@ def add_sandbox_options(sandbox: argparse.ArgumentParser) -> None:
     sandbox.add_argument(
         "--webhook-secret", help="secret the deliveries are signed with (default: public one)"
     )
+    sandbox.add_argument(
+        "--webhook-duplicates",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="fault injection: send a delivery twice at once with probability P (0..1)",
+    )
 
 
 def sandbox_settings(args: argparse.Namespace) -> dict[str, Any]:
     """SandboxConfig keyword arguments from the `sandbox` command's webhook flags."""
-    settings: dict[str, Any] = {"webhook_urls": tuple(args.webhook_url)}
+    if not 0 <= args.webhook_duplicates <= 1:
+        raise ValueError("--webhook-duplicates is a probability between 0 and 1")
+    settings: dict[str, Any] = {
+        "webhook_urls": tuple(args.webhook_url),
+        "webhook_duplicates": args.webhook_duplicates,
+    }
     if args.webhook_secret:
         settings["webhook_secret"] = args.webhook_secret
     return settings

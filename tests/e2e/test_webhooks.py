@@ -4,6 +4,7 @@ the CLI listener and the pytest fixture."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import json
@@ -20,7 +21,14 @@ import pytest
 from aiohttp import web
 
 from amili_async import models, webhooks
-from amili_async.sandbox import WEBHOOKS_PATH, EventBus, SandboxConfig, SandboxServer
+from amili_async._cli._webhooks import add_sandbox_options, sandbox_settings
+from amili_async.sandbox import (
+    DEFAULT_WEBHOOK_SECRET,
+    WEBHOOKS_PATH,
+    EventBus,
+    SandboxConfig,
+    SandboxServer,
+)
 
 from .conftest import connect, created_invoice, new_invoice
 from .test_plugin import INNER_OPTIONS
@@ -329,3 +337,29 @@ async def test_timestamped_deliveries_pass_the_replay_window() -> None:
             log = await server.webhooks.wait_for(lambda log: len(log) >= 1, timeout=WAIT)
     assert isinstance(event, models.CaseUpdatedEvent)
     assert [e["status"] for e in log] == [200]
+
+
+def test_sandbox_webhook_flags_become_its_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_sandbox_options(parser)
+    args = parser.parse_args(
+        [
+            "--webhook-url",
+            "http://127.0.0.1:8090/a",
+            "--webhook-url",
+            "http://127.0.0.1:8090/b",
+            "--webhook-secret",
+            "S",
+            "--webhook-duplicates",
+            "0.25",
+        ]
+    )
+    config = SandboxConfig(**sandbox_settings(args))
+    assert config.webhook_urls == ("http://127.0.0.1:8090/a", "http://127.0.0.1:8090/b")
+    assert config.webhook_secret == "S"
+    assert config.webhook_duplicates == 0.25
+    defaults = SandboxConfig(**sandbox_settings(parser.parse_args([])))
+    assert defaults.webhook_secret == DEFAULT_WEBHOOK_SECRET
+    assert defaults.webhook_urls == ()
+    with pytest.raises(ValueError, match="probability"):
+        sandbox_settings(parser.parse_args(["--webhook-duplicates", "2"]))
