@@ -179,9 +179,10 @@ class BatchQueue:
                 }
             )
         org.add_invoices(new)
-        for record in new:
-            # The one place CASE is published: every new invoice opens its case.
-            self._events.publish(CASE, case_data(record))
+        if self._events.wants(CASE):
+            for record in new:
+                # The one place CASE is published: every new invoice opens its case.
+                self._events.publish(CASE, case_data(record))
 
     def _new_invoice(
         self, org: OrgState, batch: BatchRecord, item: dict[str, Any], when: int
@@ -255,7 +256,8 @@ class BatchQueue:
                 record.closed_ms = when
                 fields.append("status")
             org.sync(hit[1], record)
-            self._events.publish(CASE_UPDATED, case_data(record, fields))
+            if self._events.wants(CASE_UPDATED):
+                self._events.publish(CASE_UPDATED, case_data(record, fields))
             entry = {
                 "index": k,
                 "invoiceId": record.id,

@@ -111,6 +111,11 @@ class EventBus:
 
         return unsubscribe
 
+    def wants(self, type: str) -> bool:
+        """Whether any subscriber takes events of ``type``: a publisher of one event per item
+        (CASE per invoice) checks first, so a sandbox nobody listens to pays nothing for them."""
+        return any(wanted is None or type in wanted for wanted, _ in self._subscribers)
+
     def publish(self, type: str, data: dict[str, Any]) -> Event:
         """Record an event of ``type`` with ``data`` and hand it to every interested subscriber."""
         event = Event(str(uuid.uuid4()), type, "COLLECTION", fmt_ms(now_ms()), data)

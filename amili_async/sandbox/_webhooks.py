@@ -92,7 +92,9 @@ class WebhookDispatcher:
         self.dropped = 0
         self._changed = asyncio.Condition()  # bound to a loop on first use, not here
         self._session: aiohttp.ClientSession | None = None
-        events.subscribe(self._enqueue, WEBHOOK_EVENTS)
+        self._events = events
+        self._unsubscribe: Callable[[], None] | None = None
+        self._subscribe_while_registered()
 
     def __repr__(self) -> str:  # never the secret
         return f"WebhookDispatcher(urls={self.urls!r}, pending={self._queue.qsize()})"
@@ -102,13 +104,24 @@ class WebhookDispatcher:
         """Deliver every later event to `url` too (registering twice is a no-op)."""
         if _check_url(url) not in self.urls:
             self.urls.append(url)
+        self._subscribe_while_registered()
 
     def unregister(self, url: str) -> bool:
         """Stop delivering to `url`; False if it was not registered."""
         if url not in self.urls:
             return False
         self.urls.remove(url)
+        self._subscribe_while_registered()
         return True
+
+    def _subscribe_while_registered(self) -> None:
+        # Subscribed only while a URL is registered: without one, the sandbox does not even
+        # build the per-invoice case events (EventBus.wants).
+        if self.urls and self._unsubscribe is None:
+            self._unsubscribe = self._events.subscribe(self._enqueue, WEBHOOK_EVENTS)
+        elif not self.urls and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def _enqueue(self, event: Event) -> None:
         for url in self.urls:

@@ -209,7 +209,7 @@ async def test_duplicate_deliveries_get_exactly_one_callback(
     assert {e["status"] for e in log} <= {200, 503}
 
 
-async def test_admin_endpoint_refuses_bad_input_and_ignores_faults() -> None:
+async def test_admin_endpoint_registers_refuses_bad_input_and_ignores_faults() -> None:
     config = SandboxConfig(invoices=1)
     async with SandboxServer(config) as server, aiohttp.ClientSession() as http:
         server.set_faults("503=1.0")  # every API request fails; the admin endpoint does not
@@ -225,6 +225,14 @@ async def test_admin_endpoint_refuses_bad_input_and_ignores_faults() -> None:
         async with http.post(admin, json={"duplicates": 0.5}) as response:
             assert response.status == 201
             assert (await response.json())["duplicates"] == 0.5
+        assert not server.events.wants("CASE")  # no receiver: case events are not even built
+        url = "http://127.0.0.1:9/hook"
+        async with http.post(admin, json={"url": url}) as response:
+            assert (await response.json())["urls"] == [url]
+        assert server.events.wants("CASE")
+        async with http.delete(admin, json={"url": url}) as response:
+            assert response.status == 200
+        assert not server.events.wants("CASE")
         async with http.get(admin) as response:
             snapshot = await response.json()
         assert snapshot["urls"] == []
