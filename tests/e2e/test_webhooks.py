@@ -371,3 +371,43 @@ def test_sandbox_webhook_flags_become_its_config() -> None:
     assert defaults.webhook_urls == ()
     with pytest.raises(ValueError, match="probability"):
         sandbox_settings(parser.parse_args(["--webhook-duplicates", "2"]))
+
+
+async def test_every_delivered_payload_has_the_fields_of_the_docs_example(
+    sandbox: SandboxServer, receiver: webhooks.WebhookReceiver, docs_dir: Path
+) -> None:
+    examples = {
+        "BATCH_COMPLETED": "webhooks-batch-completed-event.json",
+        "SETTLEMENT_CREATED": "webhooks-settlement-created-event.json",
+        "CASE": "webhooks-case-event.json",
+        "CASE_UPDATED": "webhooks-case-updated-event.json",
+    }
+    bodies: dict[str, dict[str, Any]] = {}
+
+    def keep(event: Any) -> None:
+        bodies.setdefault(event.type, event.to_dict())
+
+    unsubscribe = sandbox.events.subscribe(keep, tuple(examples))
+    try:
+        org = sandbox.default_org_id
+        async with connect(sandbox) as client:
+            _, invoice = await created_invoice(client, org, new_invoice(6, amount="10.00"))
+            payment = models.NewPayment(
+                invoice_id=invoice.id,
+                type=models.PaymentType.DIRECT_PAYMENT,
+                amount=Decimal("10.00"),
+                currency="NOK",
+                payment_date=dt.date(2024, 6, 3),
+            )
+            reference = await client.payments.create(org, [payment])
+            await client.batches.wait(org, reference.batch_id, poll_interval=0.01)
+    finally:
+        unsubscribe()
+    assert set(bodies) == set(examples)
+    for name, file in examples.items():
+        example = json.loads((docs_dir / "examples" / file).read_text())
+        assert set(bodies[name]) == set(example), name
+        assert set(bodies[name]["data"]) == set(example["data"]), name
+    # And every one of them reached the handler, signed and parsed into its typed event.
+    await receiver.wait_for(5, timeout=WAIT)  # CASE, 2 x BATCH_COMPLETED, settlement, update
+    assert {type(e) for e in receiver.events} == set(webhooks.EVENT_MODELS.values())
