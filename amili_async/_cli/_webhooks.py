@@ -79,7 +79,12 @@ async def run_webhooks(args: argparse.Namespace) -> int:
     if not secret:
         raise ValueError(f"give --secret or set {SECRET_ENV}")
     receiver = WebhookReceiver(
-        secret=secret, on_event=_print_event, host=args.host, port=args.port, path=args.path
+        secret=secret,
+        on_event=_print_event,
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        keep=False,  # printed, not kept: a listener may run for days
     )
     async with receiver:
         print(f"listening for Amili webhooks on {receiver.url}", file=sys.stderr, flush=True)

@@ -40,12 +40,15 @@ class WebhookReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/webhooks",
+        keep: bool = True,
     ) -> None:
         self._on_event = on_event
+        self._keep = keep
         self.host = host
         self.path = path if path.startswith("/") else "/" + path
         self._port = port
-        #: Every event handled (after verification and de-duplication), in arrival order.
+        #: Every event handled (after verification and de-duplication), in arrival order;
+        #: stays empty with ``keep=False`` (a long-running listener that only calls `on_event`).
         self.events: list[Event] = []
         self._changed = asyncio.Condition()
         self.app = web.Application()
@@ -59,9 +62,10 @@ class WebhookReceiver:
             result = self._on_event(event)
             if inspect.isawaitable(result):
                 await result
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
+        if self._keep:
+            async with self._changed:
+                self.events.append(event)
+                self._changed.notify_all()
 
     @property
     def url(self) -> str:
