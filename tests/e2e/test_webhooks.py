@@ -411,3 +411,29 @@ async def test_every_delivered_payload_has_the_fields_of_the_docs_example(
     # And every one of them reached the handler, signed and parsed into its typed event.
     await receiver.wait_for(5, timeout=WAIT)  # CASE, 2 x BATCH_COMPLETED, settlement, update
     assert {type(e) for e in receiver.events} == set(webhooks.EVENT_MODELS.values())
+
+
+async def test_a_failed_callback_is_redelivered_and_then_handled_once() -> None:
+    failed: list[str] = []
+
+    def flaky(event: Any) -> None:
+        if event.id not in failed:  # the first delivery of every event fails in the callback
+            failed.append(event.id)
+            raise RuntimeError("downstream unavailable")
+
+    async with webhooks.WebhookReceiver(secret="flaky-secret", on_event=flaky) as receiver:
+        config = SandboxConfig(
+            invoices=1, webhook_urls=(receiver.url,), webhook_secret="flaky-secret"
+        )
+        async with SandboxServer(config) as server, connect(server) as client:
+            seeded = server.state.default_org.seeded
+            assert seeded is not None
+            await client.collections.pause_case(server.default_org_id, seeded.case_id(0))
+            (event,) = await receiver.wait_for(timeout=WAIT)
+            log = await server.webhooks.wait_for(
+                lambda log: any(e["status"] == 200 for e in log), timeout=WAIT
+            )
+    assert isinstance(event, models.CaseUpdatedEvent)
+    assert failed == [event.id]
+    assert [e["status"] for e in log] == [500, 200]
+    assert len({e["idempotencyKey"] for e in log}) == 1
