@@ -67,12 +67,21 @@ class _Delivery:
 
 
 def _check_url(url: object) -> str:
-    if not isinstance(url, str):
-        raise ApiError(400, "Give the receiver's URL as a string.", errors={"url": ["A URL."]})
-    parsed = yarl.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ApiError(400, "The webhook URL must be absolute http(s).", errors={"url": ["URL."]})
-    return url
+    """`url` if it is an absolute http(s) URL; ValueError otherwise."""
+    parsed = yarl.URL(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("a webhook URL must be an absolute http(s) URL")
+    return str(url)
+
+
+def _url_of(body: dict[str, Any]) -> str:
+    """The admin request's `url`, or a 400."""
+    try:
+        return _check_url(body.get("url"))
+    except ValueError:
+        raise ApiError(
+            400, "Give the receiver's absolute http(s) URL.", errors={"url": ["An http(s) URL."]}
+        ) from None
 
 
 class WebhookDispatcher:
@@ -101,7 +110,8 @@ class WebhookDispatcher:
 
     # ------------------------------------------------------------------ registration
     def register(self, url: str) -> None:
-        """Deliver every later event to `url` too (registering twice is a no-op)."""
+        """Deliver every later event to `url` too (registering twice is a no-op); ValueError
+        unless it is an absolute http(s) URL."""
         if _check_url(url) not in self.urls:
             self.urls.append(url)
         self._subscribe_while_registered()
@@ -253,14 +263,14 @@ async def _post(request: web.Request) -> web.Response:
             raise ApiError(400, "duplicates is a probability.", errors={"duplicates": ["0..1"]})
         dispatcher.duplicates = float(p)
     if "url" in body:
-        dispatcher.register(_check_url(body.get("url")))
+        dispatcher.register(_url_of(body))
     return json_response(dispatcher.snapshot() | {"deliveries": []}, status=201)
 
 
 async def _delete(request: web.Request) -> web.Response:
     body = parse_json_object(await request.read()) or {}
     dispatcher = request.app[WEBHOOKS_KEY]
-    if not dispatcher.unregister(_check_url(body.get("url"))):
+    if not dispatcher.unregister(_url_of(body)):
         raise ApiError(404, "That URL is not registered.")
     return json_response(dispatcher.snapshot() | {"deliveries": []})
 

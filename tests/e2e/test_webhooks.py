@@ -437,3 +437,8 @@ async def test_a_failed_callback_is_redelivered_and_then_handled_once() -> None:
     assert failed == [event.id]
     assert [e["status"] for e in log] == [500, 200]
     assert len({e["idempotencyKey"] for e in log}) == 1
+
+
+def test_a_bad_webhook_url_in_the_config_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="absolute http"):
+        SandboxServer(SandboxConfig(invoices=1, webhook_urls=("127.0.0.1:8090/hook",)))
