@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from decimal import Decimal
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,7 +91,12 @@ class Spec:
         security = node.get("security", self.doc.get("security", []))
         bearer = any("bearerAuth" in s for s in security)
         return Operation(
-            node["operationId"], method.upper(), template, re.compile(regex + "$"), node, params,
+            node["operationId"],
+            method.upper(),
+            template,
+            re.compile(regex + "$"),
+            node,
+            params,
             bearer,
         )
 

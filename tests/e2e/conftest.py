@@ -44,7 +44,9 @@ def spec_checked_sandboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[_spec.Lo
 
     monkeypatch.setattr(_server, "create_app", checked_app)
     yield log
-    assert not log.problems, "sandbox and spec disagree:\n" + "\n".join(sorted(set(log.problems))[:20])
+    assert not log.problems, "sandbox and spec disagree:\n" + "\n".join(
+        sorted(set(log.problems))[:20]
+    )
 
 
 INVOICE_DATE = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
