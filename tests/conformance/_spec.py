@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import jsonschema_rs
+import orjson
 import yaml
 from aiohttp import web
 from multidict import CIMultiDict
-from openapi_schema_validator import OAS31Validator
 
 from amili_async.sandbox._faults import fault_middleware
 from tests.conftest import SPEC_PATH
@@ -28,10 +29,6 @@ from tests.conftest import SPEC_PATH
 __all__ = ["Exchange", "Log", "Operation", "Spec", "install", "load"]
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-# The largest list the middleware validates item by item: the head and the tail of a longer
-# `data` page are checked (the items of one page come from one serialiser, so a drift shows
-# in any of them), which keeps a 1,000-item page at the cost of a 40-item one.
-SAMPLE_ITEMS = 20
 MULTIPART_UNREAD = b"(multipart body, not read)"
 
 
@@ -66,7 +63,7 @@ class Spec:
     """Checks requests and answers against the spec's operations."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc = _exact_multiples(doc)
+        self.doc = doc
         self.components = doc["components"]
         prefix = urlsplit(doc["servers"][0]["url"]).path.rstrip("/")
         self.operations: list[Operation] = []
@@ -76,7 +73,7 @@ class Spec:
                     self.operations.append(self._operation(prefix, template, method, item))
         # Literal segments win over parameters (none overlap today; the order keeps it so).
         self.operations.sort(key=lambda o: o.template.count("{"))
-        self._validators: dict[int, OAS31Validator] = {}
+        self._validators: dict[int, jsonschema_rs.Draft202012Validator] = {}
 
     def _operation(
         self, prefix: str, template: str, method: str, item: dict[str, Any]
@@ -121,20 +118,22 @@ class Spec:
                 return op, dict(zip(names, match.groups(), strict=True))
         return None
 
-    def validator(self, schema: dict[str, Any]) -> OAS31Validator:
+    def validator(self, schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
+        """A compiled validator of ``schema`` (OpenAPI 3.1 schemas are JSON Schema 2020-12),
+        formats checked (uuid, date, date-time, uri); jsonschema-rs, as a 1,000-item page takes
+        the pure-Python jsonschema about 70 ms."""
         key = id(schema)
         found = self._validators.get(key)
         if found is None:
-            found = OAS31Validator(
-                {**schema, "components": self.components},
-                format_checker=OAS31Validator.FORMAT_CHECKER,
+            found = jsonschema_rs.Draft202012Validator(
+                {**schema, "components": self.components}, validate_formats=True
             )
             self._validators[key] = found
         return found
 
     def schema_errors(self, schema: dict[str, Any], instance: Any, where: str) -> list[str]:
         return [
-            f"{where} at /{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+            f"{where} at /{'/'.join(map(str, e.instance_path))}: {e.message[:200]}"
             for e in self.validator(schema).iter_errors(instance)
         ]
 
@@ -172,8 +171,7 @@ class Spec:
                 found += self.schema_errors(
                     param["schema"], ex.headers[name], f"{where} header {name}"
                 )
-        found += self._body_problems(op, ex, where)
-        return found
+        return found + self._body_problems(op, ex, where)
 
     def _query_value(self, param: dict[str, Any], raw: str, where: str) -> list[str]:
         schema = self.resolve(param["schema"])
@@ -210,7 +208,7 @@ class Spec:
         return self.schema_errors(content[media]["schema"], instance, f"{where} body")
 
     # ------------------------------------------------------------------ answers
-    def response_problems(self, op: Operation, ex: Exchange, *, sample: bool = False) -> list[str]:
+    def response_problems(self, op: Operation, ex: Exchange) -> list[str]:
         """Why this answer disagrees with the spec ([] when it agrees)."""
         where = f"{op.op_id} {ex.status}"
         response = self.response(op, ex.status)
@@ -230,32 +228,10 @@ class Spec:
         if media not in content:
             return [*found, f"{where}: media type {media!r} is not one of {sorted(content)}"]
         try:
-            body = json.loads(ex.response_body, parse_float=Decimal)
-        except ValueError:
+            body = orjson.loads(ex.response_body)  # a 1,000-item page in milliseconds
+        except orjson.JSONDecodeError:
             return [*found, f"{where}: the body is not JSON"]
-        if sample:
-            body = _sampled(body)
         return found + self.schema_errors(content[media]["schema"], body, where)
-
-
-def _exact_multiples(node: Any) -> Any:
-    """The spec with every ``multipleOf`` as a Decimal: bodies are parsed with Decimal numbers,
-    so 19.99 is a multiple of 0.01 (as a float quotient it is 1998.9999999999998)."""
-    if isinstance(node, dict):
-        return {
-            k: Decimal(str(v)) if k == "multipleOf" else _exact_multiples(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_exact_multiples(v) for v in node]
-    return node
-
-
-def _sampled(body: Any) -> Any:
-    data = body.get("data") if isinstance(body, dict) else None
-    if isinstance(data, list) and len(data) > 2 * SAMPLE_ITEMS:
-        return {**body, "data": data[:SAMPLE_ITEMS] + data[-SAMPLE_ITEMS:]}
-    return body
 
 
 @cache
@@ -287,7 +263,7 @@ def agreement(op: Operation, request_problems: list[str], status: int) -> list[s
     return []
 
 
-def install(app: web.Application, log: Log, *, sample: bool = True) -> None:
+def install(app: web.Application, log: Log) -> None:
     """Check every request and answer of ``app`` against the spec, recording into ``log``.
 
     Placed just inside the fault injector, so deliberate faults (HTML pages, dropped
@@ -324,7 +300,7 @@ def install(app: web.Application, log: Log, *, sample: bool = True) -> None:
         request_problems = spec.request_problems(op, path_params, ex)
         log.seen.append((op.op_id, response.status, not request_problems))
         log.problems += agreement(op, request_problems, response.status)
-        log.problems += spec.response_problems(op, ex, sample=sample)
+        log.problems += spec.response_problems(op, ex)
         return response
 
     middlewares = list(app.middlewares)

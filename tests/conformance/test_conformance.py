@@ -63,7 +63,7 @@ class Call:
 async def run() -> AsyncIterator[tuple[Api, _spec.Log]]:
     log = _spec.Log()
     server = SandboxServer(SandboxConfig(invoices=120, batch_delay=0.01))
-    _spec.install(server.app, log, sample=False)
+    _spec.install(server.app, log)
     async with server, aiohttp.ClientSession() as session:
         api = Api(server, session)
         await api.login()
