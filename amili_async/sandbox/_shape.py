@@ -85,5 +85,7 @@ def _check(e: Errors, value: Any, tp: Any, path: str) -> None:
     elif isinstance(tp, type) and issubclass(tp, OpenEnum):
         if type(value) is not str:
             e.add(path, "The value must be a string.")
-    elif type(value) not in _SCALARS.get(tp, (object,)):
-        e.add(path, f"The value must be of type {_SCALARS[tp][0].__name__}.")
+    else:
+        accepted = _SCALARS.get(tp)
+        if accepted is not None and type(value) not in accepted:
+            e.add(path, f"The value must be of type {accepted[0].__name__}.")
