@@ -39,7 +39,7 @@ class Batch:
     created_at: datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
     """When the batch was created."""
     finished_at: datetime | None = attrs.field(default=None, metadata={"wire": "finishedAt"})
-    """When processing finished."""
+    """When processing finished (null while the batch is QUEUED)."""
     organization_id: str | None = attrs.field(default=None, metadata={"wire": "organizationId"})
     """Organization the batch belongs to."""
     created_by: str | None = attrs.field(default=None, metadata={"wire": "createdBy"})
@@ -95,13 +95,13 @@ class BatchFailedItem:
     index: int | None = attrs.field(default=None, metadata={"wire": "index"})
     """Position of the item in the submitted array."""
     invoice_id: str | None = attrs.field(default=None, metadata={"wire": "invoiceId"})
-    """Id of the invoice the item referred to, if any."""
+    """Id of the invoice the item referred to, if any (null when it named none or an unknown one)."""
     invoice_number: str | None = attrs.field(default=None, metadata={"wire": "invoiceNumber"})
-    """Invoice number of the item, if any."""
+    """Invoice number of the item, if any (null when it had none)."""
     unique_source_invoice_id: str | None = attrs.field(
         default=None, metadata={"wire": "uniqueSourceInvoiceId"}
     )
-    """Source-system id of the invoice, if any."""
+    """Source-system id of the invoice, if any (null when it had none)."""
     code: str | None = attrs.field(default=None, metadata={"wire": "code"})
     """Machine-readable failure code."""
     reason: str | None = attrs.field(default=None, metadata={"wire": "reason"})
@@ -600,10 +600,184 @@ class LegacyBatch:
     """Offline flag."""
     creditor: list[LegacyCreditor] | None = attrs.field(default=None, metadata={"wire": "creditor"})
     """Creditors."""
-    case: list[Case] | None = attrs.field(default=None, metadata={"wire": "case"})
-    """Cases (newest camelCase case model)."""
-    settlement: list[Settlement] | None = attrs.field(default=None, metadata={"wire": "settlement"})
+    case: list[LegacyCase] | None = attrs.field(default=None, metadata={"wire": "case"})
+    """Cases, in either generation's shape (camelCase since 4161131e0, lower-case before)."""
+    settlement: list[LegacySettlement] | None = attrs.field(
+        default=None, metadata={"wire": "settlement"}
+    )
     """Settlements (the docs' example is cut off inside the first item)."""
+
+
+@attrs.define(kw_only=True)
+class LegacyCase:
+    """A case of the legacy batch. The docs show two generations under the same `case[]` key:
+    the camelCase case model (newest page, 4161131e0) and a lower-case model (older pages,
+    3939032e0 / 4131300e0). One schema carries the fields of both, all optional, so either
+    generation (or a server mid-migration) decodes; a reader tells them apart by `caseId`
+    (newest) or `customerref`/`casenumber` (older)."""
+
+    case_id: str | None = attrs.field(default=None, metadata={"wire": "caseId"})
+    """Case id (newest shape)."""
+    case_number: int | str | None = attrs.field(default=None, metadata={"wire": "caseNumber"})
+    """Case number (newest shape); the docs' example shows 0, the case webhooks a string."""
+    organization_id: str | None = attrs.field(default=None, metadata={"wire": "organizationId"})
+    """Organization the case belongs to (newest shape)."""
+    creditor_id: str | None = attrs.field(default=None, metadata={"wire": "creditorId"})
+    """Creditor id (newest shape)."""
+    creditor_number: str | None = attrs.field(default=None, metadata={"wire": "creditorNumber"})
+    """Creditor number (newest shape)."""
+    status: CaseStatus | None = attrs.field(default=None, metadata={"wire": "status"})
+    sub_status: CaseSubStatus | None = attrs.field(default=None, metadata={"wire": "subStatus"})
+    type: CaseType | None = attrs.field(default=None, metadata={"wire": "type"})
+    description: str | None = attrs.field(default=None, metadata={"wire": "description"})
+    """Free-text description (newest shape)."""
+    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    """When the case was registered (newest shape)."""
+    closed_at: datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
+    """When the case was closed (newest shape)."""
+    case_token: str | None = attrs.field(default=None, metadata={"wire": "caseToken"})
+    """Opaque case token (newest shape)."""
+    invoices: list[LegacyCaseInvoice] | None = attrs.field(
+        default=None, metadata={"wire": "invoices"}
+    )
+    """Invoices in the case (newest shape)."""
+    debtors: list[CaseDebtor] | None = attrs.field(default=None, metadata={"wire": "debtors"})
+    """Debtors of the case (newest shape; the docs' example is cut off inside the first debtor)."""
+    customerref: str | None = attrs.field(default=None, metadata={"wire": "customerref"})
+    """Customer (debtor) reference (older shape)."""
+    customername: str | None = attrs.field(
+        default=None, metadata={"wire": "customername"}, repr=False
+    )
+    """Customer (debtor) name (older shape)."""
+    ledgerref: str | None = attrs.field(default=None, metadata={"wire": "ledgerref"})
+    """Ledger reference (older shape)."""
+    referencenumber: str | None = attrs.field(default=None, metadata={"wire": "referencenumber"})
+    """Payment reference number (older shape)."""
+    casenumber: str | None = attrs.field(default=None, metadata={"wire": "casenumber"})
+    """Case number (older shape)."""
+    currencycode: str | None = attrs.field(default=None, metadata={"wire": "currencycode"})
+    """Currency code (older shape)."""
+    regdate: datetime | None = attrs.field(default=None, metadata={"wire": "regdate"})
+    """Registration time (older shape)."""
+    closuredate: datetime | None = attrs.field(default=None, metadata={"wire": "closuredate"})
+    """Closing time (older shape)."""
+    billdate: datetime | None = attrs.field(default=None, metadata={"wire": "billdate"})
+    """Invoice date (older shape)."""
+    duedate: datetime | None = attrs.field(default=None, metadata={"wire": "duedate"})
+    """Due date (older shape)."""
+    isdebtcollection: bool | None = attrs.field(default=None, metadata={"wire": "isdebtcollection"})
+    """The case is in debt collection (older shape)."""
+    originalsum: Decimal | None = attrs.field(default=None, metadata={"wire": "originalsum"})
+    """Original total (older shape)."""
+    paidsum: Decimal | None = attrs.field(default=None, metadata={"wire": "paidsum"})
+    """Paid total (older shape)."""
+    remainingsum: Decimal | None = attrs.field(default=None, metadata={"wire": "remainingsum"})
+    """Remaining total (older shape)."""
+    originalprincipal: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "originalprincipal"}
+    )
+    """Original principal (older shape)."""
+    paidprincipal: Decimal | None = attrs.field(default=None, metadata={"wire": "paidprincipal"})
+    """Paid principal (older shape)."""
+    remainingprincipal: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "remainingprincipal"}
+    )
+    """Remaining principal (older shape)."""
+    originalfee: Decimal | None = attrs.field(default=None, metadata={"wire": "originalfee"})
+    """Original fees (older shape)."""
+    paidfee: Decimal | None = attrs.field(default=None, metadata={"wire": "paidfee"})
+    """Paid fees (older shape)."""
+    remainingfee: Decimal | None = attrs.field(default=None, metadata={"wire": "remainingfee"})
+    """Remaining fees (older shape)."""
+    originalinterest: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "originalinterest"}
+    )
+    """Original interest (older shape)."""
+    paidinterest: Decimal | None = attrs.field(default=None, metadata={"wire": "paidinterest"})
+    """Paid interest (older shape)."""
+    remaininginterest: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "remaininginterest"}
+    )
+    """Remaining interest (older shape)."""
+    service_description: str | None = attrs.field(
+        default=None, metadata={"wire": "service_description"}
+    )
+    """Service description (older shape)."""
+    status_statuscode: str | None = attrs.field(
+        default=None, metadata={"wire": "status_statuscode"}
+    )
+    """Status code (older shape)."""
+    reminders: int | None = attrs.field(default=None, metadata={"wire": "reminders"})
+    """Number of reminders sent (older shape)."""
+    debtcollectionlist: int | None = attrs.field(
+        default=None, metadata={"wire": "debtcollectionlist"}
+    )
+    """Debt-collection list flag or number (older shape)."""
+    history: list[LegacyCaseHistory] | None = attrs.field(
+        default=None, metadata={"wire": "history"}
+    )
+    """Case history entries (older shape)."""
+    payment_details: LegacyPaymentDetails | None = attrs.field(
+        default=None, metadata={"wire": "paymentDetails"}
+    )
+
+
+@attrs.define(kw_only=True)
+class LegacyCaseHistory:
+    """A history entry of a legacy case (older shape)."""
+
+    type: int | None = attrs.field(default=None, metadata={"wire": "type"})
+    """Entry kind code."""
+    loggedat: datetime | None = attrs.field(default=None, metadata={"wire": "loggedat"})
+    """When the entry was logged."""
+    message: str | None = attrs.field(default=None, metadata={"wire": "message"}, repr=False)
+    """Message text."""
+    subject: str | None = attrs.field(default=None, metadata={"wire": "subject"})
+    """Subject."""
+    conversationid: str | None = attrs.field(default=None, metadata={"wire": "conversationid"})
+    """Conversation id."""
+    attachmentid: str | None = attrs.field(default=None, metadata={"wire": "attachmentid"})
+    """Id of an attached document."""
+
+
+@attrs.define(kw_only=True)
+class LegacyCaseInvoice:
+    """An invoice inside a legacy batch case (newest shape)."""
+
+    invoice_id: str | None = attrs.field(default=None, metadata={"wire": "invoiceId"})
+    """Invoice id."""
+    invoice_number: str | None = attrs.field(default=None, metadata={"wire": "invoiceNumber"})
+    """Invoice number."""
+    case_id: str | None = attrs.field(default=None, metadata={"wire": "caseId"})
+    """Case id."""
+    invoice_date: datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
+    """Invoice date."""
+    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    """Due date."""
+    batch_id: str | None = attrs.field(default=None, metadata={"wire": "batchId"})
+    """Batch that created the invoice."""
+    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    """When the invoice was registered in the case."""
+    original_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "originalAmount"})
+    """Original amount."""
+    remaining_amount: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "remainingAmount"}
+    )
+    """Amount still to be paid."""
+    remaining_principal: Decimal | None = attrs.field(
+        default=None, metadata={"wire": "remainingPrincipal"}
+    )
+    """Principal still to be paid."""
+    unique_source_invoice_id: str | None = attrs.field(
+        default=None, metadata={"wire": "uniqueSourceInvoiceId"}
+    )
+    """Source-system id of the invoice."""
+    paid_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "paidAmount"})
+    """Amount paid."""
+    credited_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "creditedAmount"})
+    """Amount credited."""
+    currency: Any | None = attrs.field(default=None, metadata={"wire": "currency"})
+    """Currency; the docs' example shows {} (an object), the sandbox sends an ISO 4217 code."""
 
 
 @attrs.define(kw_only=True)
@@ -685,11 +859,65 @@ class LegacyCreditor:
 
 
 @attrs.define(kw_only=True)
+class LegacyPaymentDetails:
+    """How to pay a legacy case (older shape; camelCase even there)."""
+
+    payment_value: Decimal | None = attrs.field(default=None, metadata={"wire": "paymentValue"})
+    """Amount to pay."""
+    currency: str | None = attrs.field(default=None, metadata={"wire": "currency"})
+    """Currency code."""
+    kid: str | None = attrs.field(default=None, metadata={"wire": "kid"})
+    """KID payment reference."""
+    bank_account: str | None = attrs.field(default=None, metadata={"wire": "bankAccount"})
+    """Bank account to pay to."""
+    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    """Payment due date."""
+
+
+@attrs.define(kw_only=True)
 class LegacyPingResponse:
     """Answer of the legacy ping."""
 
     message: str | None = attrs.field(default=None, metadata={"wire": "message"})
     """Free-text answer."""
+
+
+@attrs.define(kw_only=True)
+class LegacySettlement:
+    """A settlement of the legacy batch, in either generation's shape: camelCase (4131300e0, as
+    the Settlement model) or lower-case (3939032e0). Both examples are cut off after a few fields."""
+
+    settlement_id: str | None = attrs.field(default=None, metadata={"wire": "settlementId"})
+    """Settlement id."""
+    case_number: str | None = attrs.field(default=None, metadata={"wire": "caseNumber"})
+    """Case number (camelCase shape)."""
+    collection_type: CollectionType | None = attrs.field(
+        default=None, metadata={"wire": "collectionType"}
+    )
+    currency: str | None = attrs.field(default=None, metadata={"wire": "currency"})
+    """ISO 4217 currency code."""
+    customer_reference: str | None = attrs.field(
+        default=None, metadata={"wire": "customerReference"}
+    )
+    """Customer reference."""
+    exchange_rate: Decimal | None = attrs.field(default=None, metadata={"wire": "exchangeRate"})
+    """Exchange rate applied."""
+    settlement_date: date_aliased | None = attrs.field(
+        default=None, metadata={"wire": "settlementDate"}
+    )
+    """Date of the settlement."""
+    amount: Decimal | None = attrs.field(default=None, metadata={"wire": "amount"})
+    """Settled amount."""
+    creditorid: str | None = attrs.field(default=None, metadata={"wire": "creditorid"})
+    """Creditor id (lower-case shape)."""
+    customerref: str | None = attrs.field(default=None, metadata={"wire": "customerref"})
+    """Customer reference (lower-case shape)."""
+    ledgerref: str | None = attrs.field(default=None, metadata={"wire": "ledgerref"})
+    """Ledger reference (lower-case shape)."""
+    referencenumber: str | None = attrs.field(default=None, metadata={"wire": "referencenumber"})
+    """Payment reference number (lower-case shape)."""
+    casenumber: str | None = attrs.field(default=None, metadata={"wire": "casenumber"})
+    """Case number (lower-case shape)."""
 
 
 @attrs.define(kw_only=True)

@@ -23,6 +23,7 @@ from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
 from ._query import BATCH_FILTERS, CASE_FILTERS, QUERY_PARAMS, query_middleware
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
+from ._shape import validate_shape
 from ._state import SandboxState
 from ._store import CaseFilters, InvoiceFilters, OrgState
 from ._throttle import THROTTLE_KEY, Throttle, throttle_middleware
@@ -469,6 +470,7 @@ async def legacy_post_batch(request: web.Request) -> web.Response:
     raw = await request.read()
     body = parse_json_object(raw)
     assert body is not None
+    validate_shape(body, models.LegacyBatch)
     state = _state(request)
     stored = state.run_idempotent(
         _claims(request).client_id,

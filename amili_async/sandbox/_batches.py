@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import uuid
 from decimal import Decimal
@@ -22,11 +23,14 @@ __all__ = ["BatchQueue"]
 # Failure codes in ``Batch.failed[].code`` (inferred): DUPLICATE (uniqueSourceInvoiceId
 # already used in the organisation, or twice in one batch), INVALID_AMOUNT (<= 0),
 # INVALID_DATES (dueDate before invoiceDate), INVOICE_NOT_FOUND, CURRENCY_MISMATCH,
-# INVOICE_CLOSED (closed or withdrawn), AMOUNT_EXCEEDS_REMAINING, INTERNAL_ERROR.
+# INVOICE_CLOSED (closed or withdrawn), AMOUNT_EXCEEDS_REMAINING, INVALID_CURRENCY (not an
+# ISO 4217 code), INTERNAL_ERROR.
 
 _log = logging.getLogger(__name__)
 # Amounts are kept to the cent (øre), as the wire shows them.
 _CENT = Decimal("0.01")
+# An ISO 4217 currency code (three capital letters).
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 # A new invoice starts with nothing paid or credited.
 _ZERO = Decimal("0.00")
 # Every sandbox settlement is in the invoice's own currency: no conversion.
@@ -146,6 +150,8 @@ class BatchQueue:
             failure = None
             if item["originalInvoiceAmount"] <= 0:
                 failure = ("INVALID_AMOUNT", "originalInvoiceAmount must be greater than 0.")
+            elif not _CURRENCY.match(item["currency"]):
+                failure = ("INVALID_CURRENCY", "currency must be an ISO 4217 code such as NOK.")
             elif parse_datetime_ms(item["dueDate"]) < parse_datetime_ms(item["invoiceDate"]):
                 failure = ("INVALID_DATES", "dueDate is before invoiceDate.")
             elif usid is not None and (usid in in_batch or org.usid_taken(usid)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,8 @@ import attrs
 import pytest
 
 from amili_async import AmiliClient, models
-from amili_async.sandbox import SandboxServer
+from amili_async.sandbox import SandboxServer, _server
+from tests.conformance import _spec
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +28,25 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if not config.pluginmanager.has_plugin("pytester"):
         config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture(autouse=True)
+def spec_checked_sandboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[_spec.Log]:
+    """Every sandbox an end-to-end test starts checks its requests and answers against the
+    spec as it serves them (issue 11): a drift between sandbox and spec fails the test."""
+    log = _spec.Log()
+    create_app = _server.create_app
+
+    def checked_app(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        _spec.install(app, log)
+        return app
+
+    monkeypatch.setattr(_server, "create_app", checked_app)
+    yield log
+    assert not log.problems, "sandbox and spec disagree:\n" + "\n".join(
+        sorted(set(log.problems))[:20]
+    )
 
 
 INVOICE_DATE = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)

@@ -141,6 +141,8 @@ async def test_partial_batch_with_duplicates(api: Api) -> None:
         new_invoice(6, originalInvoiceAmount=0),
         new_invoice(7, dueDate="2024-01-01"),
         new_invoice(8, uniqueSourceInvoiceId=None),
+        # Any string passes the schema (the docs' own example sends "string"); not ISO 4217.
+        new_invoice(9, currency="kroner"),
     ]
     b = await api.submit("invoices", {"invoices": items})
     assert b["status"] == "PARTIAL"
@@ -152,6 +154,7 @@ async def test_partial_batch_with_duplicates(api: Api) -> None:
         3: "DUPLICATE",
         4: "INVALID_AMOUNT",
         5: "INVALID_DATES",
+        7: "INVALID_CURRENCY",
     }
     assert list(failed[1]) == [
         "index", "invoiceId", "invoiceNumber", "uniqueSourceInvoiceId", "code", "reason",
@@ -209,7 +212,7 @@ async def test_batch_completed_is_published_exactly_once(api: Api) -> None:
             {"invoices": [new_invoice(originalInvoiceAmount=Decimal("1.005"))]},
             "invoices[0].originalInvoiceAmount",
         ),
-        ({"invoices": [new_invoice(currency="kroner")]}, "invoices[0].currency"),
+        ({"invoices": [new_invoice(currency=12)]}, "invoices[0].currency"),
         ({"invoices": [new_invoice(invoiceDate="15.01.2024")]}, "invoices[0].invoiceDate"),
         ({"invoices": [new_invoice(dueDate=None)]}, "invoices[0].dueDate"),
         ({"invoices": [new_invoice(vat="yes")]}, "invoices[0].vat"),

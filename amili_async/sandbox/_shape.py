@@ -1,0 +1,91 @@
+"""Strict JSON-type check of a request body against a generated model, for the bodies the
+sandbox stores as sent (the legacy batch): the models are generated from the spec, so a body
+the spec refuses (a string where it says integer, an array where it says object) is refused
+here with 422, while every field stays optional as in the spec."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import types
+import typing
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from .._openenum import OpenEnum
+from ._validate import Errors
+
+__all__ = ["validate_shape"]
+
+_NONE = type(None)
+# JSON types that each annotation accepts (bool is not a number in JSON Schema).
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    bool: (bool,),
+    float: (int, float, Decimal),
+    Decimal: (int, float, Decimal),
+    dt.datetime: (str,),
+    dt.date: (str,),
+}
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.metadata.get("wire", f.name), hints[f.name]) for f in attrs.fields(cls))
+
+
+def validate_shape(body: dict[str, Any], cls: type) -> None:
+    """422 (ValidationProblemDetails) listing every field of ``body`` whose JSON type is not
+    the one ``cls`` declares; unknown fields pass, as the spec does not forbid them."""
+    e = Errors()
+    _check_object(e, body, cls, "")
+    e.raise_if_any()
+
+
+def _check_object(e: Errors, value: dict[str, Any], cls: type, path: str) -> None:
+    for wire, tp in _fields(cls):
+        if wire in value:
+            _check(e, value[wire], tp, f"{path}.{wire}" if path else wire)
+
+
+def _check(e: Errors, value: Any, tp: Any, path: str) -> None:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(tp)
+        if value is None and _NONE in options:
+            return
+        found = Errors()
+        for option in options:
+            if option is _NONE:
+                continue
+            attempt = Errors()
+            _check(attempt, value, option, path)
+            if not attempt.fields:
+                return
+            found = attempt
+        e.fields.update(found.fields)
+    elif tp is Any:
+        return
+    elif origin is list:
+        if type(value) is not list:
+            e.add(path, "The value must be an array.")
+            return
+        (item,) = typing.get_args(tp)
+        for k, v in enumerate(value):
+            _check(e, v, item, f"{path}[{k}]")
+    elif attrs.has(tp):
+        if type(value) is not dict:
+            e.add(path, "The value must be an object.")
+            return
+        _check_object(e, value, tp, path)
+    elif isinstance(tp, type) and issubclass(tp, OpenEnum):
+        if type(value) is not str:
+            e.add(path, "The value must be a string.")
+    else:
+        accepted = _SCALARS.get(tp)
+        if accepted is not None and type(value) not in accepted:
+            e.add(path, f"The value must be of type {accepted[0].__name__}.")
