@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080)
     sandbox.add_argument("--invoices", type=int, default=1000, help="invoices to seed")
     sandbox.add_argument("--seed", type=int, default=1)
+    sandbox.add_argument(
+        "--orgs", type=int, default=1, help="organisations seeded, each with --invoices invoices"
+    )
     sandbox.add_argument("--faults", help="e.g. 429=0.05,503=0.01,latency=20ms,seed=42")
     sandbox.add_argument(
         "--rate-limit",
@@ -124,8 +127,12 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from ..sandbox import FaultConfig, SandboxConfig, serve_forever
 
+        from ..sandbox import make_orgs
+
         faults = FaultConfig.parse(args.faults) if args.faults else None
         config = SandboxConfig(
+            orgs=make_orgs(max(args.orgs, 2)),  # the second default org stays, as without --orgs
+            seeded_orgs=args.orgs,
             host=args.host,
             port=args.port,
             invoices=args.invoices,

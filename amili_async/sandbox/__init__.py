@@ -24,6 +24,7 @@ from ._config import (
     ClientConfig,
     OrgConfig,
     SandboxConfig,
+    make_orgs,
 )
 from ._events import BATCH_COMPLETED, SETTLEMENT_CREATED, Event, EventBus
 from ._faults import FaultConfig
@@ -51,6 +52,7 @@ __all__ = [
     "SandboxState",
     "SeededInvoices",
     "create_app",
+    "make_orgs",
     "seed_invoices",
     "serve_forever",
 ]
