@@ -110,3 +110,20 @@ def wire_values(value: Any) -> Any:
     if isinstance(value, float):
         raise AssertionError(f"a float in an export: {value!r}")
     return value
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Any]:
+    """A Dask LocalCluster of two worker processes (two threads each) and its client."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        yield client

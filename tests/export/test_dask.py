@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -34,21 +33,6 @@ class DaskRun:
     result: ExportResult
     markers: tuple[Path, ...]
     plan: list[ExportUnit]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=2,
-            processes=True,
-            dashboard_address=None,
-            worker_dashboard_address=None,
-        ) as local,
-        distributed.Client(local) as client,
-    ):
-        yield client
 
 
 @pytest.fixture(scope="module")
