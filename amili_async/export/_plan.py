@@ -36,7 +36,12 @@ _ID_HEX = 16
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:
-    return None if value is None else as_utc(dt.datetime.fromisoformat(value))
+    return None if value is None else dt.datetime.fromisoformat(value)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """One instant, one spelling: naive times are UTC, others converted to UTC."""
+    return None if value is None else as_utc(value).astimezone(dt.UTC)
 
 
 @attrs.frozen
@@ -49,8 +54,8 @@ class ExportUnit:
 
     org_id: str
     resource: str
-    from_: dt.datetime | None
-    to: dt.datetime | None
+    from_: dt.datetime | None = attrs.field(converter=_utc)
+    to: dt.datetime | None = attrs.field(converter=_utc)
     filters: tuple[tuple[str, str], ...] = ()
     part: int = 0
     parts: int = 1
@@ -123,8 +128,7 @@ def plan_export(
     if unknown:
         raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(FILTERS)}")
     pairs = tuple(sorted((k, str(v)) for k, v in (filters or {}).items() if v is not None))
-    start = None if from_ is None else as_utc(from_)
-    end = None if to is None else as_utc(to)
+    start, end = _utc(from_), _utc(to)
     if partitions_per_org > 1 and (start is None or end is None):
         raise ValueError("partitions_per_org > 1 needs a window: from_ and to")
     windows: list[tuple[dt.datetime | None, dt.datetime | None]]
