@@ -9,7 +9,6 @@ rounded.
 from __future__ import annotations
 
 import datetime as dt
-import types
 import typing
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -21,6 +20,8 @@ import attrs
 
 from .. import _serde
 from .._durable import sync
+from .._fields import model_fields as _fields
+from .._fields import unwrap_optional as _unwrap_optional
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -48,20 +49,6 @@ TIMESTAMP_UNIT = "us"
 def _require_pyarrow() -> None:
     if pa is None:
         raise ImportError("Parquet output needs pyarrow: pip install 'amili-async[parquet]'")
-
-
-def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
-    attrs.resolve_types(cls)  # the generated models use postponed annotations
-    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
-    return fields
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
 
 
 def _arrow_type(tp: Any) -> Any:
