@@ -17,13 +17,6 @@ from .conftest import FROM, RemoteSandbox, read_jsonl
 CLI_TIMEOUT = 120.0
 """Seconds a CLI child may take (it exports up to 20,000 invoices on a shared machine)."""
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::ResourceWarning",
-    "ignore::pytest.PytestUnraisableExceptionWarning",
-    "ignore::DeprecationWarning",
-)
-
-
 ONE_DAY = dt.timedelta(days=1)
 """The CLI exports one day of one organisation: some 2,900 invoices, cut into 4 units."""
 

@@ -19,14 +19,6 @@ from .conftest import FROM, PARTITIONS, TO, RemoteSandbox, read_jsonl, wire_valu
 distributed = pytest.importorskip("distributed")
 from amili_async.export import dask as export_dask  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings(
-    # Dask's own shutdown of a LocalCluster can leave these behind; they are not ours.
-    "ignore::ResourceWarning",
-    "ignore::pytest.PytestUnraisableExceptionWarning",
-    "ignore::DeprecationWarning",
-)
-
-
 @attrs.frozen
 class DaskRun:
     out: Path
