@@ -108,6 +108,9 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
                 on_rows=progress.rows,
                 on_unit=progress.unit_done,
             )
+    except ImportError as missing:  # an extra that is not installed: say which
+        print(f"amili-async: error: {missing}", file=sys.stderr)
+        return 1
     except ExportFailedError as failed:
         progress.close()
         print(f"amili-async: error: {failed}", file=sys.stderr)
@@ -131,13 +134,9 @@ def _on_dask(
     on_unit: Callable[[UnitResult], object],
 ) -> ExportResult:
     """Run the units on the cluster at --dask-scheduler (blocking: called in a thread)."""
-    try:
-        from distributed import Client
+    from ..export import dask as export_dask  # ImportError with the pip hint without Dask
 
-        from ..export import dask as export_dask
-    except ImportError:
-        raise ValueError("--dask-scheduler needs Dask: pip install 'amili-async[dask]'") from None
-    with Client(args.dask_scheduler) as dask:  # type: ignore[no-untyped-call]
+    with export_dask.Client(args.dask_scheduler) as dask:  # type: ignore[no-untyped-call]
         return export_dask.run_units(
             dask,
             units,

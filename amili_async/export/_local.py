@@ -12,7 +12,7 @@ from .._client import AmiliClient
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
-from ._unit import DEFAULT_PAGE_SIZE, run_unit
+from ._unit import DEFAULT_PAGE_SIZE, check_format, run_unit
 
 __all__ = ["DEFAULT_UNIT_CONCURRENCY", "ExportFailedError", "ExportResult", "run_units"]
 
@@ -75,6 +75,7 @@ async def run_units(
     not stop the others, and ExportFailedError lists the failures once all have ended."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
+    check_format(format)
     plan: Sequence[ExportUnit] = list(units)
     if client is None:
         if settings is None:

@@ -46,7 +46,7 @@ TIMESTAMP_UNIT = "us"
 """Date-times at microseconds (what a Python datetime carries; Amili sends milliseconds)."""
 
 
-def _require_pyarrow() -> None:
+def require_pyarrow() -> None:
     if pa is None:
         raise ImportError("Parquet output needs pyarrow: pip install 'amili-async[parquet]'")
 
@@ -81,7 +81,7 @@ def _arrow_field(field: attrs.Attribute[Any]) -> Any:
 
 def arrow_schema(cls: type[Any]) -> Any:
     """The `pyarrow.Schema` of a model: one column per field, named as on the wire."""
-    _require_pyarrow()
+    require_pyarrow()
     return pa.schema([_arrow_field(f) for f in _fields(cls)])
 
 
@@ -115,7 +115,7 @@ def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
     Each line is decoded by the SDK's own decoder (exact decimals, UTC date-times), so the file
     holds the same values as the JSON Lines export.
     """
-    _require_pyarrow()
+    require_pyarrow()
     schema = arrow_schema(cls)
     to_row = _converter(cls)
     rows = 0
@@ -137,6 +137,6 @@ def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
 
 def parquet_rows(path: Path) -> int:
     """Rows in a Parquet file, from its footer."""
-    _require_pyarrow()
+    require_pyarrow()
     rows: int = pq.ParquetFile(path).metadata.num_rows
     return rows

@@ -30,7 +30,7 @@ from ._manifest import UnitResult, read_record, write_record
 from ._plan import ExportUnit
 from ._settings import ClientSettings
 
-__all__ = ["DEFAULT_PAGE_SIZE", "FORMATS", "PARTIAL_DIR", "run_unit"]
+__all__ = ["DEFAULT_PAGE_SIZE", "FORMATS", "PARTIAL_DIR", "check_format", "run_unit"]
 
 FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 """Output formats and their file extensions."""
@@ -61,8 +61,7 @@ async def run_unit(
     already done is a no-op (`skipped=True`, no request sent); an interrupted one resumes from
     its own checkpoint. `on_rows(n)` is called after each page is safely staged.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    check_format(format)
     out = Path(out_dir)
     final = out / (unit.file_stem() + FORMATS[format])
     done = _finished(out, unit, final, format)
@@ -91,6 +90,17 @@ async def run_unit(
         return result
     finally:
         stage.unlock()
+
+
+def check_format(fmt: str) -> None:
+    """ValueError for an unknown format; ImportError (with the pip hint) for Parquet without
+    pyarrow, before any unit starts."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        from ._parquet import require_pyarrow
+
+        require_pyarrow()
 
 
 def _finished(out: Path, unit: ExportUnit, final: Path, fmt: str) -> UnitResult | None:

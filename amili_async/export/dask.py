@@ -26,16 +26,21 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from distributed import Client, WorkerPlugin, as_completed, get_worker
+try:
+    from distributed import Client, WorkerPlugin, as_completed, get_worker
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "amili_async.export.dask needs Dask: pip install 'amili-async[dask]'"
+    ) from missing
 
 from .._client import AmiliClient
 from ._local import ExportFailedError, ExportResult
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
-from ._unit import DEFAULT_PAGE_SIZE, run_unit
+from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
 
-__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "ExportWorkerPlugin", "run_units"]
+__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "Client", "ExportWorkerPlugin", "run_units"]
 
 T = TypeVar("T")
 
@@ -117,6 +122,8 @@ def run_units(
     (`on_unit`), in plan order in the result. Failed units (after `retries`) do not stop the
     others: ExportFailedError lists them once every unit has ended.
     """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     plan = list(units)
     dask.register_plugin(ExportWorkerPlugin(settings), name=PLUGIN_NAME)
     futures = dask.map(

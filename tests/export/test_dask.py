@@ -19,6 +19,7 @@ from .conftest import FROM, PARTITIONS, TO, RemoteSandbox, read_jsonl, wire_valu
 distributed = pytest.importorskip("distributed")
 from amili_async.export import dask as export_dask  # noqa: E402
 
+
 @attrs.frozen
 class DaskRun:
     out: Path
