@@ -64,7 +64,7 @@ async def run_unit(
     check_format(format)
     out = Path(out_dir)
     final = out / (unit.file_stem() + FORMATS[format])
-    done = _finished(out, unit, final, format)
+    done = await asyncio.to_thread(_finished, out, unit, final, format)
     if done is not None:
         return done
     if client is None:
@@ -77,17 +77,14 @@ async def run_unit(
     stage = _Stage(out, unit)
     await stage.lock()
     try:
-        done = _finished(out, unit, final, format)  # finished by another runner meanwhile?
+        # Finished by another runner while this one waited for the lock?
+        done = await asyncio.to_thread(_finished, out, unit, final, format)
         if done is not None:
             return done
         token, page_size = await asyncio.to_thread(stage.resume, page_size)
         if token is not _DONE:
             await _list_into(client, unit, stage, token, page_size, on_rows)
-        await asyncio.to_thread(stage.publish, final, format)
-        result = _describe(out, unit, final, format)
-        write_record(out, unit, result)
-        stage.clean()
-        return result
+        return await asyncio.to_thread(stage.finish, final, format)
     finally:
         stage.unlock()
 
@@ -172,11 +169,7 @@ def _describe(out: Path, unit: ExportUnit, final: Path, fmt: str) -> UnitResult:
     )
 
 
-class _DoneMarker:
-    pass
-
-
-_DONE: Any = _DoneMarker()
+_DONE: Any = object()
 """What `resume` answers for a unit whose every page is staged."""
 _DONE_TOKEN = "<done>"
 """A checkpoint's token once the last page is staged (page tokens are never this text)."""
@@ -188,8 +181,9 @@ class _Stage:
     def __init__(self, out: Path, unit: ExportUnit) -> None:
         partial = out / PARTIAL_DIR
         partial.mkdir(parents=True, exist_ok=True)
+        self._out = out
         self._unit = unit
-        self.data = partial / f"{unit.unit_id}.jsonl.part"
+        self._data = partial / f"{unit.unit_id}.jsonl.part"
         self._checkpoint = partial / f"{unit.unit_id}.checkpoint.json"
         self._lock_path = partial / f"{unit.unit_id}.lock"
         self._tmp = partial / f"{unit.unit_id}.out.tmp"
@@ -224,7 +218,7 @@ class _Stage:
         A stage shorter than its checkpoint (its tail lost in a crash) is started over.
         """
         state = self._state()
-        self._stream = self.data.open("r+b" if self.data.exists() else "w+b")
+        self._stream = self._data.open("r+b" if self._data.exists() else "w+b")
         size = self._stream.seek(0, os.SEEK_END)
         if state is None or size < state["size"]:
             state = {"token": None, "rows": 0, "size": 0, "page_size": page_size}
@@ -272,17 +266,26 @@ class _Stage:
         if fmt == "jsonl":
             self._stream.close()
             self._stream = None
-            publish(self.data, final)
+            publish(self._data, final)
             return
         from ._parquet import write_parquet
 
         write_parquet(self.lines(), _MODELS[self._unit.resource], self._tmp)
         publish(self._tmp, final)
 
+    def finish(self, final: Path, fmt: str) -> UnitResult:
+        """Publish the output, then record it in the manifest, then clean up: in this order,
+        so whatever step a crash interrupts, the next run completes the unit from there."""
+        self.publish(final, fmt)
+        result = _describe(self._out, self._unit, final, fmt)
+        write_record(self._out, self._unit, result)
+        self.clean()
+        return result
+
     def clean(self) -> None:
         """Remove what the published unit no longer needs (the lock file last, still held)."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        for path in (self.data, self._checkpoint, self._lock_path):
+        for path in (self._data, self._checkpoint, self._lock_path):
             path.unlink(missing_ok=True)
