@@ -5,7 +5,8 @@
 The sandbox runs in its own process; the plan (8 units per organisation, JSON Lines) runs on
 one event loop in this process, then on a Dask LocalCluster of 1 and of 2 worker processes (2
 threads each, one SDK client per worker). Every run starts from an empty directory; cluster
-start-up is not timed. Prints min and median seconds and rows/s, and rows/s per worker process.
+start-up is not timed. Prints min and median seconds and rows/s, rows/s per worker process, and
+rows per CPU-second of a worker (what a worker does with a core of its own, whatever the load).
 """
 
 from __future__ import annotations
@@ -103,7 +104,14 @@ def main() -> None:
                     return export_dask.run_units(dask, plan, settings=settings, out_dir=out).total
 
                 _timed(on_dask, 1)  # untimed warm-up: the workers import, connect, get a token
-                _report(f"dask, {workers} worker(s)", workers, _timed(on_dask, args.repeat))
+                before = dask.run(time.process_time)
+                runs = _timed(on_dask, args.repeat)
+                after = dask.run(time.process_time)
+                _report(f"dask, {workers} worker(s)", workers, runs)
+                cpu = sum(after[w] - before[w] for w in after)
+                rows = sum(r for _, r in runs)
+                print(f"{'':<28} workers' CPU: {cpu:.1f} s for {rows:,} rows = "
+                      f"{rows / cpu:,.0f} rows per CPU-second of a worker")  # fmt: skip
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
     finally:
         sandbox.terminate()
