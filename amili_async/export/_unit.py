@@ -37,8 +37,9 @@ FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 PARTIAL_DIR = ".partial"
 """Staged rows, checkpoints and locks of unfinished units, inside the output directory."""
 DEFAULT_PAGE_SIZE = 1000
-"""The largest page the listing serves: fewest requests per row, so the API's rate limit, not
-the round trips, bounds a unit."""
+"""Rows asked for per page: the fewest requests per row, so a unit spends the API's rate limit
+well. The docs give no maximum for the invoice listing (inferred: the spec's PageSize limit,
+which the sandbox enforces); a server that caps lower simply answers smaller pages."""
 _HASH_CHUNK = 1 << 20
 """Bytes read at a time to checksum an output file."""
 _MODELS: dict[str, type[Any]] = {"invoices": models.Invoice}
