@@ -20,6 +20,7 @@ import pytest
 if TYPE_CHECKING:
     from ._client import AmiliClient
     from .sandbox import SandboxConfig, SandboxServer
+    from .webhooks import WebhookReceiver
 
 try:
     import pytest_asyncio
@@ -59,6 +60,20 @@ if HAVE_PYTEST_ASYNCIO:
             token_url=amili_sandbox.token_url,
         ) as client:
             yield client
+
+    @pytest_asyncio.fixture
+    async def amili_webhook_receiver(
+        amili_sandbox_config: SandboxConfig,
+    ) -> AsyncIterator[WebhookReceiver]:
+        """A `webhook_handler` on a free loopback port, verifying with the sandbox's secret.
+
+        Register `.url` (`amili_sandbox.webhooks.register(receiver.url)`), then read
+        `.events` or `await receiver.wait_for(n, match=..., timeout=...)`.
+        """
+        from .webhooks import WebhookReceiver
+
+        async with WebhookReceiver(secret=amili_sandbox_config.webhook_secret) as receiver:
+            yield receiver
 
 
 def pytest_configure(config: Any) -> None:

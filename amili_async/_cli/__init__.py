@@ -24,6 +24,7 @@ from ..export import ClientSettings
 from ._units import add_arguments as add_unit_arguments
 from ._units import check_arguments as check_unit_arguments
 from ._units import export_units
+from ._webhooks import add_sandbox_options, add_webhooks_parser, run_webhooks, sandbox_settings
 
 CLI_RETRY_FOR = 300.0
 """Five minutes of retries for a failing request: a CLI job runs unattended, and a burst of
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         help="requests per second per API client; over it the sandbox answers 429 with "
         "Retry-After (default: unlimited)",
     )
+    add_sandbox_options(sandbox)
+    add_webhooks_parser(commands)
 
     auth = argparse.ArgumentParser(add_help=False)
     group = auth.add_argument_group("connection (defaults from AMILI_* environment variables)")
@@ -148,9 +151,12 @@ async def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             faults=faults,
             rate_limit=args.rate_limit,
+            **sandbox_settings(args),
         )
         await serve_forever(config)
         return 0
+    if args.command == "webhooks":
+        return await run_webhooks(args)
     if args.command == "demo":
         from ._demo import DEMO_INVOICES, run_demo
 
