@@ -41,7 +41,8 @@ class ExportResult:
 
     @property
     def skipped(self) -> int:
-        """Units that were already done before this run."""
+        """Units found done when they ran: by an earlier run, or by an earlier attempt of this
+        run on a worker that died before Dask learnt of its result."""
         return sum(u.skipped for u in self.units)
 
 

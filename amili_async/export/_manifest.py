@@ -34,7 +34,7 @@ class UnitResult:
     size: int
     format: str
     skipped: bool = False
-    """True when the unit was already done and this run did nothing."""
+    """True when the unit was found done (its file in place) and this attempt did nothing."""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
