@@ -20,6 +20,10 @@ from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .._version import __version__
 from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY
 from ..errors import AmiliError
+from ..export import ClientSettings
+from ._units import add_arguments as add_unit_arguments
+from ._units import check_arguments as check_unit_arguments
+from ._units import export_units
 from ._webhooks import add_sandbox_options, add_webhooks_parser, run_webhooks, sandbox_settings
 
 CLI_RETRY_FOR = 300.0
@@ -39,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080)
     sandbox.add_argument("--invoices", type=int, default=1000, help="invoices to seed")
     sandbox.add_argument("--seed", type=int, default=1)
+    sandbox.add_argument(
+        "--orgs", type=int, default=1, help="organisations seeded, each with --invoices invoices"
+    )
     sandbox.add_argument("--faults", help="e.g. 429=0.05,503=0.01,latency=20ms,seed=42")
     sandbox.add_argument(
         "--rate-limit",
@@ -78,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", parents=[auth], help="stream a listing to a file")
     export.add_argument("what", choices=["invoices", "batches", "settlements", "cases"])
-    export.add_argument("--org", required=True, help="organization id")
-    export.add_argument("--out", required=True, type=Path, help="FILE.jsonl or FILE.csv")
+    export.add_argument("--org", help="organization id")
+    export.add_argument("--out", type=Path, help="FILE.jsonl or FILE.csv")
     export.add_argument("--status")
     export.add_argument("--type")
     export.add_argument("--from", dest="from_", help="ISO 8601 date-time (dates: settlements)")
@@ -88,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--partitions", type=int, help="list N time windows concurrently")
     export.add_argument("--resume", action="store_true", help="continue an interrupted export")
     export.add_argument("--no-progress", action="store_true")
+    add_unit_arguments(export)
 
     submit = commands.add_parser("submit", parents=[auth], help="bulk create from a file")
     submit.add_argument("what", choices=["invoices", "payments", "corrections"])
@@ -111,24 +119,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> AmiliClient:
-    return AmiliClient(
+    return _settings(args).connect()
+
+
+def _settings(args: argparse.Namespace) -> ClientSettings:
+    return ClientSettings(
         client_id=args.client_id,
         client_secret=args.client_secret,
         environment=args.environment,
         base_url=args.base_url,
         token_url=args.token_url or os.environ.get("AMILI_TOKEN_URL") or None,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        retry_for=args.retry_for or None,
+        options={
+            "timeout": args.timeout,
+            "max_retries": args.max_retries,
+            "retry_for": args.retry_for or None,
+        },
     )
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
-        from ..sandbox import FaultConfig, SandboxConfig, serve_forever
+        from ..sandbox import FaultConfig, SandboxConfig, make_orgs, serve_forever
 
         faults = FaultConfig.parse(args.faults) if args.faults else None
         config = SandboxConfig(
+            orgs=make_orgs(max(args.orgs, 2)),  # the second default org stays, as without --orgs
+            seeded_orgs=args.orgs,
             host=args.host,
             port=args.port,
             invoices=args.invoices,
@@ -146,6 +162,8 @@ async def _run(args: argparse.Namespace) -> int:
 
         await run_demo(args.out, invoices=DEMO_INVOICES if args.invoices is None else args.invoices)
         return 0
+    if args.command == "export" and args.orgs_file is not None:
+        return await export_units(args, _settings(args))
     async with _client(args) as client:
         if args.command == "export":
             from ._export import ExportOptions, export
@@ -190,7 +208,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        check_unit_arguments(parser, args)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

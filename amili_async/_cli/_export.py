@@ -24,6 +24,7 @@ import orjson
 
 from .. import models
 from .._client import AmiliClient
+from .._durable import write_atomic
 from .._pagination import AsyncPager, MergedPager
 from .._time import as_utc, split_window
 from ._progress import Progress
@@ -158,12 +159,7 @@ def _identity(opts: ExportOptions) -> dict[str, Any]:
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Replace the checkpoint atomically (write a temp file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as stream:
-        stream.write(orjson.dumps(state))
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, orjson.dumps(state))
 
 
 async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:

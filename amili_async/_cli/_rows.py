@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import itertools
-import types
 import typing
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -21,6 +20,8 @@ import attrs
 import orjson
 
 from .. import _serde
+from .._fields import model_fields as _fields
+from .._fields import unwrap_optional as _unwrap_optional
 
 
 def file_format(path: Path) -> str:
@@ -166,23 +167,3 @@ def _coerce_value(value: Any, tp: Any) -> Any:
     if tp in (dt.datetime, dt.date):
         return value.strip()
     return value
-
-
-def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
-    """The attrs fields of a model with their types resolved.
-
-    The generated models use postponed annotations, so `field.type` is a string such as
-    "Organization | None" until resolved: nested models would not be flattened into dotted
-    columns and CSV text would not be coerced to booleans or numbers.
-    """
-    attrs.resolve_types(cls)
-    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
-    return fields
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp

@@ -25,6 +25,7 @@ from ._config import (
     ClientConfig,
     OrgConfig,
     SandboxConfig,
+    make_orgs,
 )
 from ._events import BATCH_COMPLETED, CASE, CASE_UPDATED, SETTLEMENT_CREATED, Event, EventBus
 from ._faults import FaultConfig
@@ -58,6 +59,7 @@ __all__ = [
     "SeededInvoices",
     "WebhookDispatcher",
     "create_app",
+    "make_orgs",
     "seed_invoices",
     "serve_forever",
 ]

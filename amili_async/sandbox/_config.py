@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from ._faults import FaultConfig
+from ._norway import org_number
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -18,6 +19,7 @@ __all__ = [
     "ClientConfig",
     "OrgConfig",
     "SandboxConfig",
+    "make_orgs",
 ]
 
 #: The organisation id of the docs' examples; the sandbox's default (seeded) organisation.
@@ -73,13 +75,31 @@ DEFAULT_CLIENTS: tuple[ClientConfig, ...] = (
 )
 
 
+def make_orgs(n: int) -> tuple[OrgConfig, ...]:
+    """``n`` organisations: the two default ones first, then generated ones (deterministic
+    uuid-shaped ids, valid MOD11 organisation numbers), for multi-organisation exports."""
+    if n < 1:
+        raise ValueError("the sandbox needs at least one organisation")
+    extra = tuple(
+        OrgConfig(
+            f"0a0a0a0a-0000-4000-8000-{k:012d}",
+            org_number(k * 7919),
+            f"Testkreditor {k} AS",
+            f"{10000 + k + 1}",
+        )
+        for k in range(len(DEFAULT_ORGS), n)
+    )
+    return (*DEFAULT_ORGS, *extra)[:n]
+
+
 @attrs.define(kw_only=True)
 class SandboxConfig:
     """How one sandbox server runs. Every field has a usable default."""
 
     host: str = "127.0.0.1"
     port: int = 0
-    #: Number of seeded invoices (and cases) in the first organisation.
+    #: Number of seeded invoices (and cases) in the first organisation (and in each of the
+    #: first ``seeded_orgs``).
     invoices: int = 50
     #: Seed of the generated data (same seed, same invoices).
     seed: int = 1
@@ -93,6 +113,9 @@ class SandboxConfig:
     #: Access token lifetime in seconds.
     token_lifetime: int = 3600
     orgs: tuple[OrgConfig, ...] = DEFAULT_ORGS
+    #: How many organisations (the first ones of ``orgs``) are seeded with ``invoices`` invoices
+    #: each, every one with its own; the others start empty.
+    seeded_orgs: int = 1
     clients: tuple[ClientConfig, ...] = DEFAULT_CLIENTS
     #: HMAC key for access tokens and page tokens; None draws a random key per app.
     secret: bytes | None = None

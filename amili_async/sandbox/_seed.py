@@ -32,7 +32,14 @@ from ._norway import (
 from ._records import CASE_SUB_STATUSES, INVOICE_STATUSES, INVOICE_TYPES, InvoiceRecord
 from ._wire import DAY_MS, day_str, dumps, fmt_ms
 
-__all__ = ["CASE_NUMBER_BASE", "STATUS_CODES", "TYPE_CODES", "SeededInvoices", "seed_invoices"]
+__all__ = [
+    "CASE_NUMBER_BASE",
+    "STATUS_CODES",
+    "TYPE_CODES",
+    "SeededInvoices",
+    "org_seed",
+    "seed_invoices",
+]
 
 # Masks of the 64-bit hashes and of the 48-bit id permutation (12 hex digits of a uuid).
 _M64 = (1 << 64) - 1
@@ -114,12 +121,16 @@ class _IdSpace:
 class SeededInvoices:
     """``n`` seeded invoices of one organisation: columns plus on-demand records."""
 
-    def __init__(self, n: int, seed: int, org: OrgConfig) -> None:
+    def __init__(
+        self, n: int, seed: int, org: OrgConfig, case_base: int = CASE_NUMBER_BASE
+    ) -> None:
         if n < 0:
             raise ValueError("invoice count must be >= 0")
         self.n = n
         self.seed = seed
         self.org = org
+        #: collectionCaseNumber of invoice 0: each seeded organisation has its own range.
+        self.case_base = case_base
         self._cust_key = _mix(seed * 0x2545F4914F6CDD1D + 7)
         # About eight invoices per customer (think monthly rent): realistic, and the
         # per-customer debtor JSON cache then serves most of a listing.
@@ -201,8 +212,8 @@ class SeededInvoices:
         """The index of the case with this collectionCaseNumber, or None."""
         if not value.isdigit():
             return None
-        i = int(value) - CASE_NUMBER_BASE
-        return i if 0 <= i < self.n and str(CASE_NUMBER_BASE + i) == value else None
+        i = int(value) - self.case_base
+        return i if 0 <= i < self.n and str(self.case_base + i) == value else None
 
     @staticmethod
     def customer_number(c: int) -> str:
@@ -317,7 +328,7 @@ class SeededInvoices:
             id=self._ids.make(i),
             org=self.org,
             invoice_number=self.invoice_number(i),
-            case_number=str(CASE_NUMBER_BASE + i),
+            case_number=str(self.case_base + i),
             type=INVOICE_TYPES[self.type[i]],
             status=INVOICE_STATUSES[status_code],
             created_ms=created,
@@ -351,7 +362,7 @@ class SeededInvoices:
         return (
             f'{{"id":"{ident}","organization":{self._org_json},'
             f'"invoiceNumber":"{self.invoice_number(i)}",'
-            f'"collectionCaseNumber":"{CASE_NUMBER_BASE + i}",'
+            f'"collectionCaseNumber":"{self.case_base + i}",'
             f'"type":"{INVOICE_TYPES[self.type[i]]}","status":"{INVOICE_STATUSES[status_code]}",'
             f'"createdAt":"{fmt_ms(created)}","closedAt":{closed_s},'
             f'"originalInvoiceAmount":{orig},"currency":"NOK",'
@@ -372,6 +383,16 @@ class SeededInvoices:
         self.sub[i] = _SUB_CODE[record.sub_status]
 
 
-def seed_invoices(n: int, seed: int = 1, org: OrgConfig = DEFAULT_ORGS[0]) -> SeededInvoices:
+def seed_invoices(
+    n: int, seed: int = 1, org: OrgConfig = DEFAULT_ORGS[0], case_base: int = CASE_NUMBER_BASE
+) -> SeededInvoices:
     """``n`` realistic Norwegian-looking invoices (NOK), deterministic per ``seed``."""
-    return SeededInvoices(n, seed, org)
+    return SeededInvoices(n, seed, org, case_base)
+
+
+def org_seed(seed: int, k: int) -> int:
+    """The seed of the ``k``-th seeded organisation: the sandbox's own for the first (its data
+    unchanged by seeding more), a derived one for the others, so their invoices and ids differ."""
+    if k == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"amili-sandbox/{seed}/org/{k}".encode()).digest()[:8])

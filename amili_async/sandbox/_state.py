@@ -13,7 +13,7 @@ from ._events import EventBus
 from ._idempotency import Idempotency
 from ._legacy import LegacyStore, find_case
 from ._records import BatchRecord, InvoiceRecord
-from ._seed import CASE_NUMBER_BASE, seed_invoices
+from ._seed import CASE_NUMBER_BASE, org_seed, seed_invoices
 from ._store import Clock, OrgState
 
 __all__ = ["SandboxState"]
@@ -29,13 +29,21 @@ class SandboxState:
             raise ValueError("SandboxConfig.orgs must name at least one organisation")
         self.config = config
         self.events = events or EventBus()
-        seeded = seed_invoices(config.invoices, config.seed, config.orgs[0])
+        if not 1 <= config.seeded_orgs <= len(config.orgs):
+            raise ValueError("SandboxConfig.seeded_orgs must be between 1 and len(orgs)")
+        n = config.invoices
+        # Each seeded organisation has its own invoices, ids and range of case numbers.
+        seeded = [
+            seed_invoices(n, org_seed(config.seed, k), org, CASE_NUMBER_BASE + k * n)
+            for k, org in enumerate(config.orgs[: config.seeded_orgs])
+        ]
         self.orgs: dict[str, OrgState] = {
-            org.id: OrgState(org, seeded if k == 0 else None) for k, org in enumerate(config.orgs)
+            org.id: OrgState(org, seeded[k] if k < len(seeded) else None)
+            for k, org in enumerate(config.orgs)
         }
-        self.clock = Clock(seeded.created[-1] if seeded.n else 0)
+        self.clock = Clock(max(s.created[-1] for s in seeded) if n else 0)
         self.batches = BatchQueue(
-            config, self.orgs, self.clock, self.events, CASE_NUMBER_BASE + seeded.n
+            config, self.orgs, self.clock, self.events, CASE_NUMBER_BASE + len(seeded) * n
         )
         self.legacy = LegacyStore(config)
         self.idempotency = Idempotency()

@@ -1,0 +1,32 @@
+"""Scale-out export: a listing cut into units of work, run on one machine or on a cluster.
+
+    units = plan_export(org_ids, from_=start, to=end, partitions_per_org=8)
+    result = await run_units(units, client=client, out_dir="export", format="parquet")
+
+Each unit writes one file, atomically, and records itself in `<out_dir>/manifest/`: running a
+plan again does only what is not done yet, and a unit interrupted midway resumes from its own
+checkpoint, so every row ends up in the output exactly once. `amili_async.export.dask` runs
+the same units on a Dask cluster (extra `amili-async[dask]`); Parquet needs
+`amili-async[parquet]`.
+"""
+
+from ._local import DEFAULT_UNIT_CONCURRENCY, ExportFailedError, ExportResult, run_units
+from ._manifest import UnitResult, read_manifest
+from ._plan import ExportUnit, plan_export
+from ._settings import ClientSettings
+from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_UNIT_CONCURRENCY",
+    "FORMATS",
+    "ClientSettings",
+    "ExportFailedError",
+    "ExportResult",
+    "ExportUnit",
+    "UnitResult",
+    "plan_export",
+    "read_manifest",
+    "run_unit",
+    "run_units",
+]

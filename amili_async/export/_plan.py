@@ -1,0 +1,152 @@
+"""Planning: an export cut into units of work, each one organisation's listing over one window.
+
+A unit is plain data (frozen, picklable, JSON-serialisable) so any engine can ship it to any
+process; its id is a digest of what it exports, so the same plan made twice, anywhere, names
+the same units and the same output files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from .._time import as_utc, format_datetime, split_window
+
+__all__ = ["FILTERS", "RESOURCES", "ExportUnit", "plan_export"]
+
+RESOURCES = ("invoices",)
+"""What can be exported in units: the partitionable listings (a window on createdAt)."""
+
+FILTERS = frozenset(
+    {"status", "type", "invoice_number", "unique_source_invoice_id", "customer_number"}
+)
+"""Filters a unit may carry: the keyword arguments of `client.invoices.list`."""
+
+# Organisation ids become directory names: keep them to characters that are safe in a path.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Hex digits of the sha256 kept in a unit id: 64 bits, so a collision among even a billion
+# units of one plan is unlikely (birthday bound ~ n^2 / 2^65), and names stay short.
+_ID_HEX = 16
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(value)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """One instant, one spelling: naive times are UTC, others converted to UTC."""
+    return None if value is None else as_utc(value).astimezone(dt.UTC)
+
+
+@attrs.frozen
+class ExportUnit:
+    """One organisation's listing over one window `[from_, to)`, with filters: a unit of work.
+
+    `unit_id` is derived from what the unit exports (resource, organisation, window, filters),
+    never from where or when it runs. `part`/`parts` only name its file in a readable order.
+    """
+
+    org_id: str
+    resource: str
+    from_: dt.datetime | None = attrs.field(converter=_utc)
+    to: dt.datetime | None = attrs.field(converter=_utc)
+    filters: tuple[tuple[str, str], ...] = ()
+    part: int = 0
+    parts: int = 1
+    unit_id: str = attrs.field(init=False)
+
+    @unit_id.default
+    def _digest(self) -> str:
+        identity = orjson.dumps(self._identity(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(identity).hexdigest()[:_ID_HEX]
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "org_id": self.org_id,
+            "from": None if self.from_ is None else format_datetime(self.from_),
+            "to": None if self.to is None else format_datetime(self.to),
+            "filters": [list(pair) for pair in self.filters],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (times as ISO 8601 UTC); `ExportUnit.from_dict` reads it back."""
+        return {**self._identity(), "part": self.part, "parts": self.parts, "id": self.unit_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportUnit:
+        """The unit `to_dict` wrote; ValueError when its id does not match its content."""
+        unit = cls(
+            org_id=data["org_id"],
+            resource=data["resource"],
+            from_=_parse_time(data["from"]),
+            to=_parse_time(data["to"]),
+            filters=tuple((str(k), str(v)) for k, v in data["filters"]),
+            part=int(data["part"]),
+            parts=int(data["parts"]),
+        )
+        if data.get("id", unit.unit_id) != unit.unit_id:
+            raise ValueError(f"unit {data['id']!r} does not match its content")
+        return unit
+
+    def file_stem(self) -> str:
+        """`<resource>/<org>/part-0003-of-0008-<id>`: the output path without its extension."""
+        part = f"part-{self.part:04d}-of-{self.parts:04d}"
+        return f"{self.resource}/{self.org_id}/{part}-{self.unit_id}"
+
+    def listing_filters(self) -> dict[str, str]:
+        """The unit's filters as keyword arguments of the listing."""
+        return dict(self.filters)
+
+
+def plan_export(
+    org_ids: Iterable[str],
+    *,
+    resource: str = "invoices",
+    from_: dt.datetime | None = None,
+    to: dt.datetime | None = None,
+    partitions_per_org: int = 1,
+    filters: Mapping[str, str] | None = None,
+) -> list[ExportUnit]:
+    """Units covering every given organisation's listing, `partitions_per_org` windows each.
+
+    No network call: the window `[from_, to)` (naive times are UTC) is cut into equal parts.
+    Without a window each organisation is one unit (its whole listing). Duplicate ids are
+    exported once.
+    """
+    if resource not in RESOURCES:
+        raise ValueError(f"resource must be one of {', '.join(RESOURCES)}")
+    if partitions_per_org < 1:
+        raise ValueError("partitions_per_org must be >= 1")
+    unknown = set(filters or ()) - FILTERS
+    if unknown:
+        raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(FILTERS)}")
+    pairs = tuple(sorted((k, str(v)) for k, v in (filters or {}).items() if v is not None))
+    start, end = _utc(from_), _utc(to)
+    if partitions_per_org > 1 and (start is None or end is None):
+        raise ValueError("partitions_per_org > 1 needs a window: from_ and to")
+    windows: list[tuple[dt.datetime | None, dt.datetime | None]]
+    if start is not None and end is not None:
+        windows = list(split_window(start, end, partitions_per_org))
+    else:
+        windows = [(start, end)]
+    units: list[ExportUnit] = []
+    seen: set[str] = set()
+    for org in org_ids:
+        org = org.strip()
+        if not _SAFE_ID.fullmatch(org):
+            raise ValueError(f"not an organisation id: {org!r}")
+        if org in seen:
+            continue
+        seen.add(org)
+        units.extend(
+            ExportUnit(org, resource, lo, hi, pairs, part, len(windows))
+            for part, (lo, hi) in enumerate(windows)
+        )
+    return units

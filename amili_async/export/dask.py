@@ -1,0 +1,155 @@
+"""Units on a Dask cluster (extra `amili-async[dask]`): one SDK client per worker process.
+
+Dask schedules, balances, retries and re-runs; this module only gives each worker one event
+loop (in a thread of its own, so the worker's heartbeats never wait for decoding) with one
+`AmiliClient` on it, reused by every unit the worker runs, through a `WorkerPlugin`. A worker
+that dies mid-unit leaves only staged rows in `.partial/` (never a file in its final place);
+the scheduler runs the unit again elsewhere and it resumes from its checkpoint, so every row
+is in the output exactly once. The output directory must be shared by the workers and the
+caller (one machine, or a network file system with working `flock`).
+
+    from distributed import Client
+    from amili_async.export import ClientSettings, plan_export
+    from amili_async.export.dask import run_units
+
+    units = plan_export(orgs, from_=start, to=end, partitions_per_org=8)
+    with Client("tcp://scheduler:8786") as dask:
+        result = run_units(dask, units, settings=ClientSettings(environment="production"),
+                           out_dir="/shared/export", format="parquet")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    from distributed import Client, WorkerPlugin, as_completed, get_worker
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "amili_async.export.dask needs Dask: pip install 'amili-async[dask]'"
+    ) from missing
+
+from .._client import AmiliClient
+from ._local import ExportFailedError, ExportResult
+from ._manifest import UnitResult
+from ._plan import ExportUnit
+from ._settings import ClientSettings
+from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
+
+__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "Client", "ExportWorkerPlugin", "run_units"]
+
+T = TypeVar("T")
+
+PLUGIN_NAME = "amili-async-export"
+"""The name the worker plugin is registered under (registering again replaces it)."""
+DEFAULT_RETRIES = 2
+"""Times Dask re-runs a unit that raised (a worker's death is retried by the scheduler on its
+own, `distributed.scheduler.allowed-failures` times): the client has already retried each
+request within its own budget, so a unit failing three times is a real problem to report."""
+_CLOSE_TIMEOUT = 30.0
+"""Seconds a worker's teardown waits for its client to close its connections."""
+
+
+class ExportWorkerPlugin(WorkerPlugin):
+    """Gives each worker an event loop thread and one client built from `settings`."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: AmiliClient | None = None
+
+    def setup(self, worker: Any) -> None:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name=PLUGIN_NAME, daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+
+    def teardown(self, worker: Any) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._client is not None:
+            closing = asyncio.run_coroutine_threadsafe(self._client.aclose(), loop)
+            closing.result(_CLOSE_TIMEOUT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_CLOSE_TIMEOUT)
+        loop.close()
+        self._loop = self._thread = self._client = None
+
+    def run(self, work: Callable[[AmiliClient], Awaitable[T]]) -> T:
+        """Run `work(client)` on the worker's loop (from a task's thread) and wait for it."""
+        if self._loop is None:
+            raise RuntimeError("the export plugin is not set up on this worker")
+
+        async def call() -> T:
+            if self._client is None:
+                self._client = self.settings.connect()  # built on the loop that uses it
+            return await work(self._client)
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
+
+
+def _run_on_worker(unit: ExportUnit, out_dir: str, fmt: str, page_size: int | None) -> UnitResult:
+    """A Dask task: one unit through this worker's client."""
+    plugin = get_worker().plugins[PLUGIN_NAME]
+    assert isinstance(plugin, ExportWorkerPlugin)
+    return plugin.run(
+        lambda client: run_unit(
+            unit, out_dir=out_dir, client=client, format=fmt, page_size=page_size
+        )
+    )
+
+
+def run_units(
+    dask: Client,
+    units: Iterable[ExportUnit],
+    *,
+    settings: ClientSettings,
+    out_dir: Path | str,
+    format: str = "jsonl",
+    page_size: int | None = DEFAULT_PAGE_SIZE,
+    retries: int = DEFAULT_RETRIES,
+    on_unit: Callable[[UnitResult], object] | None = None,
+) -> ExportResult:
+    """Run the units on the cluster behind `dask` (a synchronous `distributed.Client`).
+
+    Each unit is one task, keyed by its unit id; results come back as units finish
+    (`on_unit`), in plan order in the result. Failed units (after `retries`) do not stop the
+    others: ExportFailedError lists them once every unit has ended.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    plan = list(units)
+    dask.register_plugin(ExportWorkerPlugin(settings), name=PLUGIN_NAME)
+    futures = dask.map(
+        _run_on_worker,
+        plan,
+        out_dir=str(out_dir),
+        fmt=format,
+        page_size=page_size,
+        key=[f"amili-export-{unit.unit_id}" for unit in plan],
+        retries=retries,
+        pure=False,
+    )
+    by_key = {future.key: unit for future, unit in zip(futures, plan, strict=True)}
+    results: dict[str, UnitResult] = {}
+    failures: dict[str, BaseException] = {}
+    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+        unit = by_key[future.key]
+        error = future.exception()
+        if error is not None:
+            failures[unit.unit_id] = error
+            continue
+        result: UnitResult = future.result()
+        results[unit.unit_id] = result
+        if on_unit is not None:
+            on_unit(result)
+    done = ExportResult(tuple(results[u.unit_id] for u in plan if u.unit_id in results))
+    if failures:
+        raise ExportFailedError(failures, done)
+    return done

@@ -1,0 +1,97 @@
+"""`amili-async export invoices --orgs-file ... --out-dir ...`, here and on a Dask cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amili_async._cli import main
+from amili_async.export import read_manifest
+
+from ..e2e.conftest import run_cli
+from .conftest import FROM, RemoteSandbox, read_jsonl
+
+CLI_TIMEOUT = 120.0
+"""Seconds a CLI child may take (it exports up to 20,000 invoices on a shared machine)."""
+
+ONE_DAY = dt.timedelta(days=1)
+"""The CLI exports one day of one organisation: some 2,900 invoices, cut into 4 units."""
+
+
+async def _count(sandbox: RemoteSandbox, org: str, start: dt.datetime, end: dt.datetime) -> int:
+    """Invoices of `org` created in [start, end), listed by the SDK itself."""
+    async with sandbox.settings.connect() as client:
+        return sum([1 async for _ in client.invoices.list(org, from_=start, to=end)])
+
+
+def _orgs_file(tmp_path: Path, orgs: list[str]) -> Path:
+    path = tmp_path / "orgs.txt"
+    path.write_text("# organisations to export\n" + "\n".join(orgs) + "\n\n", encoding="utf-8")
+    return path
+
+
+async def test_one_machine_parquet_with_progress_and_summary(
+    remote_sandbox: RemoteSandbox, tmp_path: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    org = remote_sandbox.org_ids[1]
+    out = tmp_path / "out"
+    args = [
+        "export", "invoices", "--orgs-file", _orgs_file(tmp_path, [org]), "--out-dir", out,
+        "--format", "parquet", "--partitions-per-org", "4",
+        "--from", FROM.isoformat(), "--to", (FROM + ONE_DAY).isoformat(),
+    ]  # fmt: skip
+    run = await run_cli(*args, env=remote_sandbox.env(), timeout=CLI_TIMEOUT)
+    assert run.code == 0, run.stderr
+    count = await _count(remote_sandbox, org, FROM, FROM + ONE_DAY)
+    assert f"exported {count:,} invoices of 1 organisations in 4 units (4 run, 0 already" in (
+        run.stdout
+    )
+    assert f"{count:,} invoices, 4 of 4 units" in run.stderr  # the progress line
+    results = read_manifest(out)
+    assert sum(r.rows for r in results) == count
+    ids = [
+        i for r in results for i in pq.read_table(out / r.path, columns=["id"])["id"].to_pylist()
+    ]
+    assert len(set(ids)) == len(ids) == count
+
+    again = await run_cli(*args, env=remote_sandbox.env(), timeout=CLI_TIMEOUT)
+    assert again.code == 0, again.stderr
+    assert "(0 run, 4 already done)" in again.stdout
+
+
+async def test_on_a_dask_cluster(
+    remote_sandbox: RemoteSandbox, cluster: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    run = await run_cli(
+        "export", "invoices", "--orgs-file", _orgs_file(tmp_path, remote_sandbox.org_ids),
+        "--out-dir", out, "--status", "CLOSED", "--no-progress",
+        "--dask-scheduler", cluster.scheduler.address,
+        env=remote_sandbox.env(),
+        timeout=CLI_TIMEOUT,
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    rows = [row for r in read_manifest(out) for row in read_jsonl(out / r.path)]
+    assert rows
+    assert {row["status"] for row in rows} == {"CLOSED"}
+    assert {row["organization"]["id"] for row in rows} == set(remote_sandbox.org_ids)
+    assert len({row["id"] for row in rows}) == len(rows)
+    assert f"exported {len(rows):,} invoices of 3 organisations in 3 units" in run.stdout
+
+
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as missing:
+        main(["export", "invoices", "--out-dir", str(tmp_path)])
+    assert missing.value.code == 2
+    assert "--org and --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as both:
+        main(["export", "invoices", "--orgs-file", "x", "--out-dir", "d", "--org", "o"])
+    assert both.value.code == 2
+    orgs = str(_orgs_file(tmp_path, ["o"]))
+    args = ["export", "invoices", "--orgs-file", orgs, "--out-dir", str(tmp_path)]
+    assert main([*args, "--partitions-per-org", "3"]) == 1  # no window to cut
+    assert "needs a window" in capsys.readouterr().err
