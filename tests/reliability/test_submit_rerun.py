@@ -52,6 +52,15 @@ async def _payment_batches(client: AmiliClient, org: str) -> list[models.Batch]:
     return await client.batches.list(org, type="PAYMENT", page_size=1000).collect()
 
 
+def _caught_in_between(sandbox: SandboxServer, org: str, report: Path, chunks: int) -> bool:
+    """At least `chunks` chunks reported, and more chunks paid in the sandbox than reported."""
+    reported = len(_report_rows(report)) // CHUNK
+    paid = sum(
+        b.type == "PAYMENT" and b.org_id == org for b in sandbox.state.batches_by_id.values()
+    )
+    return reported >= chunks and paid > reported
+
+
 async def _check_rows_are_true(
     client: AmiliClient, org: str, rows: list[dict[str, str]], payments: list[dict[str, str]]
 ) -> None:
@@ -106,8 +115,10 @@ async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
         for reported_chunks in (2, 6):  # kill once 2, then once 6 chunks are in the report
             proc = await start_cli(*args, env=env)
             try:
+                # Killed only once a chunk is paid (its batch exists) but not yet reported.
                 reached = await wait_until(
-                    lambda n=reported_chunks: len(_report_rows(report)) >= n * CHUNK, proc=proc
+                    lambda n=reported_chunks: _caught_in_between(amili_sandbox, org, report, n),
+                    proc=proc,
                 )
             finally:
                 status = await kill(proc)
