@@ -1,0 +1,183 @@
+"""Request items checked before they are sent: the mistakes a model can catch locally.
+
+Responses are read leniently (a number where a string is documented becomes text, a naive
+timestamp is UTC, as Amili means it); what *we* send is held to the types the models declare:
+
+- money is a Decimal (or, in a dict from JSON or CSV, a JSON number or numeric text): a float
+  `0.1 + 0.2` would go out as 0.30000000000000004;
+- a number is a number, never a string in a model (`amount="12.50"`);
+- a date-time carries its timezone: a naive one is refused, not silently taken as UTC;
+- a field documented as a date takes `datetime.date`.
+
+A dict may be keyed by wire names (`invoiceDate`) or attribute names (`invoice_date`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+
+from . import _serde
+from ._explain import type_name
+
+M = TypeVar("M")
+
+_NAIVE = (
+    "a naive date-time (no timezone): which timezone did you mean? Attach one, e.g. "
+    "datetime(2024, 5, 1, tzinfo=datetime.UTC) or ZoneInfo('Europe/Oslo')"
+)
+
+
+def request_item(item: M | Mapping[str, Any], cls: type[M], path: str = "$") -> M:
+    """`item` as a checked `cls`: a model is checked as it is, a dict is read then checked."""
+    if isinstance(item, cls):
+        check(item, path)
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(f"{path}: expected {cls.__name__} or a dict, got {type(item).__name__}")
+    data = wire_keys(item, cls)
+    _check_naive_text(data, cls, path)
+    try:
+        model = _serde.structure(data, cls)
+    except _serde.StructureError as error:
+        if path == "$":
+            raise
+        raise _serde.StructureError(f"{path}: {error}") from None
+    check(model, path)
+    return model
+
+
+def wire_keys(data: Any, cls: Any) -> Any:
+    """`data` with attribute-name keys renamed to wire names, nested models and lists too."""
+    cls = _unwrap_optional(cls)
+    if typing.get_origin(cls) is list and isinstance(data, list):
+        (item,) = typing.get_args(cls) or (Any,)
+        return [wire_keys(value, item) for value in data]
+    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+        return data
+    fields = _fields(cls)
+    by_name = {f.name: f for f in fields}
+    by_wire = {f.metadata.get("wire", f.name): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = by_wire.get(key) or by_name.get(key)
+        if field is None:
+            out[key] = value  # unknown keys are left for the structure step to ignore
+            continue
+        wire = field.metadata.get("wire", field.name)
+        if wire in out:
+            raise ValueError(f"{wire!r} is given twice (as {wire!r} and {field.name!r})")
+        out[wire] = wire_keys(value, field.type)
+    return out
+
+
+def check(model: Any, path: str = "$") -> None:
+    """Raise TypeError/ValueError, naming the wire path, for a value the API must not get."""
+    for field in _fields(type(model)):
+        value = getattr(model, field.name)
+        if value is not None:
+            _check_value(value, field.type, f"{path}.{field.metadata.get('wire', field.name)}")
+
+
+def _check_value(value: Any, tp: Any, path: str) -> None:
+    tp = _unwrap_optional(tp)
+    kind = type(value)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise TypeError(f"{path}: expected a list, got {kind.__name__}")
+        (item,) = typing.get_args(tp) or (Any,)
+        for index, element in enumerate(value):
+            _check_value(element, item, f"{path}[{index}]")
+        return
+    if isinstance(tp, type) and attrs.has(tp):
+        if not isinstance(value, tp):
+            raise TypeError(f"{path}: expected {tp.__name__}, got {kind.__name__}")
+        check(value, path)
+        return
+    if tp is Decimal:
+        if kind is float:
+            raise TypeError(
+                f"{path}: a float cannot hold money exactly (0.1 + 0.2 is 0.30000000000000004); "
+                'use Decimal, e.g. Decimal("12.50")'
+            )
+        if kind is not Decimal and kind is not int:
+            raise TypeError(f"{path}: expected a Decimal amount, got {kind.__name__}")
+        if kind is Decimal and not value.is_finite():
+            raise ValueError(f"{path}: amounts must be finite numbers")
+    elif tp in (int, float):
+        if kind is bool or kind not in (int, float) or (tp is int and kind is float):
+            raise TypeError(f"{path}: expected {type_name(tp)}, got {kind.__name__}")
+    elif tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise TypeError(f"{path}: expected {type_name(tp)}, got {kind.__name__}")
+    elif tp is dt.datetime:
+        if kind is dt.date:
+            raise TypeError(
+                f"{path}: expected a date-time, got a date (this field is a point in time: pass "
+                "a datetime with its timezone)"
+            )
+        _aware(value, path)
+    elif tp == dt.date | dt.datetime:
+        if isinstance(value, dt.datetime):
+            _aware(value, path)
+        elif kind is not dt.date:
+            raise TypeError(f"{path}: expected a date or a datetime, got {kind.__name__}")
+    elif tp is dt.date and kind is not dt.date:
+        hint = ": pass value.date()" if kind is dt.datetime else ""
+        raise TypeError(f"{path}: expected a date, got {kind.__name__}{hint}")
+
+
+def _aware(value: Any, path: str) -> None:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{path}: expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{path}: {_NAIVE}")
+
+
+def _check_naive_text(data: Any, cls: Any, path: str) -> None:
+    """Refuse naive date-times in a request dict before reading it would make them UTC."""
+    cls = _unwrap_optional(cls)
+    if typing.get_origin(cls) is list and isinstance(data, list):
+        (item,) = typing.get_args(cls) or (Any,)
+        for index, value in enumerate(data):
+            _check_naive_text(value, item, f"{path}[{index}]")
+        return
+    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+        return
+    for field in _fields(cls):
+        wire = field.metadata.get("wire", field.name)
+        value = data.get(wire)
+        tp = _unwrap_optional(field.type)
+        where = f"{path}.{wire}"
+        if tp in (dt.datetime, dt.date | dt.datetime):
+            if isinstance(value, dt.datetime):
+                _aware(value, where)
+            elif isinstance(value, str) and (tp is dt.datetime or len(value) != 10):
+                try:
+                    parsed = dt.datetime.fromisoformat(value)
+                except ValueError:
+                    continue  # not a date-time at all: the structure step says so
+                _aware(parsed, where)
+        else:
+            _check_naive_text(value, tp, where)
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    attrs.resolve_types(cls)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+    return fields
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+        return typing.Union[tuple(inner)]  # noqa: UP007 - built from a runtime tuple
+    return tp
