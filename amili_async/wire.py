@@ -47,7 +47,7 @@ def to_json(model: Any) -> bytes:
 def from_wire(data: Mapping[str, Any], cls: type[M]) -> M:
     """A model from decoded JSON (or a dict keyed by wire or attribute names)."""
     if _is_request(cls):
-        return _requests.request_item(parsed, cls)
+        return _requests.request_item(data, cls)
     return _serde.structure(_requests.wire_keys(data, cls), cls)
 
 
