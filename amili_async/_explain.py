@@ -44,7 +44,7 @@ def explain(error: BaseException, data: Any, path: str = "$") -> list[str]:
             name = wire.get(note.name, note.name)
             value = data.get(name, _MISSING) if isinstance(data, dict) else _MISSING
             lines += _leaf(exc, value, f"{path}.{name}", note.type)
-        lines += [f"{path}: {_why(exc, data, error.cl)}" for exc in plain]
+        lines += [f"{path}: {why(exc, data, error.cl)}" for exc in plain]
         return lines
     if isinstance(error, cattrs.IterableValidationError):
         noted_items, plain_items = error.group_exceptions()
@@ -54,18 +54,18 @@ def explain(error: BaseException, data: Any, path: str = "$") -> list[str]:
             ok = isinstance(data, list) and isinstance(index, int) and index < len(data)
             value = data[index] if ok else _MISSING
             lines += _leaf(exc, value, f"{path}[{index}]", item_note.type)
-        lines += [f"{path}: {_why(exc, data, list)}" for exc in plain_items]
+        lines += [f"{path}: {why(exc, data, list)}" for exc in plain_items]
         return lines
-    return [f"{path}: {_why(error, data, None)}"]
+    return [f"{path}: {why(error, data, None)}"]
 
 
 def _leaf(error: BaseException, value: Any, path: str, expected: Any) -> list[str]:
     if isinstance(error, cattrs.BaseValidationError):
         return explain(error, value, path)
-    return [f"{path}: {_why(error, value, expected)}"]
+    return [f"{path}: {why(error, value, expected)}"]
 
 
-def _why(error: BaseException, value: Any, expected: Any) -> str:
+def why(error: BaseException, value: Any, expected: Any) -> str:
     """The reason, naming the expected type and the value's type (never the value)."""
     if isinstance(error, KeyError) or value is _MISSING:
         return "required field missing"

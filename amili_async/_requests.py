@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import attrs
 
 from . import _serde
-from ._explain import type_name
+from ._explain import type_name, why
 
 M = TypeVar("M")
 
@@ -45,11 +45,70 @@ def request_item(item: M | Mapping[str, Any], cls: type[M], path: str = "$") -> 
     try:
         model = _serde.structure(data, cls)
     except _serde.StructureError as error:
-        if path == "$":
-            raise
-        raise _serde.StructureError(f"{path}: {error}") from None
+        found = _structure_problems(data, cls, error)
+        lines = "; ".join(f"{path}{where.removeprefix('$')}: {why}" for where, why in found)
+        raise _serde.StructureError(f"data does not match {cls.__name__}: {lines}") from None
     check(model, path)
     return model
+
+
+def problems(item: Mapping[str, Any], cls: type[Any]) -> list[tuple[str, str]]:
+    """Every (wire path, reason) that keeps `item` from being sent as `cls`; [] when it can.
+
+    What `request_item` raises for, all of it at once (a file's row is fixed in one go).
+    """
+    try:
+        data = wire_keys(item, cls)
+    except ValueError as error:
+        return [("$", str(error))]
+    found = [(path, _NAIVE) for path in _naive_paths(data, cls, "$")]
+    try:
+        model = _serde.structure(data, cls)
+    except _serde.StructureError as error:
+        return found + _structure_problems(data, cls, error)
+    try:
+        check(model)
+    except (TypeError, ValueError) as error:
+        path, _, reason = str(error).partition(": ")
+        found.append((path, reason))
+    return found
+
+
+def _structure_problems(
+    data: Any, cls: type[Any], error: _serde.StructureError
+) -> list[tuple[str, str]]:
+    """Every field that fails to read, found by reading each field on its own."""
+    found = _field_problems(data, cls, "$")
+    return found or [("$", str(error))]
+
+
+def _field_problems(data: Any, tp: Any, path: str) -> list[tuple[str, str]]:
+    inner = _unwrap_optional(tp)
+    if typing.get_origin(inner) is list:
+        if not isinstance(data, list):
+            return [(path, why(TypeError(), data, inner))]
+        (item,) = typing.get_args(inner) or (Any,)
+        return [p for i, v in enumerate(data) for p in _field_problems(v, item, f"{path}[{i}]")]
+    if isinstance(inner, type) and attrs.has(inner):
+        if not isinstance(data, Mapping):
+            return [(path, why(TypeError(), data, inner))]
+        found: list[tuple[str, str]] = []
+        for field in _fields(inner):
+            wire = field.metadata.get("wire", field.name)
+            value = data.get(wire)
+            where = f"{path}.{wire}"
+            if value is None:
+                if field.default is attrs.NOTHING:
+                    found.append((where, "required field missing"))
+                continue
+            found += _field_problems(value, field.type, where)
+        return found
+    hook = _serde._INLINE_PRIMITIVES[inner][1] if inner in _serde._INLINE_PRIMITIVES else None
+    try:
+        (hook or _serde.converter.get_structure_hook(inner))(data, inner)
+    except Exception as error:
+        return [(path, why(error, data, inner))]
+    return []
 
 
 def wire_keys(data: Any, cls: Any) -> Any:
@@ -141,30 +200,35 @@ def _aware(value: Any, path: str) -> None:
 
 def _check_naive_text(data: Any, cls: Any, path: str) -> None:
     """Refuse naive date-times in a request dict before reading it would make them UTC."""
+    for where in _naive_paths(data, cls, path):
+        raise ValueError(f"{where}: {_NAIVE}")
+
+
+def _naive_paths(data: Any, cls: Any, path: str) -> list[str]:
+    """Wire paths of the naive date-times (objects or ISO text) in a request dict."""
     cls = _unwrap_optional(cls)
     if typing.get_origin(cls) is list and isinstance(data, list):
         (item,) = typing.get_args(cls) or (Any,)
-        for index, value in enumerate(data):
-            _check_naive_text(value, item, f"{path}[{index}]")
-        return
+        return [p for i, v in enumerate(data) for p in _naive_paths(v, item, f"{path}[{i}]")]
     if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
-        return
+        return []
+    found: list[str] = []
     for field in _fields(cls):
         wire = field.metadata.get("wire", field.name)
         value = data.get(wire)
         tp = _unwrap_optional(field.type)
         where = f"{path}.{wire}"
         if tp in (dt.datetime, dt.date | dt.datetime):
-            if isinstance(value, dt.datetime):
-                _aware(value, where)
-            elif isinstance(value, str) and (tp is dt.datetime or len(value) != 10):
+            if isinstance(value, str) and (tp is dt.datetime or len(value) != 10):
                 try:
-                    parsed = dt.datetime.fromisoformat(value)
+                    value = dt.datetime.fromisoformat(value)
                 except ValueError:
                     continue  # not a date-time at all: the structure step says so
-                _aware(parsed, where)
+            if isinstance(value, dt.datetime) and value.utcoffset() is None:
+                found.append(where)
         else:
-            _check_naive_text(value, tp, where)
+            found += _naive_paths(value, tp, where)
+    return found
 
 
 def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:

@@ -35,6 +35,7 @@ from ._args import (
     report_file,
     timestamp,
 )
+from ._progress import plural
 
 CLI_RETRY_FOR = 300.0
 """Five minutes of retries for a failing request: a CLI job runs unattended, and a burst of
@@ -271,7 +272,7 @@ async def _run(args: argparse.Namespace) -> int:
                 ),
             )
             resumed = f" (resumed at {summary.resumed_from:,})" if summary.resumed_from else ""
-            print(f"exported {summary.count:,} {args.what} to {summary.out}{resumed}")
+            print(f"exported {plural(summary.count, args.what)} to {summary.out}{resumed}")
             return 0
         from ._submit import submit
 
@@ -303,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (AmiliError, ValueError, OSError) as error:
+        for line in getattr(error, "details", ()):  # what to fix, one line each (submit)
+            print(line, file=sys.stderr)
         print(f"amili-async: error: {_explained(error)}", file=sys.stderr)
         return 1
 
