@@ -1,0 +1,92 @@
+"""Command-line conventions, through the entry point: help, --force, connection errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from amili_async.sandbox import SandboxConfig, SandboxServer
+from amili_async.sandbox._faults import FAULT_SPEC_KEYS
+
+from .conftest import assert_one_line_error, run_cli
+from .test_cli import base_env
+
+CHILD_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def amili_sandbox_config() -> SandboxConfig:
+    return SandboxConfig(invoices=12, seed=5)
+
+
+async def cli(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    run = await run_cli(*args, env=env or base_env(), timeout=CHILD_TIMEOUT)
+    return run.code, run.stdout, run.stderr
+
+
+@pytest.mark.parametrize("command", ["sandbox", "export", "submit", "demo"])
+async def test_help_shows_every_flags_default(command: str) -> None:
+    code, out, _ = await cli(command, "--help")
+    assert code == 0
+    # Each option's help either shows "(default: ...)" or has no default to show.
+    for flag, default in {
+        "sandbox": {"--port": "8080", "--invoices": "1000", "--host": "127.0.0.1"},
+        "export": {"--timeout": "60.0", "--max-retries": "2", "--retry-for": "300.0"},
+        "submit": {"--chunk-size": "500", "--concurrency": "4"},
+        "demo": {"--out": "demo-out", "--invoices": "20,000"},
+    }[command].items():
+        options = out[out.index("options:") :]
+        block = " ".join(options[options.index(flag) :].split()[:30])
+        assert re.search(rf"\(default: {re.escape(default)}\)", block), flag
+
+
+async def test_sandbox_help_lists_every_fault_key_and_export_the_page_size_limit() -> None:
+    _, sandbox, _ = await cli("sandbox", "--help")
+    for key in FAULT_SPEC_KEYS:
+        assert re.search(rf"^  {key}\s", sandbox, re.MULTILINE), key
+    for key in ("drop_before", "drop_after", "truncate", "html", "jitter", "retry_after"):
+        assert key in sandbox
+    _, export, _ = await cli("export", "--help")
+    assert "1 to 1000 (the API's limit" in " ".join(export.split())
+
+
+async def test_a_finished_export_is_overwritten_only_with_force(
+    amili_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    env = base_env(
+        AMILI_BASE_URL=amili_sandbox.base_url,
+        AMILI_CLIENT_ID=amili_sandbox.client_id,
+        AMILI_CLIENT_SECRET=amili_sandbox.client_secret,
+    )
+    out = tmp_path / "invoices.jsonl"
+    args = ("export", "invoices", "--org", amili_sandbox.default_org_id, "--out", out)
+    code, stdout, _ = await cli(*args, "--no-progress", env=env)
+    assert code == 0
+    assert "exported 12 invoices" in stdout
+    out.write_text("precious\n")
+
+    code, stdout, stderr = await cli(*args, env=env)
+    assert code == 1
+    assert out.read_text() == "precious\n"  # untouched
+    code, stdout, stderr = await cli(*args, "--force", "--no-progress", env=env)
+    assert code == 0, stderr
+    assert len(out.read_text().splitlines()) == 12
+
+
+async def test_a_wrong_port_names_host_and_port(tmp_path: Path) -> None:
+    env = base_env(
+        AMILI_BASE_URL="http://127.0.0.1:9/collection/v1",
+        AMILI_CLIENT_ID="sandbox",
+        AMILI_CLIENT_SECRET="sandbox-secret",
+    )
+    out = tmp_path / "x.jsonl"
+    run = await run_cli(
+        "export", "invoices", "--org", "o", "--out", out, "--max-retries", "0",
+        "--retry-for", "0", env=env, timeout=CHILD_TIMEOUT,
+    )  # fmt: skip
+    line = assert_one_line_error(run)
+    assert "(connecting to 127.0.0.1:9)" in line
+    assert "sandbox-secret" not in line
+    assert not out.exists()  # no empty file left behind
