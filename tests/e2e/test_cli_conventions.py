@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from amili_async import AmiliClient, BadRequestError, UnprocessableEntityError
 from amili_async.sandbox import SandboxConfig, SandboxServer
 from amili_async.sandbox._faults import FAULT_SPEC_KEYS
 
@@ -90,3 +91,29 @@ async def test_a_wrong_port_names_host_and_port(tmp_path: Path) -> None:
     assert "(connecting to 127.0.0.1:9)" in line
     assert "sandbox-secret" not in line
     assert not out.exists()  # no empty file left behind
+
+
+async def test_the_servers_explanation_is_in_the_message(
+    amili_sandbox: SandboxServer, amili_client: AmiliClient
+) -> None:
+    org = amili_sandbox.default_org_id
+    invoice = {
+        "type": "BOGUS",
+        "invoiceNumber": "E-1",
+        "originalInvoiceAmount": "10.00",
+        "currency": "NOK",
+        "invoiceDate": "2024-05-01",
+        "dueDate": "2024-05-15",
+        "uniqueSourceInvoiceId": "e-1",
+    }
+    with pytest.raises(UnprocessableEntityError) as refused:
+        await amili_client.invoices.create(org, [invoice])
+    assert str(refused.value).endswith(
+        "One or more validation errors occurred. - invoices[0].type: 'BOGUS' is not one of: "
+        "PAYMENT_REMINDER, NOTICE, COLLECTION_NOTICE."
+    ), str(refused.value)
+    with pytest.raises(BadRequestError) as bad:
+        await amili_client.invoices.list(org, page_size=5000).collect()
+    assert str(bad.value).endswith(
+        "Bad Request - PageSize must be between 1 and 1000. - PageSize: Must be between 1 and 1000."
+    )
