@@ -210,8 +210,8 @@ class FaultInjector:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: Request key under which the injected fault kind (or None) is noted.
-FAULT_NOTE = "amili_fault"
+#: Request key under which the injected fault kind (or None) is noted (for the request log).
+FAULT_NOTE: web.RequestKey[str | None] = web.RequestKey("amili_fault")
 #: A one-element list holding the active injector (or None); swapped at runtime.
 FAULTS_KEY: web.AppKey[list[FaultInjector | None]] = web.AppKey("amili_faults")
 
