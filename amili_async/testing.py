@@ -26,6 +26,7 @@ import pytest
 if TYPE_CHECKING:
     from ._client import AmiliClient
     from .sandbox import SandboxConfig, SandboxServer
+    from .webhooks import WebhookReceiver
 
 try:
     import pytest_asyncio
@@ -35,7 +36,8 @@ except ImportError:  # without it the async fixtures cannot run: they say so (se
     HAVE_PYTEST_ASYNCIO = False
 
 MISSING_PYTEST_ASYNCIO = (
-    "amili_sandbox and amili_client are async fixtures and need pytest-asyncio: "
+    "amili_sandbox, amili_client and amili_webhook_receiver are async fixtures and need "
+    "pytest-asyncio: "
     'pip install "amili-async[pytest]" (or pytest-asyncio), then mark async tests with '
     '@pytest.mark.asyncio or set asyncio_mode = "auto"'
 )
@@ -61,6 +63,11 @@ if not HAVE_PYTEST_ASYNCIO:
         """Stands in for the async fixture: fails the test with what to install."""
         pytest.fail(MISSING_PYTEST_ASYNCIO, pytrace=False)
 
+    @pytest.fixture(name="amili_webhook_receiver")
+    def _missing_receiver() -> None:
+        """Stands in for the async fixture: fails the test with what to install."""
+        pytest.fail(MISSING_PYTEST_ASYNCIO, pytrace=False)
+
 else:
 
     @pytest_asyncio.fixture
@@ -83,6 +90,20 @@ else:
             token_url=amili_sandbox.token_url,
         ) as client:
             yield client
+
+    @pytest_asyncio.fixture
+    async def amili_webhook_receiver(
+        amili_sandbox_config: SandboxConfig,
+    ) -> AsyncIterator[WebhookReceiver]:
+        """A `webhook_handler` on a free loopback port, verifying with the sandbox's secret.
+
+        Register `.url` (`amili_sandbox.webhooks.register(receiver.url)`), then read
+        `.events` or `await receiver.wait_for(n, match=..., timeout=...)`.
+        """
+        from .webhooks import WebhookReceiver
+
+        async with WebhookReceiver(secret=amili_sandbox_config.webhook_secret) as receiver:
+            yield receiver
 
 
 def pytest_configure(config: Any) -> None:

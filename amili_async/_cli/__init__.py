@@ -36,6 +36,7 @@ from ._args import (
     timestamp,
 )
 from ._progress import plural
+from ._webhooks import add_sandbox_options, add_webhooks_parser, run_webhooks, sandbox_settings
 
 CLI_RETRY_FOR = 300.0
 """Five minutes of retries for a failing request: a CLI job runs unattended, and a burst of
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print one line per request on stderr: method, path, status, injected fault "
         "(never bodies, query strings or tokens)",
     )
+    add_sandbox_options(sandbox)
+    add_webhooks_parser(commands)
 
     auth = Parser(add_help=False)
     group = auth.add_argument_group("connection (defaults from AMILI_* environment variables)")
@@ -242,9 +245,12 @@ async def _run(args: argparse.Namespace) -> int:
             faults=args.faults,
             rate_limit=args.rate_limit,
             log_requests=args.log_requests,
+            **sandbox_settings(args),
         )
         await serve_forever(config)
         return 0
+    if args.command == "webhooks":
+        return await run_webhooks(args)
     if args.command == "demo":
         from ._demo import DEMO_INVOICES, run_demo
 

@@ -4,8 +4,8 @@ Speaks the wire contract of ``docs/DESIGN.md`` over in-memory state: Identiverse
 ``/token``, every ``/collection/v1`` operation (asynchronous write batches, listings with
 opaque page tokens, case actions), the legacy ``/webapi/api`` endpoints, ProblemDetails
 errors, ``IdempotencyKey`` replays, ``X-Amili-Request-Id`` on every response, seeded fault
-injection and deterministic Norwegian-looking seed data (1,000,000 invoices in well under
-a second, materialised on demand).
+injection, signed webhook deliveries to registered URLs and deterministic Norwegian-looking
+seed data (1,000,000 invoices in well under a second, materialised on demand).
 
 Usage::
 
@@ -18,6 +18,7 @@ from ._config import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_ORG_ID,
+    DEFAULT_WEBHOOK_SECRET,
     RESTRICTED_CLIENT_ID,
     RESTRICTED_CLIENT_SECRET,
     SECOND_ORG_ID,
@@ -25,22 +26,27 @@ from ._config import (
     OrgConfig,
     SandboxConfig,
 )
-from ._events import BATCH_COMPLETED, SETTLEMENT_CREATED, Event, EventBus
+from ._events import BATCH_COMPLETED, CASE, CASE_UPDATED, SETTLEMENT_CREATED, Event, EventBus
 from ._faults import FaultConfig
 from ._seed import SeededInvoices, seed_invoices
 from ._server import SandboxServer, serve_forever
 from ._state import SandboxState
+from ._webhooks import WEBHOOKS_PATH, WebhookDispatcher
 
 __all__ = [
     "BATCH_COMPLETED",
+    "CASE",
+    "CASE_UPDATED",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_ORG_ID",
+    "DEFAULT_WEBHOOK_SECRET",
     "REQUEST_ID_HEADER",
     "RESTRICTED_CLIENT_ID",
     "RESTRICTED_CLIENT_SECRET",
     "SECOND_ORG_ID",
     "SETTLEMENT_CREATED",
+    "WEBHOOKS_PATH",
     "ClientConfig",
     "Event",
     "EventBus",
@@ -50,6 +56,7 @@ __all__ = [
     "SandboxServer",
     "SandboxState",
     "SeededInvoices",
+    "WebhookDispatcher",
     "create_app",
     "seed_invoices",
     "serve_forever",

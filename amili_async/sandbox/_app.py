@@ -38,6 +38,7 @@ from ._validate import (
     validate_invoices,
     validate_payments,
 )
+from ._webhooks import add_webhook_routes
 from ._wire import ApiError, dumps, parse_date
 
 __all__ = [
@@ -569,4 +570,5 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     r.add_get("/webapi/api/Batch", legacy_get_batch)
     r.add_post("/webapi/api/Batch", legacy_post_batch)
     r.add_post("/webapi/api/Attachment", legacy_attachment)
+    add_webhook_routes(app, config, app[STATE_KEY].events)
     return app

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._config import SandboxConfig
-from ._events import BATCH_COMPLETED, SETTLEMENT_CREATED, EventBus
+from ._events import BATCH_COMPLETED, CASE, CASE_UPDATED, SETTLEMENT_CREATED, EventBus, case_data
 from ._norway import kid_mod10
 from ._records import TERMINAL_STATUSES, BatchRecord, InvoiceRecord, SettlementRecord
 from ._store import Clock, OrgState
@@ -179,6 +179,10 @@ class BatchQueue:
                 }
             )
         org.add_invoices(new)
+        if self._events.wants(CASE):
+            for record in new:
+                # The one place CASE is published: every new invoice opens its case.
+                self._events.publish(CASE, case_data(record))
 
     def _new_invoice(
         self, org: OrgState, batch: BatchRecord, item: dict[str, Any], when: int
@@ -246,10 +250,14 @@ class BatchQueue:
                 record.paid = (record.paid + amount).quantize(_CENT)
             else:
                 record.credited = (record.credited + amount).quantize(_CENT)
+            fields = ["amounts"]
             if record.remaining == 0:
                 record.status = "CLOSED"
                 record.closed_ms = when
+                fields.append("status")
             org.sync(hit[1], record)
+            if self._events.wants(CASE_UPDATED):
+                self._events.publish(CASE_UPDATED, case_data(record, fields))
             entry = {
                 "index": k,
                 "invoiceId": record.id,

@@ -3,6 +3,7 @@ transitions", applied all-or-nothing per request."""
 
 from __future__ import annotations
 
+from ._events import CASE_UPDATED, EventBus, case_data
 from ._records import ACTIVE_STATUSES, TERMINAL_STATUSES, InvoiceRecord
 from ._store import Clock, OrgState
 from ._wire import ApiError
@@ -48,9 +49,11 @@ _ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, str | None, s
 CASE_ACTIONS = tuple(_ACTIONS)
 
 
-def case_action(org: OrgState, case_ids: list[str], action: str, clock: Clock) -> None:
+def case_action(
+    org: OrgState, case_ids: list[str], action: str, clock: Clock, events: EventBus
+) -> None:
     """Apply ``action`` to all of ``case_ids`` or to none (404 unknown, 409 illegal);
-    a case it closes gets closedAt from ``clock``."""
+    a case it closes gets closedAt from ``clock``; each changed case publishes CASE_UPDATED."""
     statuses, subs, new_status, new_sub = _ACTIONS[action]
     targets: list[tuple[InvoiceRecord, int]] = []
     for case_id in case_ids:
@@ -69,10 +72,15 @@ def case_action(org: OrgState, case_ids: list[str], action: str, clock: Clock) -
     when = clock.next_ms() if new_status in TERMINAL_STATUSES else None
     for found, i in targets:
         record = org.seeded_record(i, for_update=True) if i >= 0 else found
+        fields = []
         if new_status is not None:
             record.status = new_status
+            fields.append("status")
             if when is not None:
                 record.closed_ms = when
         if new_sub != _KEEP:
             record.sub_status = new_sub
+            fields.append("subStatus")
         org.sync(i, record)
+        # The one place a case action publishes CASE_UPDATED.
+        events.publish(CASE_UPDATED, case_data(record, fields))

@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_ORGS",
     "DEFAULT_ORG_ID",
+    "DEFAULT_WEBHOOK_SECRET",
     "RESTRICTED_CLIENT_ID",
     "RESTRICTED_CLIENT_SECRET",
     "SECOND_ORG_ID",
@@ -27,6 +28,9 @@ SECOND_ORG_ID = "7bc05553-4b68-44e8-b7bc-37be63c6d9e9"
 #: The default client's credentials: public on purpose (a local sandbox), easy to type.
 DEFAULT_CLIENT_ID = "sandbox"
 DEFAULT_CLIENT_SECRET = "sandbox-secret"
+#: The secret webhook deliveries are signed with unless configured: public on purpose, like
+#: the default client's.
+DEFAULT_WEBHOOK_SECRET = "sandbox-webhook-secret"
 #: A client whose tokens are valid but grant access to no organisation (403 everywhere).
 RESTRICTED_CLIENT_ID = "sandbox-restricted"
 #: Its secret, as public as the default client's.
@@ -98,6 +102,15 @@ class SandboxConfig:
     token_resource: str = "04468334-ec11-4ef8-9e7c-e124bacbd5c1"
     #: Most cases returned by the legacy ``GET /webapi/api/Batch``.
     legacy_batch_limit: int = 100
+    #: Receiver URLs every webhook event is POSTed to (more: ``SandboxServer.webhooks``).
+    webhook_urls: tuple[str, ...] = ()
+    #: The shared secret deliveries are signed with (the SDK's inferred HMAC-SHA256 scheme).
+    webhook_secret: str = attrs.field(default=DEFAULT_WEBHOOK_SECRET, repr=False)
+    #: Send the delivery time (Unix seconds) in this header and sign ``<time>.<body>``: the
+    #: SDK's inferred replay protection (``HmacSha256Verifier(timestamp_header=...)``).
+    webhook_timestamp_header: str | None = None
+    #: Fault injection for receivers: the probability that a delivery is sent twice at once.
+    webhook_duplicates: float = 0.0
 
     @property
     def default_org_id(self) -> str:

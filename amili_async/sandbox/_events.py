@@ -3,6 +3,9 @@
 Event shapes follow the docs' webhook payloads: ``{id, type, source, timeStamp, data}``.
 ``BATCH_COMPLETED`` data: ``{batchId, organizationId, status}``; ``SETTLEMENT_CREATED`` data:
 ``{settlementId, organizationId, settlementDate, invoiceId, invoiceNumber, caseNumber}``.
+``CASE`` and ``CASE_UPDATED`` name themselves in ``eventType`` (not ``type``) and carry
+``{orgId, caseId, caseNumber, type, status, invoices}`` (plus ``fields`` when updated), as the
+docs' examples do.
 """
 
 from __future__ import annotations
@@ -12,17 +15,35 @@ import collections
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._wire import fmt_ms, now_ms
 
-__all__ = ["BATCH_COMPLETED", "SETTLEMENT_CREATED", "Event", "EventBus"]
+if TYPE_CHECKING:
+    from ._records import InvoiceRecord
+
+__all__ = [
+    "BATCH_COMPLETED",
+    "CASE",
+    "CASE_UPDATED",
+    "SETTLEMENT_CREATED",
+    "WEBHOOK_EVENTS",
+    "Event",
+    "EventBus",
+    "case_data",
+]
 
 # The event types of the docs' webhook payloads.
 BATCH_COMPLETED = "BATCH_COMPLETED"
 SETTLEMENT_CREATED = "SETTLEMENT_CREATED"
+CASE = "CASE"
+CASE_UPDATED = "CASE_UPDATED"
+#: Every type the sandbox delivers to registered webhook URLs.
+WEBHOOK_EVENTS = (BATCH_COMPLETED, SETTLEMENT_CREATED, CASE, CASE_UPDATED)
+# The case events name themselves in ``eventType``; the others in ``type`` (the docs' examples).
+_EVENT_TYPE_KEY = {CASE: "eventType", CASE_UPDATED: "eventType"}
 
 _log = logging.getLogger(__name__)
 
@@ -41,11 +62,28 @@ class Event:
         """The webhook payload."""
         return {
             "id": self.id,
-            "type": self.type,
+            _EVENT_TYPE_KEY.get(self.type, "type"): self.type,
             "source": self.source,
             "timeStamp": self.time_stamp,
             "data": self.data,
         }
+
+
+def case_data(record: InvoiceRecord, fields: list[str] | None = None) -> dict[str, Any]:
+    """The ``data`` of a CASE event, or of CASE_UPDATED with the names of the changed
+    ``fields`` (the docs show ``amounts``, ``status``, ``type``, ``description``; the sandbox
+    also says ``subStatus`` for a sub-status step, inferred)."""
+    data: dict[str, Any] = {
+        "orgId": record.org.id,
+        "caseId": record.case_id,
+        "caseNumber": record.case_number,
+        "type": record.type,
+        "status": record.status,
+        "invoices": [record.id],
+    }
+    if fields is not None:
+        data["fields"] = fields
+    return data
 
 
 Subscriber = Callable[[Event], None]
@@ -72,6 +110,11 @@ class EventBus:
                 self._subscribers.remove(entry)
 
         return unsubscribe
+
+    def wants(self, type: str) -> bool:
+        """Whether any subscriber takes events of ``type``: a publisher of one event per item
+        (CASE per invoice) checks first, so a sandbox nobody listens to pays nothing for them."""
+        return any(wanted is None or type in wanted for wanted, _ in self._subscribers)
 
     def publish(self, type: str, data: dict[str, Any]) -> Event:
         """Record an event of ``type`` with ``data`` and hand it to every interested subscriber."""

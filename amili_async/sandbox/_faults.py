@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 from aiohttp import web
 
-from ._http import problem_response
+from ._http import ADMIN_PREFIX, problem_response
 
 __all__ = ["FAULT_KINDS", "FAULT_SPEC_KEYS", "FaultConfig", "FaultInjector", "fault_middleware"]
 
@@ -251,7 +251,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Inject the app's configured faults (latency, errors, broken connections) per request."""
     holder = request.app[FAULTS_KEY]
     injector: FaultInjector | None = holder[0] if holder else None
-    if injector is None:
+    if injector is None or request.path.startswith(ADMIN_PREFIX):
         return await handler(request)
     if request.path == "/token" and not injector.config.include_token:
         return await handler(request)

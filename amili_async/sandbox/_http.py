@@ -9,11 +9,20 @@ from aiohttp import web
 
 from ._wire import dumps
 
-__all__ = ["JSON", "PROBLEM_JSON", "REQUEST_ID_KEY", "json_response", "problem_response"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "JSON",
+    "PROBLEM_JSON",
+    "REQUEST_ID_KEY",
+    "json_response",
+    "problem_response",
+]
 
 # The content types the API answers with (RFC 9457 for errors).
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
+# The sandbox's own endpoints (not Amili's API): no faults, no rate limit, no bearer token.
+ADMIN_PREFIX = "/_sandbox/"
 # Where a request keeps its id, for the response header and ProblemDetails' traceId.
 REQUEST_ID_KEY = web.RequestKey("amili_request_id", str)
 

@@ -8,6 +8,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from .._serving import serve_app
 from ._app import STATE_KEY, TOKENS_KEY, create_app
 from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConfig
 from ._events import EventBus
@@ -15,6 +16,7 @@ from ._faults import FAULTS_KEY, FaultConfig, FaultInjector
 from ._requestlog import describe_faults
 from ._state import SandboxState
 from ._throttle import THROTTLE_KEY, Throttle
+from ._webhooks import WEBHOOKS_KEY, WebhookDispatcher
 
 __all__ = ["SandboxServer", "serve_forever"]
 
@@ -39,14 +41,9 @@ class SandboxServer:
         if self._runner is not None:
             raise RuntimeError("SandboxServer already started")
         kwargs: dict[str, object] = {} if self._access_log else {"access_log": None}
-        runner = web.AppRunner(self.app, shutdown_timeout=0.25, **kwargs)  # type: ignore[arg-type]
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await serve_app(
+            self.app, self.config.host, self.config.port, shutdown_timeout=0.25, **kwargs
+        )
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         return self
@@ -117,8 +114,18 @@ class SandboxServer:
 
     @property
     def events(self) -> EventBus:
-        """The event bus (batch completions, settlements)."""
+        """The event bus (batch completions, settlements, case events)."""
         return self.state.events
+
+    @property
+    def webhooks(self) -> WebhookDispatcher:
+        """Webhook delivery: ``register(url)``, ``duplicates``, the delivery ``log``."""
+        return self.app[WEBHOOKS_KEY]
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret webhook deliveries are signed with."""
+        return self.config.webhook_secret
 
     def issue_token(self, client_id: str | None = None, lifetime: int | None = None) -> str:
         """Mint an access token directly (a negative ``lifetime`` gives an expired one)."""

@@ -101,7 +101,7 @@ class SandboxState:
     # ------------------------------------------------------------------ cases
     def case_action(self, org: OrgState, case_ids: list[str], action: str) -> None:
         """Apply ``action`` to all of ``case_ids`` or to none (404 unknown, 409 illegal)."""
-        case_action(org, case_ids, action, self.clock)
+        case_action(org, case_ids, action, self.clock, self.events)
 
     # ------------------------------------------------------------------ legacy
     def legacy_batch(

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ._http import problem_response
+from ._http import ADMIN_PREFIX, problem_response
 
 __all__ = ["THROTTLE_KEY", "Throttle", "throttle_middleware"]
 
@@ -64,7 +64,7 @@ THROTTLE_KEY = web.AppKey("amili_throttle", list)
 async def throttle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer 429 (Retry-After in whole seconds, rounded up) when the client is over its rate."""
     throttle: Throttle | None = request.app[THROTTLE_KEY][0]
-    if throttle is None or request.path == "/token":
+    if throttle is None or request.path == "/token" or request.path.startswith(ADMIN_PREFIX):
         return await handler(request)
     key = request.headers.get("Authorization") or request.remote or ""
     wait = throttle.admit(key)

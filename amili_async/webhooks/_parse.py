@@ -1,0 +1,126 @@
+"""A delivery's body -> its typed event (or `UnknownEvent`), from the four documented payloads.
+
+The docs spell two fields two ways: the event name is `type` in BATCH_COMPLETED and
+SETTLEMENT_CREATED but `eventType` in CASE and CASE_UPDATED, and the organisation is
+`organizationId` in the first two but `orgId` in the case events. Either spelling fills the one
+attribute the model declares, so a payload that switches spelling still parses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .. import _serde, models
+from ._errors import WebhookError
+from ._verify import SIGNATURE_HEADER, header, verify_signature
+
+__all__ = ["EVENT_HEADER", "EVENT_MODELS", "UnknownEvent", "WebhookEvent", "parse_event"]
+
+# The delivery header naming the event, as the webhooks guide names it.
+EVENT_HEADER = "X-Amili-Event"
+
+WebhookEvent = (
+    models.BatchCompletedEvent
+    | models.SettlementCreatedEvent
+    | models.CaseEvent
+    | models.CaseUpdatedEvent
+)
+
+EVENT_MODELS: dict[str, type[Any]] = {
+    "BATCH_COMPLETED": models.BatchCompletedEvent,
+    "SETTLEMENT_CREATED": models.SettlementCreatedEvent,
+    "CASE": models.CaseEvent,
+    "CASE_UPDATED": models.CaseUpdatedEvent,
+}
+# The model of each event's `data` object (where the organisation id's spelling is settled).
+_DATA_MODELS: dict[str, type[Any]] = {
+    "BATCH_COMPLETED": models.BatchCompletedData,
+    "SETTLEMENT_CREATED": models.SettlementCreatedData,
+    "CASE": models.CaseEventData,
+    "CASE_UPDATED": models.CaseUpdatedEventData,
+}
+
+# The two spellings the docs use for one field; the model declares one of each pair.
+_NAME_SPELLINGS = ("type", "eventType")
+_ORG_SPELLINGS = ("organizationId", "orgId")
+
+
+@attrs.frozen
+class UnknownEvent:
+    """An event type this SDK version does not know: kept raw instead of failing."""
+
+    event_type: str | None
+    payload: Any = attrs.field(repr=False)
+
+
+def _wire_names(cls: type[Any]) -> frozenset[str]:
+    return frozenset(f.metadata.get("wire", f.name) for f in attrs.fields(cls))
+
+
+def _one_of(payload: Mapping[str, Any], spellings: tuple[str, ...], what: str) -> Any:
+    """The value under either spelling; WebhookError when both are present and disagree."""
+    values = {payload[name] for name in spellings if isinstance(payload.get(name), str)}
+    if len(values) > 1:
+        raise WebhookError(f"the payload names two different {what}s ({' and '.join(spellings)})")
+    return next(iter(values), None)
+
+
+def _respell(
+    payload: dict[str, Any], cls: type[Any], spellings: tuple[str, ...], what: str
+) -> None:
+    """Put the value of either spelling under the one `cls` declares."""
+    declared = [name for name in spellings if name in _wire_names(cls)]
+    value = _one_of(payload, spellings, what)
+    if declared and value is not None:
+        payload[declared[0]] = value
+
+
+def event_name(payload: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    """The event's name: the payload's own (`type` or `eventType`), else `X-Amili-Event`.
+
+    The header is not covered by the signature, so it may never contradict the signed body.
+    """
+    in_body = _one_of(payload, _NAME_SPELLINGS, "event type")
+    in_header = header(headers, EVENT_HEADER)
+    if in_body is not None and in_header is not None and in_header.strip() != in_body:
+        raise WebhookError(f"{EVENT_HEADER} disagrees with the event type in the payload")
+    name = in_body if in_body is not None else in_header
+    return name.strip() if isinstance(name, str) else None
+
+
+def parse_event(
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    secret: str | bytes | None = None,
+) -> WebhookEvent | UnknownEvent:
+    """Verify (when `secret` is given) and parse one delivery into its typed event.
+
+    Unknown event names give `UnknownEvent`, never an exception; a body that is not JSON, not
+    an object or not the documented shape raises `WebhookError`.
+    """
+    headers = headers or {}
+    if secret is not None:
+        verify_signature(body, header(headers, SIGNATURE_HEADER), secret)
+    try:
+        payload = _serde.parse(body)
+    except _serde.StructureError:
+        raise WebhookError("webhook body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookError("webhook body is not a JSON object")
+    name = event_name(payload, headers)
+    model = EVENT_MODELS.get(name) if name is not None else None
+    if model is None or name is None:
+        return UnknownEvent(event_type=name, payload=payload)
+    _respell(payload, model, _NAME_SPELLINGS, "event type")
+    data = payload.get("data")
+    if isinstance(data, dict):
+        _respell(data, _DATA_MODELS[name], _ORG_SPELLINGS, "organization id")
+    try:
+        event: WebhookEvent = _serde.structure(payload, model, source=body)
+    except _serde.StructureError as error:
+        raise WebhookError(f"{name} event: {error}") from None
+    return event

@@ -1,0 +1,114 @@
+"""`WebhookReceiver`: `webhook_handler` served on a port, keeping what it received.
+
+Backs `amili-async webhooks listen` and the pytest plugin's `amili_webhook_receiver` fixture;
+also handy in a script that watches the sandbox's events arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+
+from aiohttp import web
+
+from .._serving import serve_app
+from ._handler import EventCallback, webhook_handler
+from ._parse import UnknownEvent, WebhookEvent
+from ._verify import Verifier
+
+__all__ = ["WebhookReceiver"]
+
+Event = WebhookEvent | UnknownEvent
+
+
+class WebhookReceiver:
+    """Serve `webhook_handler` at `http://host:port/path` (port 0: a free one)::
+
+    async with WebhookReceiver(secret=SECRET) as receiver:
+        sandbox.webhooks.register(receiver.url)
+        events = await receiver.wait_for(3, timeout=10)
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | bytes | None = None,
+        verifier: Verifier | None = None,
+        on_event: EventCallback | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/webhooks",
+        keep: bool = True,
+    ) -> None:
+        self._on_event = on_event
+        self._keep = keep
+        self.host = host
+        self.path = path if path.startswith("/") else "/" + path
+        self._port = port
+        #: Every event handled (after verification and de-duplication), in arrival order;
+        #: stays empty with ``keep=False`` (a long-running listener that only calls `on_event`).
+        self.events: list[Event] = []
+        self._changed = asyncio.Condition()
+        self.app = web.Application()
+        self.app.router.add_post(
+            self.path, webhook_handler(self._record, secret=secret, verifier=verifier)
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def _record(self, event: Event) -> None:
+        if self._on_event is not None:
+            result = self._on_event(event)
+            if inspect.isawaitable(result):
+                await result
+        if self._keep:
+            async with self._changed:
+                self.events.append(event)
+                self._changed.notify_all()
+
+    @property
+    def url(self) -> str:
+        """The URL to register with the sandbox (after start)."""
+        if self._runner is None:
+            raise RuntimeError("WebhookReceiver is not started")
+        return f"http://{self.host}:{self._port}{self.path}"
+
+    async def start(self) -> WebhookReceiver:
+        """Bind and serve."""
+        runner = await serve_app(
+            self.app, self.host, self._port, access_log=None, shutdown_timeout=0.25
+        )
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        return self
+
+    async def close(self) -> None:
+        """Stop serving (a no-op when not started)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> WebhookReceiver:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def wait_for(
+        self, count: int = 1, *, match: Callable[[Event], bool] | None = None, timeout: float = 10
+    ) -> list[Event]:
+        """The first `count` received events matching `match`, waiting up to `timeout` seconds
+        (TimeoutError past it)."""
+
+        def matching() -> list[Event]:
+            return [e for e in self.events if match is None or match(e)]
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(matching()) >= count)
+        return matching()[:count]
