@@ -28,8 +28,8 @@ from ._explain import type_name, why
 M = TypeVar("M")
 
 _NAIVE = (
-    "a naive date-time (no timezone): which timezone did you mean? Attach one, e.g. "
-    "datetime(2024, 5, 1, tzinfo=datetime.UTC) or ZoneInfo('Europe/Oslo')"
+    "a date-time without a timezone: which timezone did you mean? Add one: Z or +02:00 in "
+    "text, tzinfo=datetime.UTC or ZoneInfo('Europe/Oslo') in Python"
 )
 
 

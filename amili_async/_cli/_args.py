@@ -55,12 +55,6 @@ def shown(value: str) -> str:
     return repr(value)
 
 
-def _named(name: str, check: Callable[[str], Any]) -> Callable[[str], Any]:
-    """Give a `type=` function the name argparse shows when it fails with ValueError."""
-    check.__name__ = name
-    return check
-
-
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     """An integer in [low, high]."""
     bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
@@ -74,39 +68,34 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
         return value
 
-    return _named("integer", parse)
+    return parse
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (seconds, requests per second)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
-    return value
+    return _number(text, 0.0, "greater than 0", above=True)
 
 
 def non_negative_float(text: str) -> float:
     """A finite number >= 0 (0 switches the feature off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+    return _number(text, 0.0, ">= 0", above=False)
 
 
 def probability(text: str) -> float:
     """A probability, 0 to 1."""
+    value = _number(text, 0.0, "a probability from 0 to 1", above=False)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, got {text}")
+    return value
+
+
+def _number(text: str, low: float, bound: str, *, above: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, got {text}")
+    if not (value > low if above else value >= low) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
     return value
 
 
@@ -131,7 +120,7 @@ def output_file(*suffixes: str) -> Callable[[str], Path]:
         _parent_exists(path, text)
         return path
 
-    return _named("output_file", parse)
+    return parse
 
 
 def report_file(text: str) -> Path:
@@ -152,7 +141,7 @@ def input_file(*suffixes: str) -> Callable[[str], Path]:
             raise argparse.ArgumentTypeError(f"{shown(text)}: no such file")
         return path
 
-    return _named("input_file", parse)
+    return parse
 
 
 def _parent_exists(path: Path, text: str) -> None:

@@ -445,9 +445,9 @@ async def test_submit_validates_every_row_before_sending_any(
         "bad.csv row 2, column originalInvoiceAmount = 'twelve': "
         "not a decimal number: a str that does not parse as one",
         "bad.csv row 2, column vat = 'maybe': expected a boolean, got str",
-        "bad.csv row 4, column dueDate = '2024-05-15T00:00:00': a naive date-time (no timezone):"
-        " which timezone did you mean? Attach one, e.g. datetime(2024, 5, 1, tzinfo=datetime.UTC)"
-        " or ZoneInfo('Europe/Oslo')",
+        "bad.csv row 4, column dueDate = '2024-05-15T00:00:00': a date-time without a timezone:"
+        " which timezone did you mean? Add one: Z or +02:00 in text, tzinfo=datetime.UTC or"
+        " ZoneInfo('Europe/Oslo') in Python",
         "bad.csv row 4, column debtors.0.dateOfBirth = '1 May 1970': "
         "not an ISO 8601 date: a str that does not parse as one",
         "bad.csv row 5, column invoiceNumber: required field missing",

@@ -84,10 +84,10 @@ def test_a_date_where_a_point_in_time_is_meant_is_a_clear_type_error() -> None:
 
 
 def test_naive_datetimes_in_requests_are_refused_responses_stay_aware() -> None:
-    with pytest.raises(ValueError, match=r"\$\.dueDate: a naive date-time .*which timezone"):
+    with pytest.raises(ValueError, match=r"\$\.dueDate: a date-time without a timezone: which"):
         wire.to_json(new_invoice(due_date=dt.datetime(2024, 2, 15)))
     row = wire.to_wire(new_invoice())
-    with pytest.raises(ValueError, match=r"\$\[0\]\.dueDate: a naive"):
+    with pytest.raises(ValueError, match=r"\$\[0\]\.dueDate: a date-time without a timezone"):
         as_models([{**row, "dueDate": "2024-02-15T00:00:00"}], models.NewInvoice)
     batch = wire.from_json(
         b'{"batchId": "b", "status": "SUCCESS", "createdAt": "2025-03-09T14:30:00"}', models.Batch
