@@ -25,7 +25,7 @@ from typing import IO, Any
 import attrs
 import orjson
 
-from .. import _serde
+from .. import wire
 
 
 def file_format(path: Path) -> str:
@@ -67,7 +67,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, list) and len(value) == 1 and isinstance(value[0], Mapping):
             row.update(flatten(value[0], f"{prefix}{key}.0."))
         elif isinstance(value, list):
-            row[prefix + key] = orjson.dumps(value, default=_serde._json_default).decode()
+            row[prefix + key] = wire.to_json(value).decode()
         else:
             row[prefix + key] = value
     return row
@@ -108,10 +108,10 @@ class RowWriter:
 
     def write(self, model: Any) -> None:
         if self._csv is None:
-            self._stream.write(_serde.dumps(model).decode())
+            self._stream.write(wire.to_json(model).decode())
             self._stream.write("\n")
         else:
-            self._csv.writerow(flatten(_serde.unstructure(model)))
+            self._csv.writerow(flatten(wire.to_wire(model)))
 
 
 # -- reading ----------------------------------------------------------------------------------
