@@ -577,63 +577,66 @@ async def test_usage_errors_exit_1_with_one_line(
     assert not (tmp_path / "w.jsonl.checkpoint.json").exists()
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (("export", "invoices", "--out", "x.jsonl"), "the following arguments are required: --org"),
-        (("export", "everything", "--org", "o", "--out", "x.jsonl"), "what: invalid choice"),
-        (
-            ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "many"),
-            "--page-size: not an integer: 'many'",
-        ),
-        (
-            ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "5000"),
-            "--page-size: must be from 1 to 1000, got 5000",
-        ),
-        (
-            ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--from", "yesterday"),
-            "--from: not an ISO 8601 date-time: 'yesterday'",
-        ),
-        (("export", "invoices", "--org", "o", "--out", "x.txt"), "--out: 'x.txt': use a .jsonl"),
-        (
-            ("export", "invoices", "--org", "o", "--out", "no/such/dir/x.csv"),
-            "--out: 'no/such/dir/x.csv': directory 'no/such/dir' does not exist",
-        ),
-        (
-            ("export", "settlements", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
-            "--partitions: only supported for invoices",
-        ),
-        (
-            ("export", "invoices", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
-            "--partitions: needs --from and --to",
-        ),
-        (("submit", "invoices", "--org", "o"), "the following arguments are required: file"),
-        (("submit", "invoices", "missing.csv", "--org", "o"), "file: 'missing.csv': no such file"),
-        (
-            ("submit", "invoices", "{csv}", "--org", "o", "--chunk-size", "0"),
-            "--chunk-size: must be from 1 to 1000, got 0",
-        ),
-        (("sandbox", "--port", "99999"), "--port: must be from 0 to 65535, got 99999"),
-        (("sandbox", "--faults", "429=lots"), "--faults: fault spec 429='lots': not a probability"),
-        (("sandbox", "--faults", "flood=1"), "--faults: unknown fault spec key 'flood'"),
-        (("frobnicate",), "COMMAND: invalid choice: 'frobnicate'"),
-        ((), "the following arguments are required: COMMAND"),
-    ],
-)
-async def test_bad_arguments_exit_2_with_one_line_naming_the_flag(
-    tmp_path: Path, args: tuple[str, ...], expected: str
-) -> None:
+BAD_ARGUMENTS: list[tuple[tuple[str, ...], str]] = [
+    (("export", "invoices", "--out", "x.jsonl"), "the following arguments are required: --org"),
+    (("export", "everything", "--org", "o", "--out", "x.jsonl"), "what: invalid choice"),
+    (
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "many"),
+        "--page-size: not an integer: 'many'",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "5000"),
+        "--page-size: must be from 1 to 1000, got 5000",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--from", "yesterday"),
+        "--from: not an ISO 8601 date-time: 'yesterday'",
+    ),
+    (("export", "invoices", "--org", "o", "--out", "x.txt"), "--out: 'x.txt': use a .jsonl"),
+    (
+        ("export", "invoices", "--org", "o", "--out", "no/such/dir/x.csv"),
+        "--out: 'no/such/dir/x.csv': directory 'no/such/dir' does not exist",
+    ),
+    (
+        ("export", "settlements", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
+        "--partitions: only supported for invoices",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
+        "--partitions: needs --from and --to",
+    ),
+    (("submit", "invoices", "--org", "o"), "the following arguments are required: file"),
+    (("submit", "invoices", "missing.csv", "--org", "o"), "file: 'missing.csv': no such file"),
+    (
+        ("submit", "invoices", "{csv}", "--org", "o", "--chunk-size", "0"),
+        "--chunk-size: must be from 1 to 1000, got 0",
+    ),
+    (("sandbox", "--port", "99999"), "--port: must be from 0 to 65535, got 99999"),
+    (("sandbox", "--faults", "429=lots"), "--faults: fault spec 429='lots': not a probability"),
+    (("sandbox", "--faults", "flood=1"), "--faults: unknown fault spec key 'flood'"),
+    (("frobnicate",), "COMMAND: invalid choice: 'frobnicate'"),
+    ((), "the following arguments are required: COMMAND"),
+]
+
+
+async def test_bad_arguments_exit_2_with_one_line_naming_the_flag(tmp_path: Path) -> None:
     existing = write_csv(tmp_path / "rows.csv", [_row(1)])
-    args = tuple(str(existing) if a == "{csv}" else a for a in args)
     # No sandbox: a bad argument must be refused before any network call.
-    run = await cli(*args, env=base_env(AMILI_BASE_URL="http://127.0.0.1:9/collection/v1"))
-    assert run.code == 2, run
-    assert "Traceback" not in run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("amili-async")
-    assert ": error: " + expected in lines[0]
-    assert lines[0].endswith("--help)")
+    env = base_env(AMILI_BASE_URL="http://127.0.0.1:9/collection/v1")
+    runs = await asyncio.gather(
+        *(
+            cli(*(str(existing) if a == "{csv}" else a for a in args), env=env)
+            for args, _ in BAD_ARGUMENTS
+        )
+    )
+    for (args, expected), run in zip(BAD_ARGUMENTS, runs, strict=True):
+        assert run.code == 2, (args, run)
+        assert "Traceback" not in run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, run.stderr)
+        assert lines[0].startswith("amili-async")
+        assert ": error: " + expected in lines[0], (args, lines[0])
+        assert lines[0].endswith("--help)")
 
 
 async def test_missing_credentials_exit_1_without_echoing_secrets(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -27,20 +28,22 @@ async def cli(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int
     return run.code, run.stdout, run.stderr
 
 
-@pytest.mark.parametrize("command", ["sandbox", "export", "submit", "demo"])
-async def test_help_shows_every_flags_default(command: str) -> None:
-    code, out, _ = await cli(command, "--help")
-    assert code == 0
-    # Each option's help either shows "(default: ...)" or has no default to show.
-    for flag, default in {
-        "sandbox": {"--port": "8080", "--invoices": "1000", "--host": "127.0.0.1"},
-        "export": {"--timeout": "60.0", "--max-retries": "2", "--retry-for": "300.0"},
-        "submit": {"--chunk-size": "500", "--concurrency": "4"},
-        "demo": {"--out": "demo-out", "--invoices": "20,000"},
-    }[command].items():
+HELP_DEFAULTS = {
+    "sandbox": {"--port": "8080", "--invoices": "1000", "--host": "127.0.0.1"},
+    "export": {"--timeout": "60.0", "--max-retries": "2", "--retry-for": "300.0"},
+    "submit": {"--chunk-size": "500", "--concurrency": "4"},
+    "demo": {"--out": "demo-out", "--invoices": "20,000"},
+}
+
+
+async def test_help_shows_every_flags_default() -> None:
+    helps = await asyncio.gather(*(cli(command, "--help") for command in HELP_DEFAULTS))
+    for (command, defaults), (code, out, _) in zip(HELP_DEFAULTS.items(), helps, strict=True):
+        assert code == 0
         options = out[out.index("options:") :]
-        block = " ".join(options[options.index(flag) :].split()[:30])
-        assert re.search(rf"\(default: {re.escape(default)}\)", block), flag
+        for flag, default in defaults.items():
+            block = " ".join(options[options.index(flag) :].split()[:30])
+            assert re.search(rf"\(default: {re.escape(default)}\)", block), (command, flag)
 
 
 async def test_sandbox_help_lists_every_fault_key_and_export_the_page_size_limit() -> None:
