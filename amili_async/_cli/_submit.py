@@ -111,23 +111,25 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
 
     for column in csv_header(path):
         classify(column)
+    jsonl = file_format(path) == "jsonl"
     problems: list[str] = []
+    bad_rows: set[int] = set()
     rows = 0
     for number, row in enumerate(read_rows(path), 1):
         rows += 1
-        if file_format(path) == "jsonl":
+        if jsonl:
             for key in row:
                 classify(key)
         for where, why in _requests.problems(coerce(row, cls), cls):
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
+            bad_rows.add(number)
     details = [
         f"{path.name}: unknown column {column!r}"
         + (f" (did you mean {suggestion!r}?)" if suggestion else "")
         for column, suggestion in unknown.items()
     ]
-    bad_rows = len({line.split(",", 1)[0] for line in problems})
     if len(problems) > SHOWN_PROBLEMS:
         more = len(problems) - SHOWN_PROBLEMS
         problems = [*problems[:SHOWN_PROBLEMS], f"... and {more:,} more"]
@@ -137,7 +139,7 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
         if unknown:
             parts.append(plural(len(unknown), "unknown columns"))
         if bad_rows:
-            parts.append(f"{plural(bad_rows, 'invalid rows')} of {rows:,}")
+            parts.append(f"{plural(len(bad_rows), 'invalid rows')} of {rows:,}")
         raise InvalidInputError(
             f"{path.name}: {' and '.join(parts)} (listed above); nothing was sent", details
         )
