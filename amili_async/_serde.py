@@ -271,7 +271,16 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     def attrs_structure_factory(cls: Any) -> _Hook:
         if not detailed:
             return _fast_structure_fn(cls, conv)
-        renames: dict[str, Any] = _renames(cls)
+        attrs.resolve_types(cls)
+        # cattrs' own str/int/bool/float handling (a plain call: bool("no") is True) comes
+        # before our exact-type hooks in its dispatch: name ours per field, so the explanation
+        # fails where the fast path failed.
+        renames: dict[str, Any] = {
+            a.name: override(
+                rename=a.metadata.get("wire", a.name), struct_hook=_primitive_hook(a.type)
+            )
+            for a in attrs.fields(cls)
+        }
         return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
 
     def attrs_unstructure_factory(cls: Any) -> Callable[[Any], Any]:
@@ -418,6 +427,28 @@ def _fast_structure_fn(cls: Any, conv: cattrs.Converter) -> _Hook:
 
 def _expect_object(value: Any) -> typing.NoReturn:
     raise TypeError(f"expected an object, got {type(value).__name__}")
+
+
+_PRIMITIVE_HOOKS: dict[Any, _Hook] = {
+    str: _structure_str,
+    int: _structure_int,
+    bool: _structure_bool,
+    float: _structure_float,
+}
+
+
+def _primitive_hook(tp: Any) -> _Hook | None:
+    """Our hook for a `str`/`int`/`bool`/`float` field (optional or not), else None."""
+    inner = _optional_inner(tp)
+    hook = _PRIMITIVE_HOOKS.get(tp if inner is None else inner)
+    if hook is None or inner is None:
+        return hook
+    primitive = hook
+
+    def structure_optional(value: Any, target: Any) -> Any:
+        return None if value is None else primitive(value, target)
+
+    return structure_optional
 
 
 def _renames(cls: Any) -> dict[str, Any]:

@@ -164,3 +164,11 @@ def test_field_docs_show_in_help() -> None:
     text = pydoc.render_doc(models.NewInvoice, renderer=pydoc.plaintext)
     assert "invoice_number (``invoiceNumber``): The creditor's invoice number." in text
     assert "due_date (``dueDate``): Due date" in text
+
+
+def test_a_wrong_primitive_in_a_response_is_named_with_its_wire_path() -> None:
+    with pytest.raises(StructureError) as caught:
+        wire.from_json(b'{"id": "i", "invoiceNumber": true, "paidAmount": "x"}', models.Invoice)
+    message = str(caught.value)
+    assert "$.invoiceNumber: expected a string, got bool" in message
+    assert "$.paidAmount:" in message
