@@ -135,6 +135,11 @@ def wire_keys(data: Any, cls: Any) -> Any:
     return out
 
 
+def check_request(model: Any) -> None:
+    """The generated request models' `__attrs_post_init__`: `check` as the model is built."""
+    check(model)
+
+
 def check(model: Any, path: str = "$") -> None:
     """Raise TypeError/ValueError, naming the wire path, for a value the API must not get."""
     for field in _fields(type(model)):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import attrs
 
 from amili_async._openenum import OpenEnum
+from amili_async._requests import check_request
 
 
 @attrs.define(kw_only=True)
@@ -959,6 +960,10 @@ class NewCorrection:
     description: str | None = attrs.field(default=None, metadata={"wire": "description"})
     """Free-text description."""
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
+
 
 @attrs.define(kw_only=True)
 class NewInvoice:
@@ -1011,6 +1016,10 @@ class NewInvoice:
     debtors: list[Debtor] | None = attrs.field(default=None, metadata={"wire": "debtors"})
     """Debtors of the invoice."""
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
+
 
 @attrs.define(kw_only=True)
 class NewPayment:
@@ -1035,6 +1044,10 @@ class NewPayment:
     """Date of the payment."""
     reference: str | None = attrs.field(default=None, metadata={"wire": "reference"})
     """Payment reference."""
+
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
 
 
 @attrs.define(kw_only=True)
