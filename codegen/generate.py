@@ -29,8 +29,7 @@ CODEGEN_OPTIONS = [
     "--output-model-type=dataclasses.dataclass",
     f"--custom-template-dir={TEMPLATES}",
     f"--custom-file-header-path={HEADER}",
-    "--additional-imports=attrs,amili_async._openenum.OpenEnum,"
-    "amili_async._requests.check_request",
+    "--additional-imports=attrs,amili_async._openenum.OpenEnum,amili_async._requests.check_request",
     # Python names are snake_case; the template records each wire name in field metadata.
     "--snake-case-field",
     "--capitalise-enum-members",
