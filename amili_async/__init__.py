@@ -6,10 +6,11 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
         ...
 """
 
-from . import models
+from . import models, wire
 from ._client import AmiliClient, RawResponse
 from ._pagination import AsyncPager, Page
 from ._response import Response
+from ._serde import StructureError
 from ._version import __version__
 from .bulk import ItemResult
 from .errors import (
@@ -64,8 +65,10 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerNotImplementedError",
     "ServiceUnavailableError",
+    "StructureError",
     "UnprocessableEntityError",
     "WebhookError",
     "__version__",
     "models",
+    "wire",
 ]

@@ -23,6 +23,7 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._error_base import AmiliError
 from ._openenum import OpenEnum
 from ._time import as_utc, format_datetime
 
@@ -31,11 +32,11 @@ _Hook = Callable[[Any, Any], Any]
 _NONE = type(None)
 
 
-class StructureError(ValueError):
-    """A JSON document does not have the shape a model needs.
+class StructureError(AmiliError, ValueError):
+    """A JSON document (or a dict) does not have the shape a model needs.
 
-    The message names the failing path (`$.data[3].created_at`, in Python attribute names) and
-    the expected type, never the offending value: values can be personal data.
+    The message names the failing path in wire names (`$.data[3].createdAt`), the expected type
+    and the offending value's type, never the value itself: values can be personal data.
     """
 
 
@@ -154,6 +155,18 @@ def _structure_date(value: Any, _: Any) -> dt.date:
     return dt.datetime.fromisoformat(value).date()
 
 
+def _structure_date_or_datetime(value: Any, _: Any) -> dt.date:
+    """`date | datetime` (NewInvoice's dates): yyyy-MM-dd is a date, anything longer a date-time."""
+    if type(value) is dt.date or (type(value) is str and len(value) == 10):
+        return _structure_date(value, None)
+    if type(value) is not str and type(value) is not dt.datetime:
+        raise TypeError(f"expected an ISO 8601 date or date-time, got {type(value).__name__}")
+    return _structure_datetime(value, None)
+
+
+_DATE_OR_DATETIME = dt.date | dt.datetime
+
+
 # -- hook factories (generic over the annotations) --------------------------------------------
 
 
@@ -208,6 +221,9 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     ):
         # Exact-type predicates, not singledispatch: the str hook must not catch the StrEnums.
         conv.register_structure_hook_func(_exactly(tp), hook)
+    conv.register_structure_hook_func(
+        lambda tp: tp == _DATE_OR_DATETIME, _structure_date_or_datetime
+    )
 
     def optional_factory(tp: Any) -> _Hook:
         inner_type = _optional_inner(tp)
@@ -255,7 +271,16 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     def attrs_structure_factory(cls: Any) -> _Hook:
         if not detailed:
             return _fast_structure_fn(cls, conv)
-        renames: dict[str, Any] = _renames(cls)
+        attrs.resolve_types(cls)
+        # cattrs' own str/int/bool/float handling (a plain call: bool("no") is True) comes
+        # before our exact-type hooks in its dispatch: name ours per field, so the explanation
+        # fails where the fast path failed.
+        renames: dict[str, Any] = {
+            a.name: override(
+                rename=a.metadata.get("wire", a.name), struct_hook=_primitive_hook(a.type)
+            )
+            for a in attrs.fields(cls)
+        }
         return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
 
     def attrs_unstructure_factory(cls: Any) -> Callable[[Any], Any]:
@@ -404,6 +429,28 @@ def _expect_object(value: Any) -> typing.NoReturn:
     raise TypeError(f"expected an object, got {type(value).__name__}")
 
 
+_PRIMITIVE_HOOKS: dict[Any, _Hook] = {
+    str: _structure_str,
+    int: _structure_int,
+    bool: _structure_bool,
+    float: _structure_float,
+}
+
+
+def _primitive_hook(tp: Any) -> _Hook | None:
+    """Our hook for a `str`/`int`/`bool`/`float` field (optional or not), else None."""
+    inner = _optional_inner(tp)
+    hook = _PRIMITIVE_HOOKS.get(tp if inner is None else inner)
+    if hook is None or inner is None:
+        return hook
+    primitive = hook
+
+    def structure_optional(value: Any, target: Any) -> Any:
+        return None if value is None else primitive(value, target)
+
+    return structure_optional
+
+
 def _renames(cls: Any) -> dict[str, Any]:
     """cattrs overrides mapping each attribute to its wire name (from the field metadata)."""
     return {a.name: override(rename=a.metadata.get("wire", a.name)) for a in attrs.fields(cls)}
@@ -444,11 +491,12 @@ def structure(data: Any, cls: type[T], *, source: bytes | None = None) -> T:
 
 
 def _explain(data: Any, cls: type[Any], fast_error: Exception) -> str:
+    from ._explain import explain  # wire-name paths; only ever needed after a failure
+
     try:
         _explainer.structure(data, cls)
     except cattrs.BaseValidationError as error:
-        details = cattrs.transform_error(error, path="$")
-        return f"data does not match {cls.__name__}: " + "; ".join(details)
+        return f"data does not match {cls.__name__}: " + "; ".join(explain(error, data))
     except Exception as error:
         return f"data does not match {cls.__name__}: {type(error).__name__}"
     return f"data does not match {cls.__name__}: {type(fast_error).__name__}"

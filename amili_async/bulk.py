@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
@@ -218,20 +219,47 @@ class _Chunker:
     """Sends of one chunk at most: 1 when POST retries are switched off (retry_posts=False)."""
 
     async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
-        key = self.key_for(start, chunk)
+        """Every item's result; items a 422 names fail alone, the rest go again (new key)."""
+        positions = list(range(start, start + len(chunk)))
+        results: list[ItemResult[T]] = []
+        while positions:
+            done, positions = await self._run_once(start, positions, chunk)
+            results += done
+        return sorted(results, key=lambda result: result.index)
+
+    async def _run_once(
+        self, start: int, positions: list[int], chunk: list[T]
+    ) -> tuple[list[ItemResult[T]], list[int]]:
+        """Send the items at `positions` once: (their results, positions to send again)."""
+        items = [chunk[p - start] for p in positions]
+        key = self.key_for(positions[0], items)
 
         def every(outcome: Outcome, error: AmiliError, batch_id: str | None = None) -> list[Any]:
             return [
-                ItemResult(start + i, item, outcome, key, batch_id=batch_id, error=error)
-                for i, item in enumerate(chunk)
+                ItemResult(p, item, outcome, key, batch_id=batch_id, error=error)
+                for p, item in zip(positions, items, strict=True)
             ]
 
         try:
-            created = await self._submit_once(chunk, key)
-        except _Refused as refused:
-            return every("failed", refused.error)  # the server created nothing
+            created = await self._submit_once(items, key)
+        except _Refused as refused:  # the server created nothing
+            named = _refused_items(refused.error, len(items))
+            if not named:
+                return every("failed", refused.error), []
+            failed = [
+                ItemResult(
+                    positions[offset],
+                    items[offset],
+                    "failed",
+                    key,
+                    failed=models.BatchFailedItem(index=offset, code="422", reason=reason),
+                    error=refused.error,
+                )
+                for offset, reason in named.items()
+            ]
+            return failed, [p for offset, p in enumerate(positions) if offset not in named]
         except _Unknown as unknown:
-            return every("unknown", unknown.error)
+            return every("unknown", unknown.error), []
         try:
             batch = await wait_for_batch(
                 lambda: self.batches.get(self.organization_id, created),
@@ -241,8 +269,8 @@ class _Chunker:
         except AmiliError as error:
             # The batch exists but was not seen finished: the caller can wait for batch_id
             # again instead of resubmitting (which would create twice).
-            return every("unknown", error, created)
-        return _map_results(start, chunk, batch, key)
+            return every("unknown", error, created), []
+        return _map_results(positions, items, batch, key), []
 
     async def _submit_once(self, chunk: list[T], key: str) -> str:
         """The batch id of this chunk, created at most once whatever the network does.
@@ -311,7 +339,37 @@ class _Unknown(Exception):
         self.error = error
 
 
-def _map_results(start: int, chunk: list[T], batch: models.Batch, key: str) -> list[ItemResult[T]]:
+# A field path of a refused write's validation errors: `invoices[3].dueDate` names item 3.
+_ITEM_PATH = re.compile(r"^\$?\.?(?:invoices|payments|corrections)\[(\d+)\]")
+
+
+def _refused_items(error: AmiliError, size: int) -> dict[int, str]:
+    """{item offset: the server's reasons} from a 422's `errors` map; {} when it names none."""
+    if not isinstance(error, APIStatusError) or error.status_code != 422:
+        return {}
+    body = error.body
+    if not isinstance(body, dict):
+        return {}
+    fields = body.get("errors")
+    if not isinstance(fields, dict):
+        return {}
+    named: dict[int, list[str]] = {}
+    for path, messages in fields.items():
+        match = _ITEM_PATH.match(str(path))
+        if match is None:
+            return {}  # an error about the request as a whole: every item failed with it
+        offset = int(match[1])
+        if offset >= size:
+            return {}
+        texts = messages if isinstance(messages, list) else [messages]
+        field = str(path)[match.end() :].lstrip(".") or "item"
+        named.setdefault(offset, []).extend(f"{field}: {text}" for text in texts)
+    return {offset: "; ".join(reasons) for offset, reasons in named.items()}
+
+
+def _map_results(
+    positions: list[int], chunk: list[T], batch: models.Batch, key: str
+) -> list[ItemResult[T]]:
     """Pair each item with its succeeded/failed entry by index (or uniqueSourceInvoiceId)."""
     by_index: dict[int, tuple[bool, Any]] = {}
     by_source: dict[str, tuple[bool, Any]] = {}
@@ -327,15 +385,15 @@ def _map_results(start: int, chunk: list[T], batch: models.Batch, key: str) -> l
         if match is None:
             # The batch is finished but says nothing of this item: never report it as done,
             # nor as failed.
-            error = AmiliError(f"batch {batch.batch_id} has no result for item {start + offset}")
+            error = AmiliError(f"batch {batch.batch_id} has no result for item {positions[offset]}")
             results.append(
-                ItemResult(start + offset, item, "unknown", key, batch.batch_id, error=error)
+                ItemResult(positions[offset], item, "unknown", key, batch.batch_id, error=error)
             )
             continue
         ok, entry = match
         results.append(
             ItemResult(
-                start + offset,
+                positions[offset],
                 item,
                 "succeeded" if ok else "failed",
                 key,

@@ -1,11 +1,15 @@
 """Exceptions raised by the SDK, one class per HTTP status worth catching on its own.
 
-Messages name the method, the path (never the query: it can carry personal data) and the
-request id; they never contain a token, a secret or a response body.
+Messages name the method, the path (never the query: it can carry personal data), the request
+id and the server's own explanation (a ProblemDetails title, detail and per-field errors,
+bounded, identity numbers masked); never a token, a secret, the request body or the raw
+response body.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -15,6 +19,7 @@ from multidict import CIMultiDict
 
 from amili_async import _serde, models
 from amili_async._config import REQUEST_ID_HEADER
+from amili_async._error_base import AmiliError as AmiliError
 from amili_async._logging import path_of, strip_query
 from amili_async._retry import parse_retry_after
 
@@ -23,23 +28,14 @@ from amili_async._retry import parse_retry_after
 BODY_SNIPPET_CHARS: Final = 200
 # Media types whose body we parse as a ProblemDetails document (RFC 9457 and plain JSON).
 _JSON_MEDIA_TYPES: Final = frozenset({"application/json", "application/problem+json"})
-
-
-def _restore(cls: type[AmiliError], args: tuple[Any, ...]) -> AmiliError:
-    """Unpickle helper: rebuild without calling ``__init__`` (its signature is keyword-only)."""
-    error = cls.__new__(cls)
-    error.args = args
-    return error
-
-
-class AmiliError(Exception):
-    """Base of every exception the SDK raises."""
-
-    resume_token: str | None = None
-    """Set by the pagination layer: the page token to resume an interrupted listing from."""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (type(self), self.args), self.__dict__)
+# The server's explanation in a message: long enough for a title, a detail and a handful of
+# field errors, short enough for one log line whatever the server sends.
+EXPLANATION_CHARS: Final = 600
+# Field errors named in a message; the rest are counted ("+3 more"), all stay in `.body`.
+EXPLAINED_FIELDS: Final = 8
+# A Norwegian national identity number (11 digits, sometimes written 6+5) or a bearer token
+# echoed by a server: masked wherever the server's text reaches a message.
+_SECRETS: Final = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)|(?i:bearer)\s+[\w.~+/=-]+")
 
 
 class APIConnectionError(AmiliError):
@@ -267,14 +263,36 @@ def _parse_json(content_type: str | None, body: bytes) -> Any:
 
 
 def _summary(parsed: Any) -> str | None:
-    """A one-line summary: ProblemDetails ``title`` or OAuth ``error``, never the detail text."""
+    """The server's explanation on one line: ProblemDetails ``title``, ``detail`` and the
+    ``errors`` map (field -> messages), or OAuth's ``error``/``error_description``; bounded,
+    with identity numbers and tokens masked."""
     if not isinstance(parsed, dict):
         return None
-    for key in ("title", "error"):
+    parts: list[str] = []
+    for key in ("title", "detail", "error", "error_description"):
         value = parsed.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
+        if isinstance(value, str) and value.strip() and value.strip() not in parts:
+            parts.append(value.strip())
+    fields = parsed.get("errors")
+    if isinstance(fields, Mapping) and fields:
+        named = [
+            f"{name}: {_messages(messages)}"
+            for name, messages in itertools.islice(fields.items(), EXPLAINED_FIELDS)
+        ]
+        more = len(fields) - len(named)
+        parts.append("; ".join(named) + (f" (+{more} more)" if more > 0 else ""))
+    if not parts:
+        return None
+    text = _SECRETS.sub("***", " ".join(" - ".join(parts).split()))
+    if len(text) > EXPLANATION_CHARS:
+        text = text[: EXPLANATION_CHARS - 1] + "\u2026"
+    return text
+
+
+def _messages(messages: Any) -> str:
+    if isinstance(messages, list):
+        return " ".join(str(m) for m in messages)
+    return str(messages)
 
 
 def _reason(status: int) -> str:

@@ -1,13 +1,19 @@
 """pytest plugin: the embedded Amili sandbox and a client connected to it.
 
-Installed with the package (entry point `pytest11`), so a user's own test suite can write:
+Installed with the package (entry point `pytest11`); `pip install "amili-async[pytest]"` brings
+pytest-asyncio, which runs the async fixtures. A user's own test suite can then write (strict
+mode, pytest-asyncio's default, needs the marker; `asyncio_mode = "auto"` does not):
 
+    import pytest
+
+    @pytest.mark.asyncio
     async def test_my_export(amili_client, amili_sandbox):
         async for invoice in amili_client.invoices.list(amili_sandbox.default_org_id):
             ...
 
-Needs pytest-asyncio. Each test gets a fresh sandbox on a free loopback port (fast: the
-default seed is small); use `amili_sandbox_config` to change its settings.
+Each test gets a fresh sandbox on a free loopback port (fast: the default seed is small); use
+`amili_sandbox_config` to change its settings. Without pytest-asyncio the fixtures fail with a
+message saying what to install, and nothing else in the suite is affected.
 """
 
 from __future__ import annotations
@@ -26,8 +32,15 @@ try:
     import pytest_asyncio
 
     HAVE_PYTEST_ASYNCIO = True
-except ImportError:  # pragma: no cover - without it the async fixtures are not offered
+except ImportError:  # without it the async fixtures cannot run: they say so (see below)
     HAVE_PYTEST_ASYNCIO = False
+
+MISSING_PYTEST_ASYNCIO = (
+    "amili_sandbox, amili_client and amili_webhook_receiver are async fixtures and need "
+    "pytest-asyncio: "
+    'pip install "amili-async[pytest]" (or pytest-asyncio), then mark async tests with '
+    '@pytest.mark.asyncio or set asyncio_mode = "auto"'
+)
 
 
 @pytest.fixture
@@ -38,7 +51,24 @@ def amili_sandbox_config() -> SandboxConfig:
     return SandboxConfig()
 
 
-if HAVE_PYTEST_ASYNCIO:
+if not HAVE_PYTEST_ASYNCIO:
+
+    @pytest.fixture(name="amili_sandbox")
+    def _missing_sandbox(amili_sandbox_config: SandboxConfig) -> None:
+        """Stands in for the async fixture: fails the test with what to install."""
+        pytest.fail(MISSING_PYTEST_ASYNCIO, pytrace=False)
+
+    @pytest.fixture(name="amili_client")
+    def _missing_client(amili_sandbox: None) -> None:
+        """Stands in for the async fixture: fails the test with what to install."""
+        pytest.fail(MISSING_PYTEST_ASYNCIO, pytrace=False)
+
+    @pytest.fixture(name="amili_webhook_receiver")
+    def _missing_receiver() -> None:
+        """Stands in for the async fixture: fails the test with what to install."""
+        pytest.fail(MISSING_PYTEST_ASYNCIO, pytrace=False)
+
+else:
 
     @pytest_asyncio.fixture
     async def amili_sandbox(amili_sandbox_config: SandboxConfig) -> AsyncIterator[SandboxServer]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ CODEGEN_OPTIONS = [
     "--output-model-type=dataclasses.dataclass",
     f"--custom-template-dir={TEMPLATES}",
     f"--custom-file-header-path={HEADER}",
-    "--additional-imports=attrs,amili_async._openenum.OpenEnum",
+    "--additional-imports=attrs,amili_async._openenum.OpenEnum,amili_async._requests.check_request",
     # Python names are snake_case; the template records each wire name in field metadata.
     "--snake-case-field",
     "--capitalise-enum-members",
@@ -52,6 +53,30 @@ CODEGEN_OPTIONS = [
 ]
 
 
+# The generator imports `date` as `date_aliased` (a field is called `date`); the public
+# annotations say `dt.date` / `dt.datetime` instead, which no field name can shadow.
+_DATETIME_IMPORTS = "from datetime import date as date_aliased\nfrom datetime import datetime\n"
+_ANNOTATION = re.compile(r"^(    \w+: )([^=\n]+)( = attrs\.field\()", re.MULTILINE)
+_CLASS = re.compile(r"^class (\w+)\b", re.MULTILINE)
+
+
+def _public_names(source: str) -> str:
+    """Annotations without codegen aliases, and `__all__` listing the models and enums only."""
+    if "datetime" in source:
+        source = source.replace(_DATETIME_IMPORTS, "import datetime as dt\n")
+        source = source.replace("from datetime import datetime\n", "import datetime as dt\n")
+
+        def qualify(match: re.Match[str]) -> str:
+            hint = re.sub(r"\bdate_aliased\b", "dt.date", match[2])
+            hint = re.sub(r"(?<![.\w])datetime\b", "dt.datetime", hint)
+            return match[1] + hint + match[3]
+
+        source = _ANNOTATION.sub(qualify, source)
+    names = sorted(_CLASS.findall(source))
+    exported = "".join(f"    {name!r},\n".replace("'", '"') for name in names)
+    return f"{source}\n\n__all__ = [\n{exported}]\n"
+
+
 def generate() -> str:
     """Run the generator, normalise its output with ruff (imports, format) and return it."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,6 +91,7 @@ def generate() -> str:
             *CODEGEN_OPTIONS,
         ]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
+        output.write_text(_public_names(output.read_text()))
         ruff = [sys.executable, "-m", "ruff"]
         config = f"--config={ROOT / 'pyproject.toml'}"
         subprocess.run(

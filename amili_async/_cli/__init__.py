@@ -1,9 +1,9 @@
 """The `amili-async` command line: sandbox, export, submit, demo.
 
-Exit codes: 0 ok, 1 an API or usage error (one line on stderr, no traceback), 2 bad arguments
-(argparse), 130 interrupted. Credentials come from flags or AMILI_CLIENT_ID /
-AMILI_CLIENT_SECRET / AMILI_BASE_URL / AMILI_ENVIRONMENT / AMILI_TOKEN_URL; they are never
-printed.
+Exit codes: 0 ok, 1 an API or usage error (one line on stderr, no traceback), 2 a bad argument
+(one line naming the flag, before any network call; see `_args`), 130 interrupted.
+Credentials come from flags or AMILI_CLIENT_ID / AMILI_CLIENT_SECRET / AMILI_BASE_URL /
+AMILI_ENVIRONMENT / AMILI_TOKEN_URL; they are never printed.
 """
 
 from __future__ import annotations
@@ -14,13 +14,29 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .._client import AmiliClient
 from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .._version import __version__
 from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY
-from ..errors import AmiliError
+from ..errors import AmiliError, APIConnectionError, APITimeoutError
 from ..export import ClientSettings
+from ._args import (
+    MAX_CHUNK_SIZE,
+    MAX_PAGE_SIZE,
+    Parser,
+    faults,
+    hint_and_exit,
+    input_file,
+    integer,
+    non_negative_float,
+    output_file,
+    positive_float,
+    report_file,
+    timestamp,
+)
+from ._progress import plural
 from ._units import add_arguments as add_unit_arguments
 from ._units import check_arguments as check_unit_arguments
 from ._units import export_units
@@ -31,80 +47,150 @@ CLI_RETRY_FOR = 300.0
 503s during a deploy must not end a 200k-invoice export that a human would simply resume."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="amili-async", description="Amili AutoCollect from the command line."
-    )
-    parser.add_argument("--version", action="version", version=f"amili-async {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _faults_help() -> str:
+    from ..sandbox._faults import FAULT_SPEC_KEYS
 
-    sandbox = commands.add_parser("sandbox", help="serve the embedded sandbox API")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080)
-    sandbox.add_argument("--invoices", type=int, default=1000, help="invoices to seed")
-    sandbox.add_argument("--seed", type=int, default=1)
-    sandbox.add_argument(
-        "--orgs", type=int, default=1, help="organisations seeded, each with --invoices invoices"
+    keys = "\n".join(f"  {key:<12} {meaning}" for key, meaning in FAULT_SPEC_KEYS.items())
+    return (
+        "fault spec keys (--faults key=value,...; probabilities 0..1 or 5%, summing to <= 1):\n"
+        + keys
     )
-    sandbox.add_argument("--faults", help="e.g. 429=0.05,503=0.01,latency=20ms,seed=42")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="amili-async", description="Amili AutoCollect from the command line.")
+    parser.add_argument("--version", action="version", version=f"amili-async {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the embedded sandbox API",
+        description="Serve the embedded sandbox API until interrupted (Ctrl-C).",
+        epilog=_faults_help(),
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument(
+        "--port", type=integer(0, 65535), default=8080, help="port to listen on (0: any free)"
+    )
+    sandbox.add_argument("--invoices", type=integer(0), default=1000, help="invoices to seed")
+    sandbox.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    sandbox.add_argument(
+        "--orgs", type=integer(1), default=1, help="organisations seeded, each with --invoices"
+    )
+    sandbox.add_argument(
+        "--faults",
+        type=faults,
+        help="faults to inject, e.g. 429=0.05,503=0.01,latency=20ms,seed=42 (keys below)",
+    )
     sandbox.add_argument(
         "--rate-limit",
-        type=float,
+        type=positive_float,
         help="requests per second per API client; over it the sandbox answers 429 with "
         "Retry-After (default: unlimited)",
+    )
+    sandbox.add_argument(
+        "--log-requests",
+        action="store_true",
+        help="print one line per request on stderr: method, path, status, injected fault "
+        "(never bodies, query strings or tokens)",
     )
     add_sandbox_options(sandbox)
     add_webhooks_parser(commands)
 
-    auth = argparse.ArgumentParser(add_help=False)
+    auth = Parser(add_help=False)
     group = auth.add_argument_group("connection (defaults from AMILI_* environment variables)")
-    group.add_argument("--environment", choices=["staging", "production"])
-    group.add_argument("--base-url")
-    group.add_argument("--token-url")
-    group.add_argument("--client-id")
+    group.add_argument("--environment", choices=["staging", "production"], help="Amili environment")
+    group.add_argument("--base-url", help="API base URL (instead of --environment)")
+    group.add_argument("--token-url", help="token endpoint (default: from the environment)")
+    group.add_argument("--client-id", help="API client id")
     group.add_argument("--client-secret", help="prefer AMILI_CLIENT_SECRET: flags show in ps")
     group.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT,
-        help="seconds for each attempt of a request (default: %(default)s)",
+        help="seconds for each attempt of a request",
     )
     group.add_argument(
         "--max-retries",
-        type=int,
+        type=integer(0),
         default=DEFAULT_MAX_RETRIES,
-        help="retries of a failing request (default: %(default)s)",
+        help="retries of a failing request",
     )
     group.add_argument(
         "--retry-for",
-        type=float,
+        type=non_negative_float,
         default=CLI_RETRY_FOR,
         help="keep retrying a failing request for up to this many seconds, past --max-retries "
-        "(default: %(default)s: an unattended job rides out an outage)",
+        "(an unattended job rides out an outage; 0: only --max-retries)",
     )
 
-    export = commands.add_parser("export", parents=[auth], help="stream a listing to a file")
-    export.add_argument("what", choices=["invoices", "batches", "settlements", "cases"])
-    export.add_argument("--org", help="organization id")
-    export.add_argument("--out", type=Path, help="FILE.jsonl or FILE.csv")
-    export.add_argument("--status")
-    export.add_argument("--type")
-    export.add_argument("--from", dest="from_", help="ISO 8601 date-time (dates: settlements)")
-    export.add_argument("--to")
-    export.add_argument("--page-size", type=int)
-    export.add_argument("--partitions", type=int, help="list N time windows concurrently")
+    export = commands.add_parser(
+        "export",
+        parents=[auth],
+        help="stream a listing to a file",
+        description="Stream a listing to a JSON Lines or CSV file, resumable with --resume.",
+    )
+    export.add_argument(
+        "what", choices=["invoices", "batches", "settlements", "cases"], help="what to list"
+    )
+    export.add_argument("--org", help="organization id (or --orgs-file)")
+    export.add_argument(
+        "--out",
+        type=output_file(".jsonl", ".ndjson", ".csv"),
+        help="FILE.jsonl or FILE.csv (CSV: the dotted columns `submit` reads); its directory "
+        "must exist",
+    )
+    export.add_argument("--status", help="status filter (batches: state)")
+    export.add_argument("--type", help="type filter")
+    export.add_argument(
+        "--from",
+        dest="from_",
+        type=timestamp,
+        help="ISO 8601 date-time, UTC unless it says otherwise (settlements: a date)",
+    )
+    export.add_argument("--to", type=timestamp, help="ISO 8601 date-time (settlements: a date)")
+    export.add_argument(
+        "--page-size",
+        type=integer(1, MAX_PAGE_SIZE),
+        help=f"items per page, 1 to {MAX_PAGE_SIZE} (the API's limit; default: the server's)",
+    )
+    export.add_argument(
+        "--partitions",
+        type=integer(1),
+        help="list N time windows of --from/--to concurrently (invoices only)",
+    )
     export.add_argument("--resume", action="store_true", help="continue an interrupted export")
-    export.add_argument("--no-progress", action="store_true")
+    export.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    export.add_argument("--no-progress", action="store_true", help="no progress line")
     add_unit_arguments(export)
 
-    submit = commands.add_parser("submit", parents=[auth], help="bulk create from a file")
-    submit.add_argument("what", choices=["invoices", "payments", "corrections"])
-    submit.add_argument("file", type=Path, help="FILE.csv or FILE.jsonl, wire field names")
+    submit = commands.add_parser(
+        "submit",
+        parents=[auth],
+        help="bulk create from a file",
+        description="Bulk create from a file: every row is checked first, then sent in chunks; "
+        "a report gets one line per row.",
+    )
+    submit.add_argument(
+        "what", choices=["invoices", "payments", "corrections"], help="what to create"
+    )
+    submit.add_argument(
+        "file",
+        type=input_file(".csv", ".jsonl", ".ndjson"),
+        help="FILE.csv (wire names, nested fields dotted: debtors.0.firstname) or FILE.jsonl",
+    )
     submit.add_argument("--org", required=True, help="organization id")
-    submit.add_argument("--report", type=Path, help="default: FILE.report.csv")
-    submit.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
-    submit.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
-    submit.add_argument("--no-progress", action="store_true")
+    submit.add_argument("--report", type=report_file, help="default: FILE.report.csv")
+    submit.add_argument(
+        "--chunk-size",
+        type=integer(1, MAX_CHUNK_SIZE),
+        default=DEFAULT_CHUNK_SIZE,
+        help=f"items per request, 1 to {MAX_CHUNK_SIZE}",
+    )
+    submit.add_argument(
+        "--concurrency", type=integer(1), default=DEFAULT_CONCURRENCY, help="chunks in flight"
+    )
+    submit.add_argument("--no-progress", action="store_true", help="no progress line")
     submit.add_argument(
         "--fresh-keys",
         action="store_true",
@@ -112,10 +198,34 @@ def _parser() -> argparse.ArgumentParser:
         "of the same file creates nothing twice)",
     )
 
-    demo = commands.add_parser("demo", help="submit + export against the embedded sandbox")
-    demo.add_argument("--out", type=Path, default=Path("demo-out"))
-    demo.add_argument("--invoices", type=int, default=None, help="invoices to seed")
+    demo = commands.add_parser(
+        "demo",
+        help="submit + export against the embedded sandbox",
+        description="Submit and export against the embedded sandbox, no credentials needed.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="directory for the demo's files"
+    )
+    demo.add_argument(
+        "--invoices", type=integer(0), default=None, help="invoices to seed (default: 20,000)"
+    )
     return parser
+
+
+def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that are fine alone but not together: exit 2 like any other bad argument."""
+    prog = f"{parser.prog} {args.command}"
+    if args.command != "export":
+        return
+    check_unit_arguments(prog, args)
+    if args.partitions and args.what != "invoices":
+        hint_and_exit(prog, "--partitions: only supported for invoices")
+    if args.partitions and (args.from_ is None or args.to is None):
+        hint_and_exit(prog, "--partitions: needs --from and --to")
+    if args.what == "settlements" and (args.status or args.type):
+        hint_and_exit(prog, "--status/--type: settlements have no such filter")
+    if args.resume and args.force:
+        hint_and_exit(prog, "--resume and --force: choose one")
 
 
 def _client(args: argparse.Namespace) -> AmiliClient:
@@ -139,9 +249,8 @@ def _settings(args: argparse.Namespace) -> ClientSettings:
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
-        from ..sandbox import FaultConfig, SandboxConfig, make_orgs, serve_forever
+        from ..sandbox import SandboxConfig, make_orgs, serve_forever
 
-        faults = FaultConfig.parse(args.faults) if args.faults else None
         config = SandboxConfig(
             orgs=make_orgs(max(args.orgs, 2)),  # the second default org stays, as without --orgs
             seeded_orgs=args.orgs,
@@ -149,8 +258,9 @@ async def _run(args: argparse.Namespace) -> int:
             port=args.port,
             invoices=args.invoices,
             seed=args.seed,
-            faults=faults,
+            faults=args.faults,
             rate_limit=args.rate_limit,
+            log_requests=args.log_requests,
             **sandbox_settings(args),
         )
         await serve_forever(config)
@@ -182,10 +292,11 @@ async def _run(args: argparse.Namespace) -> int:
                     page_size=args.page_size,
                     partitions=args.partitions,
                     progress=not args.no_progress,
+                    force=args.force,
                 ),
             )
             resumed = f" (resumed at {summary.resumed_from:,})" if summary.resumed_from else ""
-            print(f"exported {summary.count:,} {args.what} to {summary.out}{resumed}")
+            print(f"exported {plural(summary.count, args.what)} to {summary.out}{resumed}")
             return 0
         from ._submit import submit
 
@@ -210,13 +321,23 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "export":
-        check_unit_arguments(parser, args)
+    _check_combinations(parser, args)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (AmiliError, ValueError, OSError) as error:
-        print(f"amili-async: error: {error}", file=sys.stderr)
+        for line in getattr(error, "details", ()):  # what to fix, one line each (submit)
+            print(line, file=sys.stderr)
+        print(f"amili-async: error: {_explained(error)}", file=sys.stderr)
         return 1
+
+
+def _explained(error: BaseException) -> str:
+    """The error's message; a failed connection also names the host and port it tried."""
+    if type(error) in (APIConnectionError, APITimeoutError):
+        url = urlsplit(error.url)  # type: ignore[attr-defined]
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return f"{error} (connecting to {url.hostname}:{port})"
+    return str(error)

@@ -115,7 +115,7 @@ async def run_demo(out_dir: Path, *, invoices: int = DEMO_INVOICES) -> None:
             print(f"4. exporting every invoice of organization {org} to {out}")
             summary = await export(
                 client,
-                ExportOptions("invoices", org, out, page_size=EXPORT_PAGE_SIZE),
+                ExportOptions("invoices", org, out, page_size=EXPORT_PAGE_SIZE, force=True),
             )
             rate = summary.count / summary.seconds if summary.seconds else 0.0
             expected = invoices + result.ok

@@ -9,6 +9,9 @@ file exactly once. A file shorter than its checkpoint (its tail lost) is refused
 
 A partitioned export (`--partitions N`, invoices) lists N time windows concurrently and keeps
 one token per window in its checkpoint, so it resumes too.
+
+A finished export removes its checkpoint and is never overwritten without `--force`; an export
+that fails before its first item leaves no file behind (nor a header-only CSV).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class ExportOptions:
     page_size: int | None = None
     partitions: int | None = None
     progress: bool = True
+    force: bool = False
 
 
 @attrs.frozen
@@ -86,12 +90,10 @@ def listing(client: AmiliClient, opts: ExportOptions, tokens: list[Any]) -> Asyn
     that part from, None to start it from its beginning, or DONE to leave it out.
     """
     org = opts.organization_id
-    if opts.partitions:
-        if opts.what != "invoices":
-            raise ValueError("--partitions is only supported for invoices")
+    if opts.partitions:  # invoices with --from and --to: the command line checked it
         start, end = _timestamp(opts.from_), _timestamp(opts.to)
-        if start is None or end is None:
-            raise ValueError("--partitions needs --from and --to")
+        assert start is not None
+        assert end is not None
         windows = split_window(start, end, opts.partitions)
         parts = [
             client.invoices.list(
@@ -123,8 +125,6 @@ def listing(client: AmiliClient, opts: ExportOptions, tokens: list[Any]) -> Asyn
             org, state=opts.status, type=opts.type, page_size=opts.page_size, page_token=token
         )
     if opts.what == "settlements":
-        if opts.status or opts.type:
-            raise ValueError("settlements have no --status/--type filter")
         return client.settlements.list(
             org,
             from_date=_date(opts.from_),
@@ -164,11 +164,12 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     """Run one export (or continue one with `resume`) and return what it did."""
-    fmt = file_format(opts.out)
     checkpoint = checkpoint_path(opts.out)
     parts = opts.partitions or 1
     tokens: list[Any] = [None] * parts
     count = 0
+    if not opts.resume and not opts.force:
+        _refuse_overwrite(opts.out, checkpoint)
     if opts.resume:
         state = _resumable_state(checkpoint, opts)
         with opts.out.open("r+b") as partial:
@@ -179,17 +180,37 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
                     f"{state['size']:,}: its end was lost (a crash before it reached the disk?). "
                     "Nothing can be resumed safely: export again without --resume"
                 )
-            if state.get("done"):
-                return ExportSummary(state["count"], 0.0, opts.out, state["count"])
             partial.truncate(state["size"])  # drop a page that was only partly written
         tokens, count = list(state["tokens"]), state["count"]
     resumed_from = count
     started = time.monotonic()
-    progress = Progress(opts.what) if opts.progress else None
-    if progress is not None:
-        progress.count = count
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    progress = Progress(opts.what, already=count) if opts.progress else None
     base = {"listing": _identity(opts)}
+    try:
+        count = await _write(client, opts, tokens, count, base, progress)
+    except BaseException:
+        if not opts.resume and all(token is None for token in tokens):
+            _remove(opts.out, checkpoint)  # not one page exported: leave nothing behind
+        raise
+    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+    if progress is not None:
+        progress.close()
+    seconds = time.monotonic() - started
+    return ExportSummary(count, seconds, opts.out, resumed_from)
+
+
+async def _write(
+    client: AmiliClient,
+    opts: ExportOptions,
+    tokens: list[Any],
+    count: int,
+    base: dict[str, Any],
+    progress: Progress | None,
+) -> int:
+    """List and write every page, checkpointing after each; the number of items written."""
+    fmt = file_format(opts.out)
+    checkpoint = checkpoint_path(opts.out)
+    parts = len(tokens)
     with opts.out.open("a" if opts.resume else "w", encoding="utf-8", newline="") as stream:
         writer = RowWriter(stream, fmt, LISTINGS[opts.what], header=not opts.resume)
 
@@ -217,10 +238,21 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
         if not all(token == DONE for token in tokens):  # an empty listing has no page at all
             tokens = [DONE] * parts
             checkpoint_at()
-    if progress is not None:
-        progress.close()
-    seconds = time.monotonic() - started
-    return ExportSummary(count, seconds, opts.out, resumed_from)
+    return count
+
+
+def _refuse_overwrite(out: Path, checkpoint: Path) -> None:
+    if checkpoint.exists():
+        raise ValueError(
+            f"{out.name} is an interrupted export: --resume continues it, --force starts over"
+        )
+    if out.exists():
+        raise ValueError(f"{out.name} exists: pass --force to overwrite it")
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _resumable_state(checkpoint: Path, opts: ExportOptions) -> dict[str, Any]:

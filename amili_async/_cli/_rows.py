@@ -1,14 +1,19 @@
 """Rows in and out of files: JSON Lines and CSV, in the API's wire shape.
 
 CSV columns are wire names; nested values use dotted paths (`organization.name`,
-`debtors.0.firstname`), lists of scalars and anything deeper stay JSON in one cell. Reading goes
-the other way and lets the model's field types turn CSV text into booleans and numbers.
+`debtors.0.firstname`): export writes them and submit reads them, so an exported file can be
+submitted again. A list of objects gets the dotted columns of its first item
+(`debtors.0.addresses.0.city`) plus one column holding the whole list as JSON (`debtors`),
+filled instead when the list has more than one item, so no row ever loses an item; lists of
+scalars are JSON in one cell. Reading lets the model's field types turn CSV text into booleans
+and numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import itertools
 import typing
 from collections.abc import Iterator, Mapping
@@ -19,7 +24,7 @@ from typing import IO, Any
 import attrs
 import orjson
 
-from .. import _serde
+from .. import wire
 from .._fields import model_fields as _fields
 from .._fields import unwrap_optional as _unwrap_optional
 
@@ -38,29 +43,56 @@ def file_format(path: Path) -> str:
 
 
 def columns(cls: type[Any], prefix: str = "") -> list[str]:
-    """CSV header for a model: wire names, nested models flattened with dots."""
+    """CSV header for a model: wire names, nested models and first list items dotted."""
     names: list[str] = []
     for field in _fields(cls):
         wire = prefix + field.metadata.get("wire", field.name)
         inner = _unwrap_optional(field.type)
-        if isinstance(inner, type) and attrs.has(inner):
+        item = _list_item(inner)
+        if _is_model(inner):
             names.extend(columns(inner, wire + "."))
+        elif _is_model(item):
+            names.append(wire)  # the whole list as JSON, when it has more than one item
+            names.extend(columns(item, wire + ".0."))
         else:
             names.append(wire)
     return names
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Wire JSON -> one CSV row; nested objects dotted, lists as JSON text."""
+    """Wire JSON -> one CSV row (see the module docstring for the column layout)."""
     row: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
             row.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and len(value) == 1 and isinstance(value[0], Mapping):
+            row.update(flatten(value[0], f"{prefix}{key}.0."))
         elif isinstance(value, list):
-            row[prefix + key] = orjson.dumps(value, default=_serde._json_default).decode()
+            row[prefix + key] = wire.to_json(value).decode()
         else:
             row[prefix + key] = value
     return row
+
+
+def unknown_column(column: str, cls: type[Any]) -> str | None:
+    """None when `column` names a field of `cls` (dotted, list items by index); else a
+    suggestion for what was probably meant (`invoiceNumber` for `invoiceNumbr`), or ""."""
+    node: Any = cls
+    parts = column.split(".")
+    for depth, part in enumerate(parts):
+        node = _unwrap_optional(node)
+        item = _list_item(node)
+        if item is not None and part.isdigit():
+            node = item
+            continue
+        if not _is_model(node):
+            return ""
+        fields = {f.metadata.get("wire", f.name): f for f in _fields(node)}
+        if part not in fields:
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            return ".".join([*parts[:depth], close[0], *parts[depth + 1 :]]) if close else ""
+        node = fields[part].type
+    return None
 
 
 class RowWriter:
@@ -77,10 +109,10 @@ class RowWriter:
 
     def write(self, model: Any) -> None:
         if self._csv is None:
-            self._stream.write(_serde.dumps(model).decode())
+            self._stream.write(wire.to_json(model).decode())
             self._stream.write("\n")
         else:
-            self._csv.writerow(flatten(_serde.unstructure(model)))
+            self._csv.writerow(flatten(wire.to_wire(model)))
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -98,8 +130,19 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
                     except orjson.JSONDecodeError:
                         raise ValueError(f"{path.name}:{number}: not a JSON object") from None
             return
-        for row in csv.DictReader(stream):
-            yield unflatten({k: v for k, v in row.items() if k and v not in (None, "")})
+        for number, row in enumerate(csv.DictReader(stream), 1):
+            try:
+                yield unflatten({k: v for k, v in row.items() if k and v not in (None, "")})
+            except ValueError as error:
+                raise ValueError(f"{path.name} row {number}: {error}") from None
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file ([] for JSON Lines)."""
+    if file_format(path) != "csv":
+        return []
+    with path.open(newline="", encoding="utf-8") as stream:
+        return [name for name in next(csv.reader(stream), []) if name]
 
 
 def unflatten(row: Mapping[str, str]) -> dict[str, Any]:
@@ -108,10 +151,13 @@ def unflatten(row: Mapping[str, str]) -> dict[str, Any]:
     for key, value in row.items():
         parts = key.split(".")
         node: Any = result
-        for part, following in itertools.pairwise(parts):
+        for depth, (part, following) in enumerate(itertools.pairwise(parts)):
+            if not isinstance(node, list | dict):
+                conflict = ".".join(parts[:depth])
+                raise ValueError(f"column {key!r} and column {conflict!r} are both filled")
             container: Any = [] if following.isdigit() else {}
             if isinstance(node, list):
-                index = int(part)
+                index = _index(part, key)
                 while len(node) <= index:
                     node.append(None)
                 node[index] = node[index] if node[index] is not None else container
@@ -119,14 +165,27 @@ def unflatten(row: Mapping[str, str]) -> dict[str, Any]:
             else:
                 node = node.setdefault(part, container)
         last = parts[-1]
+        if not isinstance(node, list | dict):
+            conflict = ".".join(parts[:-1])
+            raise ValueError(f"column {key!r} and column {conflict!r} are both filled")
         if isinstance(node, list):
-            index = int(last)
+            index = _index(last, key)
             while len(node) <= index:
                 node.append(None)
             node[index] = value
         else:
             node[last] = value
     return result
+
+
+# The highest list index a column may name (debtors.999.name): the API takes no longer list.
+MAX_LIST_INDEX = 999
+
+
+def _index(part: str, column: str) -> int:
+    if not part.isdigit() or int(part) > MAX_LIST_INDEX:
+        raise ValueError(f"column {column!r}: {part!r} is not a list index (0 to {MAX_LIST_INDEX})")
+    return int(part)
 
 
 def coerce(data: Any, cls: type[Any]) -> Any:
@@ -142,28 +201,48 @@ def coerce(data: Any, cls: type[Any]) -> Any:
 
 
 def _coerce_value(value: Any, tp: Any) -> Any:
+    """CSV text -> the JSON type `tp` wants; text that does not convert is left for the model
+    to refuse, with the field's path."""
     if typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
-            value = orjson.loads(value)
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return value
         return [_coerce_value(v, item) for v in value] if isinstance(value, list) else value
     if isinstance(tp, type) and attrs.has(tp):
         return coerce(value, tp)
     if not isinstance(value, str):
         return value
     if tp is bool:
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"not a boolean: {value!r}")
+        return _BOOLEANS.get(value.strip().lower(), value)
     if tp is int:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            return value
     if tp is float:
-        return float(value)
-    if tp is Decimal:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if tp in (Decimal, dt.datetime, dt.date):
         return value.strip()  # the converter reads numeric text exactly, no float on the way
-    if tp in (dt.datetime, dt.date):
-        return value.strip()
     return value
+
+
+# CSV spellings of a boolean.
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and attrs.has(tp)
+
+
+def _list_item(tp: Any) -> Any:
+    """The item type of `list[X]`, else None."""
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return item
+    return None

@@ -15,13 +15,15 @@ re-sends every chunk with the key it had, and nothing is created or paid twice.
 from __future__ import annotations
 
 import csv
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .. import _serde, models
+from .. import _requests, models
 from .._client import AmiliClient
 from ..bulk import (
     DEFAULT_CHUNK_SIZE,
@@ -31,14 +33,23 @@ from ..bulk import (
     BulkPayments,
     content_key,
 )
-from ._progress import Progress
-from ._rows import coerce, read_rows
+from ._args import shown
+from ._progress import Progress, plural
+from ._rows import coerce, csv_header, file_format, read_rows, unknown_column
 
 MODELS: dict[str, type[Any]] = {
     "invoices": models.NewInvoice,
     "payments": models.NewPayment,
     "corrections": models.NewCorrection,
 }
+
+LISTINGS: dict[str, type[Any]] = {"invoices": models.Invoice}
+"""What `export` writes for the same kind: its columns that a request does not take (id,
+status, amounts paid...) are read-only, and ignored, so an exported file submits as it is."""
+
+SHOWN_PROBLEMS = 200
+"""Invalid cells listed at most: every one in a file with a few mistakes, not a flood for a
+file in the wrong format altogether (the summary counts them all)."""
 
 REPORT_COLUMNS = [
     "row",
@@ -63,13 +74,92 @@ def report_path(source: Path) -> Path:
     return source.with_name(source.stem + ".report.csv")
 
 
+class InvalidInputError(ValueError):
+    """The file cannot be submitted as it is; `details` has one line per thing to fix."""
+
+    def __init__(self, summary: str, details: list[str]) -> None:
+        super().__init__(summary)
+        self.details = details
+
+
 def _models(path: Path, cls: type[Any]) -> Iterator[Any]:
-    """Parse each row into the request model; a malformed row stops with its row number."""
+    """Each row as a checked request model (the rows were validated first: see `validate`)."""
+    for row in read_rows(path):
+        yield _requests.request_item(coerce(row, cls), cls)
+
+
+def validate(path: Path, what: str) -> tuple[int, list[str]]:
+    """(rows, read-only columns ignored) after checking every row and column of `path`.
+
+    Raises InvalidInputError listing every unknown column (with a suggestion) and every
+    invalid row: its number, the column, the value (shortened) and why.
+    """
+    cls, listing = MODELS[what], LISTINGS.get(what)
+    unknown: dict[str, str] = {}
+    ignored: list[str] = []
+
+    def classify(column: str) -> None:
+        if column in unknown or column in ignored:
+            return
+        suggestion = unknown_column(column, cls)
+        if suggestion is None:
+            return
+        if listing is not None and unknown_column(column, listing) is None:
+            ignored.append(column)  # an exported file's read-only column (id, status...)
+        else:
+            unknown[column] = suggestion
+
+    for column in csv_header(path):
+        classify(column)
+    jsonl = file_format(path) == "jsonl"
+    problems: list[str] = []
+    bad_rows: set[int] = set()
+    rows = 0
     for number, row in enumerate(read_rows(path), 1):
-        try:
-            yield _serde.structure(coerce(row, cls), cls)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{path.name} row {number}: {error}") from None
+        rows += 1
+        if jsonl:
+            for key in row:
+                classify(key)
+        for where, why in _requests.problems(coerce(row, cls), cls):
+            column, value = _cell(row, where)
+            shown_value = f" = {shown(str(value))}" if value is not None else ""
+            problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
+            bad_rows.add(number)
+    details = [
+        f"{path.name}: unknown column {column!r}"
+        + (f" (did you mean {suggestion!r}?)" if suggestion else "")
+        for column, suggestion in unknown.items()
+    ]
+    if len(problems) > SHOWN_PROBLEMS:
+        more = len(problems) - SHOWN_PROBLEMS
+        problems = [*problems[:SHOWN_PROBLEMS], f"... and {more:,} more"]
+    details += problems
+    if details:
+        parts = []
+        if unknown:
+            parts.append(plural(len(unknown), "unknown columns"))
+        if bad_rows:
+            parts.append(f"{plural(len(bad_rows), 'invalid rows')} of {rows:,}")
+        raise InvalidInputError(
+            f"{path.name}: {' and '.join(parts)} (listed above); nothing was sent", details
+        )
+    return rows, ignored
+
+
+def _cell(row: dict[str, Any], where: str) -> tuple[str, Any]:
+    """(CSV column, the value in the file) for a wire path such as `$.debtors[0].dateOfBirth`."""
+    parts = [p for p in re.split(r"[.\[\]]+", where.removeprefix("$")) if p]
+    node: Any = row
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            node = None
+            break
+    value = node if not isinstance(node, dict | list) else None
+    return ".".join(parts) or "(row)", value
 
 
 async def submit(
@@ -86,7 +176,12 @@ async def submit(
 ) -> SubmitSummary:
     """Submit every row of `source` and write the per-row report."""
     # Two passes, memory flat: validate every row before sending any, then stream them.
-    total = sum(1 for _ in _models(source, MODELS[what]))
+    total, ignored = validate(source, what)
+    if ignored:
+        names = ", ".join(ignored[:5]) + (
+            f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+        )
+        print(f"{source.name}: ignoring read-only columns of an export: {names}", file=sys.stderr)
     resources: dict[str, BulkInvoices | BulkPayments | BulkCorrections] = {
         "invoices": client.invoices,
         "payments": client.payments,
@@ -121,10 +216,10 @@ async def submit(
                 }
             )
             counts[result.outcome] += 1
-            if (result.index + 1) % chunk_size == 0:
+            if (result.index + 1) % chunk_size == 0 or result.index + 1 == total:
                 stream.flush()  # a chunk's rows reach the file before the next chunk's
-            if counter is not None:
-                counter.advance()
+                if counter is not None:
+                    counter.advance(result.index + 1 - counter.count)
     if counter is not None:
         counter.close()
     return SubmitSummary(counts["succeeded"], counts["failed"], report, counts["unknown"])

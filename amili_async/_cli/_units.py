@@ -26,43 +26,57 @@ from ..export import (
     plan_export,
     run_units,
 )
-from ._progress import Progress
+from ._args import hint_and_exit, input_file, integer, output_dir
+from ._progress import Progress, plural
 
 
 def add_arguments(export: argparse.ArgumentParser) -> None:
     """The options of a multi-organisation export (used instead of --org and --out)."""
     group = export.add_argument_group("many organisations, in units (instead of --org/--out)")
-    group.add_argument("--orgs-file", type=Path, help="organisation ids, one a line (# comments)")
-    group.add_argument("--out-dir", type=Path, help="directory of the files and their manifest")
-    group.add_argument("--format", choices=sorted(FORMATS), default="jsonl")
+    group.add_argument(
+        "--orgs-file", type=input_file(), help="organisation ids, one a line (# comments)"
+    )
+    group.add_argument(
+        "--out-dir", type=output_dir, help="directory of the files and their manifest"
+    )
+    group.add_argument("--format", choices=sorted(FORMATS), default="jsonl", help="file format")
     group.add_argument(
         "--partitions-per-org",
-        type=int,
+        type=integer(1),
         default=1,
         help="units per organisation (needs --from/--to)",
     )
     group.add_argument("--dask-scheduler", metavar="ADDRESS", help="run the units on this cluster")
     group.add_argument(
         "--concurrency",
-        type=int,
+        type=integer(1),
         default=DEFAULT_UNIT_CONCURRENCY,
-        help="units at once without Dask (default: %(default)s)",
+        help="units at once without Dask",
     )
 
 
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def check_arguments(prog: str, args: argparse.Namespace) -> None:
     """Either --org and --out (one listing) or --orgs-file and --out-dir (units), not both."""
     if args.orgs_file is None:
-        if args.org is None or args.out is None:
-            parser.error("export needs --org and --out (or --orgs-file and --out-dir)")
+        missing = [flag for flag, value in (("--org", args.org), ("--out", args.out)) if not value]
+        if missing:
+            hint_and_exit(
+                prog,
+                f"the following arguments are required: {', '.join(missing)} "
+                "(or --orgs-file and --out-dir)",
+            )
         return
     if args.what != "invoices":
-        parser.error("--orgs-file exports invoices only")
+        hint_and_exit(prog, "--orgs-file: exports invoices only")
     if args.out_dir is None:
-        parser.error("--orgs-file needs --out-dir")
-    if args.org or args.out or args.resume or args.partitions:
-        parser.error(
-            "--orgs-file goes with --out-dir: leave out --org, --out, --resume, --partitions"
+        hint_and_exit(prog, "--orgs-file: needs --out-dir")
+    if args.partitions_per_org > 1 and (args.from_ is None or args.to is None):
+        hint_and_exit(prog, "--partitions-per-org: needs --from and --to (the window to cut)")
+    if args.org or args.out or args.resume or args.partitions or args.force:
+        hint_and_exit(
+            prog,
+            "--orgs-file goes with --out-dir: leave out --org, --out, --resume, --partitions, "
+            "--force",
         )
 
 
@@ -156,9 +170,11 @@ class _UnitProgress:
         self._done = 0
         self._streamed = streamed  # rows come page by page (one machine), else per unit (Dask)
         self._progress = Progress(self._noun()) if enabled else None
+        if self._progress is not None:
+            self._progress.singular = self._noun("invoice")
 
-    def _noun(self) -> str:
-        return f"invoices, {self._done:,} of {self._units:,} units"
+    def _noun(self, noun: str = "invoices") -> str:
+        return f"{noun}, {self._done:,} of {plural(self._units, 'units')}"
 
     def rows(self, n: int) -> None:
         if self._progress is not None:
@@ -168,7 +184,8 @@ class _UnitProgress:
         self._done += 1
         if self._progress is None:
             return
-        self._progress.noun = self._noun()
+        self._progress.plural = self._noun()
+        self._progress.singular = self._noun("invoice")
         # Units that were done already, and units run on Dask, count their rows here.
         self._progress.advance(result.rows if result.skipped or not self._streamed else 0)
 

@@ -14,8 +14,9 @@ import os
 import sys
 from typing import Any
 
-from .. import _serde
+from .. import wire
 from ..webhooks import UnknownEvent, WebhookEvent, WebhookReceiver
+from ._args import integer, probability
 
 __all__ = ["add_sandbox_options", "add_webhooks_parser", "run_webhooks", "sandbox_settings"]
 
@@ -36,7 +37,7 @@ def add_sandbox_options(sandbox: argparse.ArgumentParser) -> None:
     )
     sandbox.add_argument(
         "--webhook-duplicates",
-        type=float,
+        type=probability,
         default=0.0,
         metavar="P",
         help="fault injection: send a delivery twice at once with probability P (0..1)",
@@ -45,8 +46,6 @@ def add_sandbox_options(sandbox: argparse.ArgumentParser) -> None:
 
 def sandbox_settings(args: argparse.Namespace) -> dict[str, Any]:
     """SandboxConfig keyword arguments from the `sandbox` command's webhook flags."""
-    if not 0 <= args.webhook_duplicates <= 1:
-        raise ValueError("--webhook-duplicates is a probability between 0 and 1")
     settings: dict[str, Any] = {
         "webhook_urls": tuple(args.webhook_url),
         "webhook_duplicates": args.webhook_duplicates,
@@ -61,15 +60,17 @@ def add_webhooks_parser(commands: Any) -> None:
     webhooks = commands.add_parser("webhooks", help="receive Amili webhook deliveries")
     actions = webhooks.add_subparsers(dest="webhooks_command", required=True)
     listen = actions.add_parser("listen", help="print each verified event on one line")
-    listen.add_argument("--host", default="127.0.0.1")
-    listen.add_argument("--port", type=int, default=8090, help="0: a free port")
-    listen.add_argument("--path", default="/webhooks")
+    listen.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    listen.add_argument(
+        "--port", type=integer(0, 65535), default=8090, help="port to listen on (0: a free port)"
+    )
+    listen.add_argument("--path", default="/webhooks", help="path deliveries are POSTed to")
     listen.add_argument("--secret", help=f"prefer {SECRET_ENV}: flags show in ps")
 
 
 def _print_event(event: WebhookEvent | UnknownEvent) -> None:
     data = event.payload if isinstance(event, UnknownEvent) else event
-    sys.stdout.write(_serde.dumps(data).decode() + "\n")
+    sys.stdout.write(wire.to_json(data).decode() + "\n")
     sys.stdout.flush()
 
 

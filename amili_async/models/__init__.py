@@ -4,19 +4,26 @@
 
 from __future__ import annotations
 
-from datetime import date as date_aliased
-from datetime import datetime
+import datetime as dt
 from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
 
 from amili_async._openenum import OpenEnum
+from amili_async._requests import check_request
 
 
 @attrs.define(kw_only=True)
 class Address:
-    """A postal address of a debtor."""
+    """A postal address of a debtor.
+
+    Attributes:
+        street (``street``): Street and number.
+        city (``city``): City.
+        zip_code (``zipCode``): Postal code.
+        country_code (``countryCode``): ISO 3166 country code.
+    """
 
     street: str | None = attrs.field(default=None, metadata={"wire": "street"}, repr=False)
     """Street and number."""
@@ -30,15 +37,27 @@ class Address:
 
 @attrs.define(kw_only=True)
 class Batch:
-    """A batch of submitted items and its processing result."""
+    """A batch of submitted items and its processing result.
+
+    Attributes:
+        batch_id (``batchId``): Batch id.
+        created_at (``createdAt``): When the batch was created.
+        finished_at (``finishedAt``): When processing finished (null while the batch is QUEUED).
+        organization_id (``organizationId``): Organization the batch belongs to.
+        created_by (``createdBy``): Principal that created the batch.
+        subject_id (``subjectId``): Subject of the batch (filterable with SubjectId).
+        idempotency_key (``idempotencyKey``): Idempotency key the batch was created with.
+        succeeded (``succeeded``): One entry per successfully processed item.
+        failed (``failed``): One entry per item that failed.
+    """
 
     batch_id: str = attrs.field(metadata={"wire": "batchId"})
     """Batch id."""
     status: BatchStatus = attrs.field(metadata={"wire": "status"})
     type: BatchType | None = attrs.field(default=None, metadata={"wire": "type"})
-    created_at: datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
+    created_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
     """When the batch was created."""
-    finished_at: datetime | None = attrs.field(default=None, metadata={"wire": "finishedAt"})
+    finished_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "finishedAt"})
     """When processing finished (null while the batch is QUEUED)."""
     organization_id: str | None = attrs.field(default=None, metadata={"wire": "organizationId"})
     """Organization the batch belongs to."""
@@ -58,7 +77,12 @@ class Batch:
 
 @attrs.define(kw_only=True)
 class BatchCompletedData:
-    """Data of BATCH_COMPLETED."""
+    """Data of BATCH_COMPLETED.
+
+    Attributes:
+        batch_id (``batchId``): The completed batch.
+        organization_id (``organizationId``): Organization of the batch.
+    """
 
     batch_id: str | None = attrs.field(default=None, metadata={"wire": "batchId"})
     """The completed batch."""
@@ -69,13 +93,18 @@ class BatchCompletedData:
 
 @attrs.define(kw_only=True)
 class BatchCompletedEvent:
-    """BATCH_COMPLETED webhook payload."""
+    """BATCH_COMPLETED webhook payload.
+
+    Attributes:
+        id (``id``): Event id.
+        time_stamp (``timeStamp``): When the event happened (UTC).
+    """
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
     type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
-    time_stamp: datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
+    time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: BatchCompletedData | None = attrs.field(default=None, metadata={"wire": "data"})
 
@@ -90,7 +119,16 @@ class BatchEnvelope:
 
 @attrs.define(kw_only=True)
 class BatchFailedItem:
-    """An item of a batch that failed."""
+    """An item of a batch that failed.
+
+    Attributes:
+        index (``index``): Position of the item in the submitted array.
+        invoice_id (``invoiceId``): Id of the invoice the item referred to, if any (null when it named none or an unknown one).
+        invoice_number (``invoiceNumber``): Invoice number of the item, if any (null when it had none).
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): Source-system id of the invoice, if any (null when it had none).
+        code (``code``): Machine-readable failure code.
+        reason (``reason``): Human-readable failure reason.
+    """
 
     index: int | None = attrs.field(default=None, metadata={"wire": "index"})
     """Position of the item in the submitted array."""
@@ -110,7 +148,11 @@ class BatchFailedItem:
 
 @attrs.define(kw_only=True)
 class BatchListResponse:
-    """A page of batches."""
+    """A page of batches.
+
+    Attributes:
+        data (``data``): The batches of this page.
+    """
 
     data: list[Batch] = attrs.field(metadata={"wire": "data"})
     """The batches of this page."""
@@ -119,7 +161,12 @@ class BatchListResponse:
 
 @attrs.define(kw_only=True)
 class BatchReference:
-    """Reference to the batch a write operation created."""
+    """Reference to the batch a write operation created.
+
+    Attributes:
+        batch_id (``batchId``): Id of the batch.
+        batch_url (``batchUrl``): URL of the batch resource (the docs' example is cut off at https://api.amili.no/co…).
+    """
 
     batch_id: str = attrs.field(metadata={"wire": "batchId"})
     """Id of the batch."""
@@ -146,7 +193,17 @@ class BatchStatus(OpenEnum):
 
 @attrs.define(kw_only=True)
 class BatchSucceededItem:
-    """An item of a batch that was processed successfully."""
+    """An item of a batch that was processed successfully.
+
+    Attributes:
+        index (``index``): Position of the item in the submitted array.
+        invoice_id (``invoiceId``): Id of the invoice created or affected.
+        invoice_number (``invoiceNumber``): Invoice number of the item.
+        case_id (``caseId``): Id of the collection case holding the invoice.
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): Source-system id of the invoice.
+        payment_id (``paymentId``): Id of the payment created (payment batches).
+        correction_id (``correctionId``): Id of the correction created (correction batches).
+    """
 
     index: int | None = attrs.field(default=None, metadata={"wire": "index"})
     """Position of the item in the submitted array."""
@@ -177,7 +234,21 @@ class BatchType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class Case:
-    """A collection case (shape of case[] on the newest legacy Batch page)."""
+    """A collection case (shape of case[] on the newest legacy Batch page).
+
+    Attributes:
+        case_id (``caseId``): Case id.
+        case_number (``caseNumber``): Case number.
+        organization_id (``organizationId``): Organization the case belongs to.
+        creditor_id (``creditorId``): Creditor id.
+        creditor_number (``creditorNumber``): Creditor number.
+        description (``description``): Free-text description.
+        registered_at (``registeredAt``): When the case was registered.
+        closed_at (``closedAt``): When the case was closed.
+        case_token (``caseToken``): Opaque case token.
+        invoices (``invoices``): Invoices in the case.
+        debtors (``debtors``): Debtors of the case.
+    """
 
     case_id: str = attrs.field(metadata={"wire": "caseId"})
     """Case id."""
@@ -194,9 +265,9 @@ class Case:
     type: CaseType | None = attrs.field(default=None, metadata={"wire": "type"})
     description: str | None = attrs.field(default=None, metadata={"wire": "description"})
     """Free-text description."""
-    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    registered_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
     """When the case was registered."""
-    closed_at: datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
+    closed_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
     """When the case was closed."""
     case_token: str | None = attrs.field(default=None, metadata={"wire": "caseToken"})
     """Opaque case token."""
@@ -208,7 +279,11 @@ class Case:
 
 @attrs.define(kw_only=True)
 class CaseActionRequest:
-    """Optional body of the case actions."""
+    """Optional body of the case actions.
+
+    Attributes:
+        reason (``reason``): Free-text reason for the action.
+    """
 
     reason: str | None = attrs.field(default=None, metadata={"wire": "reason"})
     """Free-text reason for the action."""
@@ -216,7 +291,16 @@ class CaseActionRequest:
 
 @attrs.define(kw_only=True)
 class CaseDebtor:
-    """A debtor inside a case (camelCase firstName/lastName, unlike Debtor)."""
+    """A debtor inside a case (camelCase firstName/lastName, unlike Debtor).
+
+    Attributes:
+        debtor_id (``debtorId``): Debtor id.
+        debtor_number (``debtorNumber``): Debtor number.
+        customer_number (``customerNumber``): The creditor's customer number for the debtor.
+        first_name (``firstName``): First name.
+        last_name (``lastName``): Last name.
+        full_name (``fullName``): Full name.
+    """
 
     debtor_id: str | None = attrs.field(default=None, metadata={"wire": "debtorId"})
     """Debtor id."""
@@ -235,20 +319,32 @@ class CaseDebtor:
 
 @attrs.define(kw_only=True)
 class CaseEvent:
-    """CASE webhook payload (event name in eventType, not type)."""
+    """CASE webhook payload (event name in eventType, not type).
+
+    Attributes:
+        id (``id``): Event id.
+        time_stamp (``timeStamp``): When the event happened (UTC).
+    """
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
     event_type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "eventType"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
-    time_stamp: datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
+    time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: CaseEventData | None = attrs.field(default=None, metadata={"wire": "data"})
 
 
 @attrs.define(kw_only=True)
 class CaseEventData:
-    """Data of CASE (organization in orgId, not organizationId)."""
+    """Data of CASE (organization in orgId, not organizationId).
+
+    Attributes:
+        org_id (``orgId``): Organization of the case.
+        case_id (``caseId``): The case.
+        case_number (``caseNumber``): Case number.
+        invoices (``invoices``): Ids of the invoices in the case.
+    """
 
     org_id: str | None = attrs.field(default=None, metadata={"wire": "orgId"})
     """Organization of the case."""
@@ -264,7 +360,24 @@ class CaseEventData:
 
 @attrs.define(kw_only=True)
 class CaseInvoice:
-    """An invoice inside a case."""
+    """An invoice inside a case.
+
+    Attributes:
+        invoice_id (``invoiceId``): Invoice id.
+        invoice_number (``invoiceNumber``): Invoice number.
+        case_id (``caseId``): Case id.
+        invoice_date (``invoiceDate``): Invoice date.
+        due_date (``dueDate``): Due date.
+        batch_id (``batchId``): Batch that created the invoice.
+        registered_at (``registeredAt``): When the invoice was registered in the case.
+        original_amount (``originalAmount``): Original amount.
+        remaining_amount (``remainingAmount``): Amount still to be paid.
+        remaining_principal (``remainingPrincipal``): Principal still to be paid.
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): Source-system id of the invoice.
+        paid_amount (``paidAmount``): Amount paid.
+        credited_amount (``creditedAmount``): Amount credited.
+        currency (``currency``): ISO 4217 currency code.
+    """
 
     invoice_id: str | None = attrs.field(default=None, metadata={"wire": "invoiceId"})
     """Invoice id."""
@@ -272,13 +385,13 @@ class CaseInvoice:
     """Invoice number."""
     case_id: str | None = attrs.field(default=None, metadata={"wire": "caseId"})
     """Case id."""
-    invoice_date: datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
+    invoice_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
     """Invoice date."""
-    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    due_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
     """Due date."""
     batch_id: str | None = attrs.field(default=None, metadata={"wire": "batchId"})
     """Batch that created the invoice."""
-    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    registered_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
     """When the invoice was registered in the case."""
     original_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "originalAmount"})
     """Original amount."""
@@ -304,7 +417,11 @@ class CaseInvoice:
 
 @attrs.define(kw_only=True)
 class CaseListResponse:
-    """A page of cases."""
+    """A page of cases.
+
+    Attributes:
+        data (``data``): The cases of this page.
+    """
 
     data: list[Case] = attrs.field(metadata={"wire": "data"})
     """The cases of this page."""
@@ -340,20 +457,33 @@ class CaseType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class CaseUpdatedEvent:
-    """CASE_UPDATED webhook payload (event name in eventType, not type)."""
+    """CASE_UPDATED webhook payload (event name in eventType, not type).
+
+    Attributes:
+        id (``id``): Event id.
+        time_stamp (``timeStamp``): When the event happened (UTC).
+    """
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
     event_type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "eventType"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
-    time_stamp: datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
+    time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: CaseUpdatedEventData | None = attrs.field(default=None, metadata={"wire": "data"})
 
 
 @attrs.define(kw_only=True)
 class CaseUpdatedEventData:
-    """Data of CASE_UPDATED (the CASE fields plus the changed field names)."""
+    """Data of CASE_UPDATED (the CASE fields plus the changed field names).
+
+    Attributes:
+        org_id (``orgId``): Organization of the case.
+        case_id (``caseId``): The case.
+        case_number (``caseNumber``): Case number.
+        invoices (``invoices``): Ids of the invoices in the case.
+        fields (``fields``): Names of the case attributes that changed.
+    """
 
     org_id: str | None = attrs.field(default=None, metadata={"wire": "orgId"})
     """Organization of the case."""
@@ -371,7 +501,17 @@ class CaseUpdatedEventData:
 
 @attrs.define(kw_only=True)
 class Claim:
-    """One claim (principal, interest or fee) of an invoice."""
+    """One claim (principal, interest or fee) of an invoice.
+
+    Attributes:
+        original_amount (``originalAmount``): Original amount of the claim.
+        current_amount (``currentAmount``): Current amount of the claim.
+        remaining_amount (``remainingAmount``): Amount still to be paid.
+        paid_amount (``paidAmount``): Amount paid.
+        credited_amount (``creditedAmount``): Amount credited.
+        currency (``currency``): ISO 4217 currency code.
+        invoice_id (``invoiceId``): Invoice the claim belongs to.
+    """
 
     type: ClaimType | None = attrs.field(default=None, metadata={"wire": "type"})
     original_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "originalAmount"})
@@ -409,7 +549,11 @@ class CollectionType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class CreateCorrectionsRequest:
-    """Body of CreateCorrections."""
+    """Body of CreateCorrections.
+
+    Attributes:
+        corrections (``corrections``): The corrections to submit.
+    """
 
     corrections: list[NewCorrection] = attrs.field(metadata={"wire": "corrections"})
     """The corrections to submit."""
@@ -417,7 +561,11 @@ class CreateCorrectionsRequest:
 
 @attrs.define(kw_only=True)
 class CreateInvoicesRequest:
-    """Body of CreateInvoices."""
+    """Body of CreateInvoices.
+
+    Attributes:
+        invoices (``invoices``): The invoices to create.
+    """
 
     invoices: list[NewInvoice] = attrs.field(metadata={"wire": "invoices"})
     """The invoices to create."""
@@ -425,7 +573,11 @@ class CreateInvoicesRequest:
 
 @attrs.define(kw_only=True)
 class CreatePaymentsRequest:
-    """Body of CreatePayments."""
+    """Body of CreatePayments.
+
+    Attributes:
+        payments (``payments``): The payments to register.
+    """
 
     payments: list[NewPayment] = attrs.field(metadata={"wire": "payments"})
     """The payments to register."""
@@ -433,7 +585,11 @@ class CreatePaymentsRequest:
 
 @attrs.define(kw_only=True)
 class DebtCollectionListRequest:
-    """Cases to accept or reject from the debt-collection list."""
+    """Cases to accept or reject from the debt-collection list.
+
+    Attributes:
+        case_ids (``caseIds``): Ids of the cases.
+    """
 
     case_ids: list[str] = attrs.field(metadata={"wire": "caseIds"})
     """Ids of the cases."""
@@ -441,7 +597,20 @@ class DebtCollectionListRequest:
 
 @attrs.define(kw_only=True)
 class Debtor:
-    """A debtor of an invoice (note the lower-case firstname/lastname)."""
+    """A debtor of an invoice (note the lower-case firstname/lastname).
+
+    Attributes:
+        firstname (``firstname``): First name (private debtors).
+        lastname (``lastname``): Last name (private debtors).
+        name (``name``): Full or company name.
+        customer_number (``customerNumber``): The creditor's customer number for the debtor.
+        identification_number (``identificationNumber``): National identification number.
+        organization_number (``organizationNumber``): Organization number (company debtors).
+        date_of_birth (``dateOfBirth``): Date of birth.
+        emails (``emails``): E-mail addresses.
+        phone_numbers (``phoneNumbers``): Phone numbers.
+        addresses (``addresses``): Postal addresses.
+    """
 
     type: DebtorType | None = attrs.field(default=None, metadata={"wire": "type"})
     firstname: str | None = attrs.field(default=None, metadata={"wire": "firstname"}, repr=False)
@@ -460,7 +629,7 @@ class Debtor:
         default=None, metadata={"wire": "organizationNumber"}
     )
     """Organization number (company debtors)."""
-    date_of_birth: date_aliased | None = attrs.field(
+    date_of_birth: dt.date | None = attrs.field(
         default=None, metadata={"wire": "dateOfBirth"}, repr=False
     )
     """Date of birth."""
@@ -483,7 +652,11 @@ class DebtorType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class Email:
-    """An e-mail address of a debtor."""
+    """An e-mail address of a debtor.
+
+    Attributes:
+        value (``value``): The e-mail address.
+    """
 
     value: str | None = attrs.field(default=None, metadata={"wire": "value"}, repr=False)
     """The e-mail address."""
@@ -497,7 +670,27 @@ class EventSource(OpenEnum):
 
 @attrs.define(kw_only=True)
 class Invoice:
-    """An invoice as returned by the Invoice endpoints."""
+    """An invoice as returned by the Invoice endpoints.
+
+    Attributes:
+        id (``id``): Invoice id.
+        invoice_number (``invoiceNumber``): The creditor's invoice number.
+        collection_case_number (``collectionCaseNumber``): Number of the collection case holding the invoice.
+        created_at (``createdAt``): When Amili registered the invoice.
+        closed_at (``closedAt``): When the invoice was closed.
+        original_invoice_amount (``originalInvoiceAmount``): Original invoice amount.
+        currency (``currency``): ISO 4217 currency code.
+        invoice_date (``invoiceDate``): Invoice date.
+        due_date (``dueDate``): Due date.
+        ocr_reference_number (``ocrReferenceNumber``): OCR/KID payment reference.
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): The creditor's unique id of the invoice in its own system.
+        claims (``claims``): Claims of the invoice.
+        debtors (``debtors``): Debtors of the invoice.
+        current_amount (``currentAmount``): Current total amount.
+        remaining_amount (``remainingAmount``): Amount still to be paid.
+        paid_amount (``paidAmount``): Amount paid.
+        credited_amount (``creditedAmount``): Amount credited.
+    """
 
     id: str = attrs.field(metadata={"wire": "id"})
     """Invoice id."""
@@ -510,9 +703,9 @@ class Invoice:
     """Number of the collection case holding the invoice."""
     type: InvoiceType | None = attrs.field(default=None, metadata={"wire": "type"})
     status: InvoiceStatus | None = attrs.field(default=None, metadata={"wire": "status"})
-    created_at: datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
+    created_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
     """When Amili registered the invoice."""
-    closed_at: datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
+    closed_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
     """When the invoice was closed."""
     original_invoice_amount: Decimal | None = attrs.field(
         default=None, metadata={"wire": "originalInvoiceAmount"}
@@ -520,9 +713,9 @@ class Invoice:
     """Original invoice amount."""
     currency: str | None = attrs.field(default=None, metadata={"wire": "currency"})
     """ISO 4217 currency code."""
-    invoice_date: datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
+    invoice_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
     """Invoice date."""
-    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    due_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
     """Due date."""
     ocr_reference_number: str | None = attrs.field(
         default=None, metadata={"wire": "ocrReferenceNumber"}
@@ -558,7 +751,11 @@ class InvoiceEnvelope:
 
 @attrs.define(kw_only=True)
 class InvoiceListResponse:
-    """A page of invoices."""
+    """A page of invoices.
+
+    Attributes:
+        data (``data``): The invoices of this page.
+    """
 
     data: list[Invoice] = attrs.field(metadata={"wire": "data"})
     """The invoices of this page."""
@@ -584,7 +781,11 @@ class InvoiceType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class LegacyAttachmentResponse:
-    """Answer of the legacy attachment upload."""
+    """Answer of the legacy attachment upload.
+
+    Attributes:
+        attachmentid (``attachmentid``): Id of the stored attachment (as in case history attachmentid).
+    """
 
     attachmentid: str | None = attrs.field(default=None, metadata={"wire": "attachmentid"})
     """Id of the stored attachment (as in case history attachmentid)."""
@@ -592,7 +793,15 @@ class LegacyAttachmentResponse:
 
 @attrs.define(kw_only=True)
 class LegacyBatch:
-    """The legacy /webapi batch (creditors, cases, settlements)."""
+    """The legacy /webapi batch (creditors, cases, settlements).
+
+    Attributes:
+        batchid (``batchid``): Batch id.
+        offline (``offline``): Offline flag.
+        creditor (``creditor``): Creditors.
+        case (``case``): Cases, in either generation's shape (camelCase since 4161131e0, lower-case before).
+        settlement (``settlement``): Settlements (the docs' example is cut off inside the first item).
+    """
 
     batchid: str | None = attrs.field(default=None, metadata={"wire": "batchid"})
     """Batch id."""
@@ -614,7 +823,49 @@ class LegacyCase:
     the camelCase case model (newest page, 4161131e0) and a lower-case model (older pages,
     3939032e0 / 4131300e0). One schema carries the fields of both, all optional, so either
     generation (or a server mid-migration) decodes; a reader tells them apart by `caseId`
-    (newest) or `customerref`/`casenumber` (older)."""
+    (newest) or `customerref`/`casenumber` (older).
+
+        Attributes:
+            case_id (``caseId``): Case id (newest shape).
+            case_number (``caseNumber``): Case number (newest shape); the docs' example shows 0, the case webhooks a string.
+            organization_id (``organizationId``): Organization the case belongs to (newest shape).
+            creditor_id (``creditorId``): Creditor id (newest shape).
+            creditor_number (``creditorNumber``): Creditor number (newest shape).
+            description (``description``): Free-text description (newest shape).
+            registered_at (``registeredAt``): When the case was registered (newest shape).
+            closed_at (``closedAt``): When the case was closed (newest shape).
+            case_token (``caseToken``): Opaque case token (newest shape).
+            invoices (``invoices``): Invoices in the case (newest shape).
+            debtors (``debtors``): Debtors of the case (newest shape; the docs' example is cut off inside the first debtor).
+            customerref (``customerref``): Customer (debtor) reference (older shape).
+            customername (``customername``): Customer (debtor) name (older shape).
+            ledgerref (``ledgerref``): Ledger reference (older shape).
+            referencenumber (``referencenumber``): Payment reference number (older shape).
+            casenumber (``casenumber``): Case number (older shape).
+            currencycode (``currencycode``): Currency code (older shape).
+            regdate (``regdate``): Registration time (older shape).
+            closuredate (``closuredate``): Closing time (older shape).
+            billdate (``billdate``): Invoice date (older shape).
+            duedate (``duedate``): Due date (older shape).
+            isdebtcollection (``isdebtcollection``): The case is in debt collection (older shape).
+            originalsum (``originalsum``): Original total (older shape).
+            paidsum (``paidsum``): Paid total (older shape).
+            remainingsum (``remainingsum``): Remaining total (older shape).
+            originalprincipal (``originalprincipal``): Original principal (older shape).
+            paidprincipal (``paidprincipal``): Paid principal (older shape).
+            remainingprincipal (``remainingprincipal``): Remaining principal (older shape).
+            originalfee (``originalfee``): Original fees (older shape).
+            paidfee (``paidfee``): Paid fees (older shape).
+            remainingfee (``remainingfee``): Remaining fees (older shape).
+            originalinterest (``originalinterest``): Original interest (older shape).
+            paidinterest (``paidinterest``): Paid interest (older shape).
+            remaininginterest (``remaininginterest``): Remaining interest (older shape).
+            service_description (``service_description``): Service description (older shape).
+            status_statuscode (``status_statuscode``): Status code (older shape).
+            reminders (``reminders``): Number of reminders sent (older shape).
+            debtcollectionlist (``debtcollectionlist``): Debt-collection list flag or number (older shape).
+            history (``history``): Case history entries (older shape).
+    """
 
     case_id: str | None = attrs.field(default=None, metadata={"wire": "caseId"})
     """Case id (newest shape)."""
@@ -631,9 +882,9 @@ class LegacyCase:
     type: CaseType | None = attrs.field(default=None, metadata={"wire": "type"})
     description: str | None = attrs.field(default=None, metadata={"wire": "description"})
     """Free-text description (newest shape)."""
-    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    registered_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
     """When the case was registered (newest shape)."""
-    closed_at: datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
+    closed_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "closedAt"})
     """When the case was closed (newest shape)."""
     case_token: str | None = attrs.field(default=None, metadata={"wire": "caseToken"})
     """Opaque case token (newest shape)."""
@@ -657,13 +908,13 @@ class LegacyCase:
     """Case number (older shape)."""
     currencycode: str | None = attrs.field(default=None, metadata={"wire": "currencycode"})
     """Currency code (older shape)."""
-    regdate: datetime | None = attrs.field(default=None, metadata={"wire": "regdate"})
+    regdate: dt.datetime | None = attrs.field(default=None, metadata={"wire": "regdate"})
     """Registration time (older shape)."""
-    closuredate: datetime | None = attrs.field(default=None, metadata={"wire": "closuredate"})
+    closuredate: dt.datetime | None = attrs.field(default=None, metadata={"wire": "closuredate"})
     """Closing time (older shape)."""
-    billdate: datetime | None = attrs.field(default=None, metadata={"wire": "billdate"})
+    billdate: dt.datetime | None = attrs.field(default=None, metadata={"wire": "billdate"})
     """Invoice date (older shape)."""
-    duedate: datetime | None = attrs.field(default=None, metadata={"wire": "duedate"})
+    duedate: dt.datetime | None = attrs.field(default=None, metadata={"wire": "duedate"})
     """Due date (older shape)."""
     isdebtcollection: bool | None = attrs.field(default=None, metadata={"wire": "isdebtcollection"})
     """The case is in debt collection (older shape)."""
@@ -724,11 +975,20 @@ class LegacyCase:
 
 @attrs.define(kw_only=True)
 class LegacyCaseHistory:
-    """A history entry of a legacy case (older shape)."""
+    """A history entry of a legacy case (older shape).
+
+    Attributes:
+        type (``type``): Entry kind code.
+        loggedat (``loggedat``): When the entry was logged.
+        message (``message``): Message text.
+        subject (``subject``): Subject.
+        conversationid (``conversationid``): Conversation id.
+        attachmentid (``attachmentid``): Id of an attached document.
+    """
 
     type: int | None = attrs.field(default=None, metadata={"wire": "type"})
     """Entry kind code."""
-    loggedat: datetime | None = attrs.field(default=None, metadata={"wire": "loggedat"})
+    loggedat: dt.datetime | None = attrs.field(default=None, metadata={"wire": "loggedat"})
     """When the entry was logged."""
     message: str | None = attrs.field(default=None, metadata={"wire": "message"}, repr=False)
     """Message text."""
@@ -742,7 +1002,24 @@ class LegacyCaseHistory:
 
 @attrs.define(kw_only=True)
 class LegacyCaseInvoice:
-    """An invoice inside a legacy batch case (newest shape)."""
+    """An invoice inside a legacy batch case (newest shape).
+
+    Attributes:
+        invoice_id (``invoiceId``): Invoice id.
+        invoice_number (``invoiceNumber``): Invoice number.
+        case_id (``caseId``): Case id.
+        invoice_date (``invoiceDate``): Invoice date.
+        due_date (``dueDate``): Due date.
+        batch_id (``batchId``): Batch that created the invoice.
+        registered_at (``registeredAt``): When the invoice was registered in the case.
+        original_amount (``originalAmount``): Original amount.
+        remaining_amount (``remainingAmount``): Amount still to be paid.
+        remaining_principal (``remainingPrincipal``): Principal still to be paid.
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): Source-system id of the invoice.
+        paid_amount (``paidAmount``): Amount paid.
+        credited_amount (``creditedAmount``): Amount credited.
+        currency (``currency``): Currency; the docs' example shows {} (an object), the sandbox sends an ISO 4217 code.
+    """
 
     invoice_id: str | None = attrs.field(default=None, metadata={"wire": "invoiceId"})
     """Invoice id."""
@@ -750,13 +1027,13 @@ class LegacyCaseInvoice:
     """Invoice number."""
     case_id: str | None = attrs.field(default=None, metadata={"wire": "caseId"})
     """Case id."""
-    invoice_date: datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
+    invoice_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "invoiceDate"})
     """Invoice date."""
-    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    due_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
     """Due date."""
     batch_id: str | None = attrs.field(default=None, metadata={"wire": "batchId"})
     """Batch that created the invoice."""
-    registered_at: datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
+    registered_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "registeredAt"})
     """When the invoice was registered in the case."""
     original_amount: Decimal | None = attrs.field(default=None, metadata={"wire": "originalAmount"})
     """Original amount."""
@@ -782,7 +1059,18 @@ class LegacyCaseInvoice:
 
 @attrs.define(kw_only=True)
 class LegacyContact:
-    """A creditor contact or case handler (legacy, lower-case names)."""
+    """A creditor contact or case handler (legacy, lower-case names).
+
+    Attributes:
+        fullname (``fullname``): Full name.
+        workphone (``workphone``): Work phone.
+        email (``email``): E-mail address.
+        isinvoicequery (``isinvoicequery``): Receives invoice queries.
+        isremittancereport (``isremittancereport``): Receives remittance reports.
+        isorderconfirmation (``isorderconfirmation``): Receives order confirmations.
+        iscollectionlist (``iscollectionlist``): Receives the collection list.
+        isweb (``isweb``): Has web access.
+    """
 
     fullname: str | None = attrs.field(default=None, metadata={"wire": "fullname"}, repr=False)
     """Full name."""
@@ -808,7 +1096,28 @@ class LegacyContact:
 
 @attrs.define(kw_only=True)
 class LegacyCreditor:
-    """A creditor in the legacy batch model (lower-case names)."""
+    """A creditor in the legacy batch model (lower-case names).
+
+    Attributes:
+        idnumber (``idnumber``): Creditor id number.
+        parentidnumber (``parentidnumber``): Parent creditor id number.
+        onlydebtcollection (``onlydebtcollection``): Creditor uses debt collection only.
+        vattype (``vattype``): VAT type code.
+        fullname (``fullname``): Creditor name.
+        street (``street``): Street address.
+        city (``city``): City.
+        zipcode (``zipcode``): Postal code.
+        countrycode (``countrycode``): Country code.
+        bankaccountno (``bankaccountno``): Bank account number.
+        sourceid (``sourceid``): Source system id.
+        reminderflow (``reminderflow``): Reminder flow code.
+        debtcollectiontransfer (``debtcollectiontransfer``): Debt-collection transfer setting.
+        invoicearchive (``invoicearchive``): Invoice archive setting.
+        hasforeigndebtors (``hasforeigndebtors``): Creditor has foreign debtors.
+        hasforeigncurrency (``hasforeigncurrency``): Creditor uses foreign currency.
+        disabled (``disabled``): Creditor is disabled.
+        lastsettlementid (``lastsettlementid``): Id of the last settlement.
+    """
 
     idnumber: str | None = attrs.field(default=None, metadata={"wire": "idnumber"})
     """Creditor id number."""
@@ -860,7 +1169,15 @@ class LegacyCreditor:
 
 @attrs.define(kw_only=True)
 class LegacyPaymentDetails:
-    """How to pay a legacy case (older shape; camelCase even there)."""
+    """How to pay a legacy case (older shape; camelCase even there).
+
+    Attributes:
+        payment_value (``paymentValue``): Amount to pay.
+        currency (``currency``): Currency code.
+        kid (``kid``): KID payment reference.
+        bank_account (``bankAccount``): Bank account to pay to.
+        due_date (``dueDate``): Payment due date.
+    """
 
     payment_value: Decimal | None = attrs.field(default=None, metadata={"wire": "paymentValue"})
     """Amount to pay."""
@@ -870,13 +1187,17 @@ class LegacyPaymentDetails:
     """KID payment reference."""
     bank_account: str | None = attrs.field(default=None, metadata={"wire": "bankAccount"})
     """Bank account to pay to."""
-    due_date: datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
+    due_date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "dueDate"})
     """Payment due date."""
 
 
 @attrs.define(kw_only=True)
 class LegacyPingResponse:
-    """Answer of the legacy ping."""
+    """Answer of the legacy ping.
+
+    Attributes:
+        message (``message``): Free-text answer.
+    """
 
     message: str | None = attrs.field(default=None, metadata={"wire": "message"})
     """Free-text answer."""
@@ -885,7 +1206,22 @@ class LegacyPingResponse:
 @attrs.define(kw_only=True)
 class LegacySettlement:
     """A settlement of the legacy batch, in either generation's shape: camelCase (4131300e0, as
-    the Settlement model) or lower-case (3939032e0). Both examples are cut off after a few fields."""
+    the Settlement model) or lower-case (3939032e0). Both examples are cut off after a few fields.
+
+        Attributes:
+            settlement_id (``settlementId``): Settlement id.
+            case_number (``caseNumber``): Case number (camelCase shape).
+            currency (``currency``): ISO 4217 currency code.
+            customer_reference (``customerReference``): Customer reference.
+            exchange_rate (``exchangeRate``): Exchange rate applied.
+            settlement_date (``settlementDate``): Date of the settlement.
+            amount (``amount``): Settled amount.
+            creditorid (``creditorid``): Creditor id (lower-case shape).
+            customerref (``customerref``): Customer reference (lower-case shape).
+            ledgerref (``ledgerref``): Ledger reference (lower-case shape).
+            referencenumber (``referencenumber``): Payment reference number (lower-case shape).
+            casenumber (``casenumber``): Case number (lower-case shape).
+    """
 
     settlement_id: str | None = attrs.field(default=None, metadata={"wire": "settlementId"})
     """Settlement id."""
@@ -902,9 +1238,7 @@ class LegacySettlement:
     """Customer reference."""
     exchange_rate: Decimal | None = attrs.field(default=None, metadata={"wire": "exchangeRate"})
     """Exchange rate applied."""
-    settlement_date: date_aliased | None = attrs.field(
-        default=None, metadata={"wire": "settlementDate"}
-    )
+    settlement_date: dt.date | None = attrs.field(default=None, metadata={"wire": "settlementDate"})
     """Date of the settlement."""
     amount: Decimal | None = attrs.field(default=None, metadata={"wire": "amount"})
     """Settled amount."""
@@ -922,7 +1256,15 @@ class LegacySettlement:
 
 @attrs.define(kw_only=True)
 class NewCorrection:
-    """A correction of an invoice amount."""
+    """A correction of an invoice amount.
+
+    Attributes:
+        invoice_id (``invoiceId``): Invoice the correction applies to.
+        amount (``amount``): Amount of the correction (sign convention not documented).
+        currency (``currency``): ISO 4217 currency code.
+        date (``date``): Date of the correction.
+        description (``description``): Free-text description.
+    """
 
     invoice_id: str = attrs.field(metadata={"wire": "invoiceId"})
     """Invoice the correction applies to."""
@@ -930,15 +1272,34 @@ class NewCorrection:
     """Amount of the correction (sign convention not documented)."""
     currency: str = attrs.field(metadata={"wire": "currency"})
     """ISO 4217 currency code."""
-    date: datetime | None = attrs.field(default=None, metadata={"wire": "date"})
+    date: dt.datetime | None = attrs.field(default=None, metadata={"wire": "date"})
     """Date of the correction."""
     description: str | None = attrs.field(default=None, metadata={"wire": "description"})
     """Free-text description."""
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
+
 
 @attrs.define(kw_only=True)
 class NewInvoice:
-    """An invoice to create."""
+    """An invoice to create.
+
+    Attributes:
+        invoice_number (``invoiceNumber``): The creditor's invoice number.
+        original_invoice_amount (``originalInvoiceAmount``): Original invoice amount.
+        currency (``currency``): ISO 4217 currency code.
+        invoice_date (``invoiceDate``): Invoice date, yyyy-MM-dd or a date-time (the docs show both forms).
+        due_date (``dueDate``): Due date, yyyy-MM-dd or a date-time (the docs show both forms).
+        vat (``vat``): Whether VAT applies.
+        fees (``fees``): Whether fees may be added.
+        collection_notice_date (``collectionNoticeDate``): Date of the collection notice.
+        unique_source_invoice_id (``uniqueSourceInvoiceId``): The creditor's unique id of the invoice in its own system.
+        description (``description``): Free-text description.
+        ocr_reference_number (``ocrReferenceNumber``): OCR/KID payment reference.
+        debtors (``debtors``): Debtors of the invoice.
+    """
 
     type: InvoiceType = attrs.field(metadata={"wire": "type"})
     invoice_number: str = attrs.field(metadata={"wire": "invoiceNumber"})
@@ -947,15 +1308,15 @@ class NewInvoice:
     """Original invoice amount."""
     currency: str = attrs.field(metadata={"wire": "currency"})
     """ISO 4217 currency code."""
-    invoice_date: datetime = attrs.field(metadata={"wire": "invoiceDate"})
-    """Invoice date (the docs show both yyyy-MM-dd and date-time values)."""
-    due_date: datetime = attrs.field(metadata={"wire": "dueDate"})
-    """Due date (the docs show both yyyy-MM-dd and date-time values)."""
+    invoice_date: dt.date | dt.datetime = attrs.field(metadata={"wire": "invoiceDate"})
+    """Invoice date, yyyy-MM-dd or a date-time (the docs show both forms)."""
+    due_date: dt.date | dt.datetime = attrs.field(metadata={"wire": "dueDate"})
+    """Due date, yyyy-MM-dd or a date-time (the docs show both forms)."""
     vat: bool | None = attrs.field(default=None, metadata={"wire": "vat"})
     """Whether VAT applies."""
     fees: bool | None = attrs.field(default=None, metadata={"wire": "fees"})
     """Whether fees may be added."""
-    collection_notice_date: datetime | None = attrs.field(
+    collection_notice_date: dt.datetime | None = attrs.field(
         default=None, metadata={"wire": "collectionNoticeDate"}
     )
     """Date of the collection notice."""
@@ -972,10 +1333,22 @@ class NewInvoice:
     debtors: list[Debtor] | None = attrs.field(default=None, metadata={"wire": "debtors"})
     """Debtors of the invoice."""
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
+
 
 @attrs.define(kw_only=True)
 class NewPayment:
-    """A payment to register on an invoice."""
+    """A payment to register on an invoice.
+
+    Attributes:
+        invoice_id (``invoiceId``): Invoice the payment is for.
+        amount (``amount``): Amount paid.
+        currency (``currency``): ISO 4217 currency code.
+        payment_date (``paymentDate``): Date of the payment.
+        reference (``reference``): Payment reference.
+    """
 
     invoice_id: str = attrs.field(metadata={"wire": "invoiceId"})
     """Invoice the payment is for."""
@@ -984,23 +1357,37 @@ class NewPayment:
     """Amount paid."""
     currency: str = attrs.field(metadata={"wire": "currency"})
     """ISO 4217 currency code."""
-    payment_date: date_aliased | None = attrs.field(default=None, metadata={"wire": "paymentDate"})
+    payment_date: dt.date | None = attrs.field(default=None, metadata={"wire": "paymentDate"})
     """Date of the payment."""
     reference: str | None = attrs.field(default=None, metadata={"wire": "reference"})
     """Payment reference."""
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse what the API must not get: float money, text for a number, naive date-times."""
+        check_request(self)
+
 
 @attrs.define(kw_only=True)
 class OlderBatch:
-    """A batch in the oldest schema (status is an object)."""
+    """A batch in the oldest schema (status is an object).
+
+    Attributes:
+        batch_id (``batchId``): Batch id.
+        created_at (``createdAt``): When the batch was created.
+        finished_at (``finishedAt``): When processing finished.
+        organization_id (``organizationId``): Organization the batch belongs to.
+        created_by (``createdBy``): Principal that created the batch.
+        succeeded (``succeeded``): Successfully processed items.
+        failed (``failed``): Failed items; the docs show only [null], so the item schema is unknown.
+    """
 
     batch_id: str | None = attrs.field(default=None, metadata={"wire": "batchId"})
     """Batch id."""
     type: BatchType | None = attrs.field(default=None, metadata={"wire": "type"})
     status: OlderBatchStatus | None = attrs.field(default=None, metadata={"wire": "status"})
-    created_at: datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
+    created_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "createdAt"})
     """When the batch was created."""
-    finished_at: datetime | None = attrs.field(default=None, metadata={"wire": "finishedAt"})
+    finished_at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "finishedAt"})
     """When processing finished."""
     organization_id: str | None = attrs.field(default=None, metadata={"wire": "organizationId"})
     """Organization the batch belongs to."""
@@ -1016,7 +1403,13 @@ class OlderBatch:
 
 @attrs.define(kw_only=True)
 class OlderBatchError:
-    """An error about one submitted object."""
+    """An error about one submitted object.
+
+    Attributes:
+        objectname (``objectname``): Kind of object.
+        objectindex (``objectindex``): Position of the object in the submission.
+        message (``message``): Error message.
+    """
 
     objectname: str | None = attrs.field(default=None, metadata={"wire": "objectname"})
     """Kind of object."""
@@ -1028,7 +1421,11 @@ class OlderBatchError:
 
 @attrs.define(kw_only=True)
 class OlderBatchListResponse:
-    """Response of the oldest \"Get all batches\" (GET /batches)."""
+    """Response of the oldest \"Get all batches\" (GET /batches).
+
+    Attributes:
+        data (``data``): The batches of this page.
+    """
 
     summary: Summary | None = attrs.field(default=None, metadata={"wire": "summary"})
     data: list[OlderBatch] | None = attrs.field(default=None, metadata={"wire": "data"})
@@ -1037,7 +1434,14 @@ class OlderBatchListResponse:
 
 @attrs.define(kw_only=True)
 class OlderBatchResponseItem:
-    """The result for one submitted object."""
+    """The result for one submitted object.
+
+    Attributes:
+        objectname (``objectname``): Kind of object.
+        objectindex (``objectindex``): Position of the object in the submission.
+        ledgerref (``ledgerref``): Ledger reference.
+        status_statuscode (``status_statuscode``): Status code of the object.
+    """
 
     objectname: str | None = attrs.field(default=None, metadata={"wire": "objectname"})
     """Kind of object."""
@@ -1053,7 +1457,13 @@ class OlderBatchResponseItem:
 
 @attrs.define(kw_only=True)
 class OlderBatchStatus:
-    """Batch status object of the oldest schema."""
+    """Batch status object of the oldest schema.
+
+    Attributes:
+        statuscode (``statuscode``): Numeric status code.
+        errors (``errors``): Errors per submitted object.
+        responses (``responses``): Responses per submitted object.
+    """
 
     statuscode: int | None = attrs.field(default=None, metadata={"wire": "statuscode"})
     """Numeric status code."""
@@ -1067,7 +1477,14 @@ class OlderBatchStatus:
 
 @attrs.define(kw_only=True)
 class OlderBatchSucceededItem:
-    """A successfully processed item (polymorphic, discriminated by $type)."""
+    """A successfully processed item (polymorphic, discriminated by $type).
+
+    Attributes:
+        field_type (``$type``): Item kind discriminator.
+        invoice_number (``invoiceNumber``): Invoice number.
+        case_id (``caseId``): Case id (the docs' example value is \"string\", not a UUID).
+        invoice_id (``invoiceId``): Invoice id.
+    """
 
     field_type: str | None = attrs.field(default=None, metadata={"wire": "$type"})
     """Item kind discriminator."""
@@ -1081,7 +1498,13 @@ class OlderBatchSucceededItem:
 
 @attrs.define(kw_only=True)
 class Organization:
-    """The organization (creditor) an invoice belongs to."""
+    """The organization (creditor) an invoice belongs to.
+
+    Attributes:
+        id (``id``): Organization id.
+        organization_number (``organizationNumber``): Registered organization number.
+        name (``name``): Organization name.
+    """
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Organization id."""
@@ -1101,7 +1524,13 @@ class PaymentType(OpenEnum):
 
 @attrs.define(kw_only=True)
 class PhoneNumber:
-    """A phone number of a debtor."""
+    """A phone number of a debtor.
+
+    Attributes:
+        country_code (``countryCode``): Country calling code.
+        original_value (``originalValue``): The number as supplied.
+        value (``value``): The normalised number.
+    """
 
     country_code: str | None = attrs.field(default=None, metadata={"wire": "countryCode"})
     """Country calling code."""
@@ -1115,7 +1544,17 @@ class PhoneNumber:
 
 @attrs.define(kw_only=True)
 class ProblemDetails:
-    """Error body (RFC 9457 / ASP.NET Core ProblemDetails)."""
+    """Error body (RFC 9457 / ASP.NET Core ProblemDetails).
+
+    Attributes:
+        type (``type``): URI reference identifying the problem type.
+        title (``title``): Short summary of the problem type.
+        status (``status``): HTTP status code.
+        detail (``detail``): Explanation of this occurrence.
+        instance (``instance``): URI reference of this occurrence.
+        trace_id (``traceId``): Server trace id (ASP.NET Core).
+        errors (``errors``): Validation messages per field (ASP.NET Core ValidationProblemDetails).
+    """
 
     type: str | None = attrs.field(default=None, metadata={"wire": "type"})
     """URI reference identifying the problem type."""
@@ -1135,7 +1574,20 @@ class ProblemDetails:
 
 @attrs.define(kw_only=True)
 class Settlement:
-    """A settlement (payout) to the creditor."""
+    """A settlement (payout) to the creditor.
+
+    Attributes:
+        settlement_id (``settlementId``): Settlement id.
+        organization_id (``organizationId``): Organization the settlement belongs to.
+        invoice_id (``invoiceId``): Invoice the settlement is about.
+        invoice_number (``invoiceNumber``): Invoice number.
+        case_number (``caseNumber``): Case number.
+        currency (``currency``): ISO 4217 currency code.
+        customer_reference (``customerReference``): Customer reference.
+        exchange_rate (``exchangeRate``): Exchange rate applied.
+        settlement_date (``settlementDate``): Date of the settlement.
+        amount (``amount``): Settled amount.
+    """
 
     settlement_id: str | None = attrs.field(default=None, metadata={"wire": "settlementId"})
     """Settlement id."""
@@ -1158,9 +1610,7 @@ class Settlement:
     """Customer reference."""
     exchange_rate: Decimal | None = attrs.field(default=None, metadata={"wire": "exchangeRate"})
     """Exchange rate applied."""
-    settlement_date: date_aliased | None = attrs.field(
-        default=None, metadata={"wire": "settlementDate"}
-    )
+    settlement_date: dt.date | None = attrs.field(default=None, metadata={"wire": "settlementDate"})
     """Date of the settlement."""
     amount: Decimal | None = attrs.field(default=None, metadata={"wire": "amount"})
     """Settled amount."""
@@ -1168,15 +1618,22 @@ class Settlement:
 
 @attrs.define(kw_only=True)
 class SettlementCreatedData:
-    """Data of SETTLEMENT_CREATED."""
+    """Data of SETTLEMENT_CREATED.
+
+    Attributes:
+        settlement_id (``settlementId``): The new settlement.
+        organization_id (``organizationId``): Organization of the settlement.
+        settlement_date (``settlementDate``): Date of the settlement.
+        invoice_id (``invoiceId``): Invoice settled.
+        invoice_number (``invoiceNumber``): Invoice number.
+        case_number (``caseNumber``): Case number.
+    """
 
     settlement_id: str | None = attrs.field(default=None, metadata={"wire": "settlementId"})
     """The new settlement."""
     organization_id: str | None = attrs.field(default=None, metadata={"wire": "organizationId"})
     """Organization of the settlement."""
-    settlement_date: date_aliased | None = attrs.field(
-        default=None, metadata={"wire": "settlementDate"}
-    )
+    settlement_date: dt.date | None = attrs.field(default=None, metadata={"wire": "settlementDate"})
     """Date of the settlement."""
     invoice_id: str | None = attrs.field(default=None, metadata={"wire": "invoiceId"})
     """Invoice settled."""
@@ -1188,13 +1645,18 @@ class SettlementCreatedData:
 
 @attrs.define(kw_only=True)
 class SettlementCreatedEvent:
-    """SETTLEMENT_CREATED webhook payload."""
+    """SETTLEMENT_CREATED webhook payload.
+
+    Attributes:
+        id (``id``): Event id.
+        time_stamp (``timeStamp``): When the event happened (UTC).
+    """
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
     type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
-    time_stamp: datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
+    time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: SettlementCreatedData | None = attrs.field(default=None, metadata={"wire": "data"})
 
@@ -1209,7 +1671,11 @@ class SettlementEnvelope:
 
 @attrs.define(kw_only=True)
 class SettlementListResponse:
-    """A page of settlements."""
+    """A page of settlements.
+
+    Attributes:
+        data (``data``): The settlements of this page.
+    """
 
     data: list[Settlement] = attrs.field(metadata={"wire": "data"})
     """The settlements of this page."""
@@ -1225,7 +1691,12 @@ class SortDirection(OpenEnum):
 
 @attrs.define(kw_only=True)
 class Summary:
-    """Status block of every response envelope; nextPageToken pages lists."""
+    """Status block of every response envelope; nextPageToken pages lists.
+
+    Attributes:
+        status (``status``): Outcome of the request (\"SUCCESS\" in the docs' examples).
+        next_page_token (``nextPageToken``): Token for the next page; absent, null or \"\" on the last page.
+    """
 
     status: str | None = attrs.field(default=None, metadata={"wire": "status"})
     """Outcome of the request (\"SUCCESS\" in the docs' examples)."""
@@ -1235,7 +1706,13 @@ class Summary:
 
 @attrs.define(kw_only=True)
 class TokenRequest:
-    """Form fields (application/x-www-form-urlencoded) of POST {identiverse_base_url}/token."""
+    """Form fields (application/x-www-form-urlencoded) of POST {identiverse_base_url}/token.
+
+    Attributes:
+        grant_type (``grant_type``): Always client_credentials.
+        client_id (``client_id``): Your assigned client id (ClientId).
+        client_secret (``client_secret``): Your assigned client secret (ClientSecret).
+    """
 
     grant_type: Literal["client_credentials"] = attrs.field(metadata={"wire": "grant_type"})
     """Always client_credentials."""
@@ -1247,7 +1724,16 @@ class TokenRequest:
 
 @attrs.define(kw_only=True)
 class TokenResponse:
-    """Identiverse token answer (snake_case on the wire)."""
+    """Identiverse token answer (snake_case on the wire).
+
+    Attributes:
+        access_token (``access_token``): JWT to send as Authorization Bearer.
+        token_type (``token_type``): Token type (Bearer).
+        not_before (``not_before``): Unix time (seconds) from which the token is valid.
+        expires_in (``expires_in``): Lifetime in seconds (typically 3600).
+        expires_on (``expires_on``): Unix time (seconds) at which the token expires.
+        resource (``resource``): Resource (audience) the token is for.
+    """
 
     access_token: str = attrs.field(metadata={"wire": "access_token"})
     """JWT to send as Authorization Bearer."""
@@ -1270,3 +1756,80 @@ class WebhookEventType(OpenEnum):
     SETTLEMENT_CREATED = "SETTLEMENT_CREATED"
     CASE = "CASE"
     CASE_UPDATED = "CASE_UPDATED"
+
+
+__all__ = [
+    "Address",
+    "Batch",
+    "BatchCompletedData",
+    "BatchCompletedEvent",
+    "BatchEnvelope",
+    "BatchFailedItem",
+    "BatchListResponse",
+    "BatchReference",
+    "BatchReferenceEnvelope",
+    "BatchStatus",
+    "BatchSucceededItem",
+    "BatchType",
+    "Case",
+    "CaseActionRequest",
+    "CaseDebtor",
+    "CaseEvent",
+    "CaseEventData",
+    "CaseInvoice",
+    "CaseListResponse",
+    "CaseStatus",
+    "CaseSubStatus",
+    "CaseType",
+    "CaseUpdatedEvent",
+    "CaseUpdatedEventData",
+    "Claim",
+    "ClaimType",
+    "CollectionType",
+    "CreateCorrectionsRequest",
+    "CreateInvoicesRequest",
+    "CreatePaymentsRequest",
+    "DebtCollectionListRequest",
+    "Debtor",
+    "DebtorType",
+    "Email",
+    "EventSource",
+    "Invoice",
+    "InvoiceEnvelope",
+    "InvoiceListResponse",
+    "InvoiceStatus",
+    "InvoiceType",
+    "LegacyAttachmentResponse",
+    "LegacyBatch",
+    "LegacyCase",
+    "LegacyCaseHistory",
+    "LegacyCaseInvoice",
+    "LegacyContact",
+    "LegacyCreditor",
+    "LegacyPaymentDetails",
+    "LegacyPingResponse",
+    "LegacySettlement",
+    "NewCorrection",
+    "NewInvoice",
+    "NewPayment",
+    "OlderBatch",
+    "OlderBatchError",
+    "OlderBatchListResponse",
+    "OlderBatchResponseItem",
+    "OlderBatchStatus",
+    "OlderBatchSucceededItem",
+    "Organization",
+    "PaymentType",
+    "PhoneNumber",
+    "ProblemDetails",
+    "Settlement",
+    "SettlementCreatedData",
+    "SettlementCreatedEvent",
+    "SettlementEnvelope",
+    "SettlementListResponse",
+    "SortDirection",
+    "Summary",
+    "TokenRequest",
+    "TokenResponse",
+    "WebhookEventType",
+]

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from .. import _response, _serde, models
 from .._pagination import PendingPage, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
+from .._requests import request_item
 from .._response import ListResponse, Response
 from .._time import format_datetime
 
@@ -85,8 +86,9 @@ def query(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
-    """Accept models or wire-shaped dicts (e.g. rows read from JSON) and return models."""
-    return [item if isinstance(item, cls) else _serde.structure(item, cls) for item in items]
+    """Accept models or dicts (e.g. rows read from JSON) and return models, checked before
+    the network (see `_requests`: float amounts, naive date-times...)."""
+    return [request_item(item, cls, f"$[{i}]") for i, item in enumerate(items)]
 
 
 def options(timeout: float | None = None, idempotency_key: str | None = None) -> RequestOptions:

@@ -23,6 +23,7 @@ from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
 from ._query import BATCH_FILTERS, CASE_FILTERS, QUERY_PARAMS, query_middleware
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
+from ._requestlog import request_log_middleware
 from ._shape import validate_shape
 from ._state import SandboxState
 from ._store import CaseFilters, InvoiceFilters, OrgState
@@ -537,6 +538,8 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         ],
         client_max_size=64 * 1024 * 1024,
     )
+    if config.log_requests:  # outermost: it sees throttled and faulted answers too
+        app.middlewares.insert(0, request_log_middleware())
     app[STATE_KEY] = SandboxState(config)
     app[TOKENS_KEY] = TokenIssuer(
         secret, config.clients, config.token_lifetime, config.token_resource

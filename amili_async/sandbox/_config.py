@@ -108,6 +108,8 @@ class SandboxConfig:
     #: Requests per second each API client may send (a token bucket; over it: 429 with
     #: Retry-After); None means unlimited. Can be swapped at runtime (set_rate_limit).
     rate_limit: float | None = None
+    #: Print one line per request (method, path, status, injected fault) on stderr.
+    log_requests: bool = False
     #: Seconds a write batch stays QUEUED; 0 means "on the next loop iteration".
     batch_delay: float = 0.05
     #: Access token lifetime in seconds.

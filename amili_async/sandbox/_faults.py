@@ -34,7 +34,7 @@ from aiohttp import web
 
 from ._http import ADMIN_PREFIX, problem_response
 
-__all__ = ["FAULT_KINDS", "FaultConfig", "FaultInjector", "fault_middleware"]
+__all__ = ["FAULT_KINDS", "FAULT_SPEC_KEYS", "FaultConfig", "FaultInjector", "fault_middleware"]
 
 #: Fault kinds in draw order, with their spec key and FaultConfig attribute.
 FAULT_KINDS: tuple[tuple[str, str], ...] = (
@@ -47,6 +47,23 @@ FAULT_KINDS: tuple[tuple[str, str], ...] = (
     ("truncate", "truncate"),
     ("html", "html"),
 )
+
+#: Every key of a fault spec with what it does (shown by `amili-async sandbox --help`).
+FAULT_SPEC_KEYS: dict[str, str] = {
+    "429": "probability of 429 Too Many Requests (with Retry-After)",
+    "500": "probability of 500 Internal Server Error",
+    "502": "probability of 502 Bad Gateway (JSON problem)",
+    "503": "probability of 503 Service Unavailable (with Retry-After)",
+    "drop_before": "probability of closing the connection before the request is handled",
+    "drop_after": "probability of handling the request, then cutting the answer in half",
+    "truncate": "probability of handling the request, then a body shorter than Content-Length",
+    "html": "probability of an nginx-style HTML 502 page",
+    "latency": "delay before every answer (20ms, 0.5s; a bare number is milliseconds)",
+    "jitter": "random +/- added to the latency (same units)",
+    "seed": "seed of the fault draws (same seed, same faults)",
+    "retry_after": "Retry-After seconds sent with 429 and 503 (default 1)",
+    "token": "1 to inject faults into /token too (default 0)",
+}
 
 # What an nginx in front of the API answers when the upstream fails: not JSON, on purpose.
 _HTML_502 = (
@@ -135,7 +152,7 @@ class FaultConfig:
                     raise ValueError(f"fault spec token={value!r}: expected 0/1/true/false")
                 values["include_token"] = value.lower() in ("1", "true", "on")
             else:
-                known = ", ".join([*rates, "latency", "jitter", "seed", "retry_after", "token"])
+                known = ", ".join(FAULT_SPEC_KEYS)
                 raise ValueError(f"unknown fault spec key {key!r} (known: {known})")
         return cls(**values)  # type: ignore[arg-type]
 
@@ -193,6 +210,8 @@ class FaultInjector:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Request key under which the injected fault kind (or None) is noted (for the request log).
+FAULT_NOTE: web.RequestKey[str | None] = web.RequestKey("amili_fault")
 #: A one-element list holding the active injector (or None); swapped at runtime.
 FAULTS_KEY: web.AppKey[list[FaultInjector | None]] = web.AppKey("amili_faults")
 
@@ -237,6 +256,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.path == "/token" and not injector.config.include_token:
         return await handler(request)
     kind, delay = injector.draw()
+    request[FAULT_NOTE] = kind  # for the request log (--log-requests)
     if delay > 0:
         await asyncio.sleep(delay)
     if kind is None:

@@ -13,6 +13,7 @@ from ._app import STATE_KEY, TOKENS_KEY, create_app
 from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConfig
 from ._events import EventBus
 from ._faults import FAULTS_KEY, FaultConfig, FaultInjector
+from ._requestlog import describe_faults
 from ._state import SandboxState
 from ._throttle import THROTTLE_KEY, Throttle
 from ._webhooks import WEBHOOKS_KEY, WebhookDispatcher
@@ -165,7 +166,9 @@ async def serve_forever(
             print(
                 f"Amili sandbox: API {server.base_url}  token {server.token_url}  "
                 f"client {server.client_id} / {server.client_secret}  "
-                f"org {server.default_org_id}",
+                f"org {server.default_org_id}\n"
+                f"  {describe_faults(server.config.faults, server.config.rate_limit)}"
+                f"{'; logging requests' if server.config.log_requests else ''}",
                 flush=True,
             )
         await asyncio.Event().wait()

@@ -210,7 +210,7 @@ async def test_payments_and_corrections_create_many(
     assert after.remaining_amount == Decimal("649.55")
 
 
-async def test_a_refused_chunk_fails_only_its_own_items(
+async def test_an_item_a_422_names_fails_alone_and_its_chunk_is_resent(
     amili_client: AmiliClient, amili_sandbox: SandboxServer
 ) -> None:
     org = amili_sandbox.default_org_id
@@ -225,13 +225,15 @@ async def test_a_refused_chunk_fails_only_its_own_items(
     ]
 
     assert [r.index for r in results] == list(range(30))
-    assert [r.ok for r in results] == [not 10 <= k < 20 for k in range(30)]
-    for result in results[10:20]:
-        assert isinstance(result.error, UnprocessableEntityError)
-        assert result.error.status_code == 422
-        assert result.batch_id is None
-        assert result.reason
-    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 20
+    assert [r.ok for r in results] == [k != 14 for k in range(30)]
+    refused = results[14]
+    assert isinstance(refused.error, UnprocessableEntityError)
+    assert refused.batch_id is None
+    assert refused.reason == "originalInvoiceAmount: The amount must have at most 2 decimal places."
+    # The rest of its chunk went again as a new chunk, under a new key.
+    assert {r.idempotency_key for r in results[10:20] if r.ok} != {refused.idempotency_key}
+    assert len({r.batch_id for r in results[10:20] if r.ok}) == 1
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 29
 
 
 def _fault_first_post_of_each_chunk(

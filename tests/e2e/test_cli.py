@@ -85,9 +85,7 @@ async def test_export_jsonl_writes_exactly_the_sandbox_invoices(
     first = orjson.loads(out.read_text().splitlines()[0])
     assert first["organization"]["id"] == org
     assert "remainingAmount" in first
-    checkpoint = orjson.loads((tmp_path / "invoices.jsonl.checkpoint.json").read_bytes())
-    assert checkpoint["done"] is True
-    assert checkpoint["count"] == SEEDED
+    assert not (tmp_path / "invoices.jsonl.checkpoint.json").exists()  # done: nothing to resume
 
 
 async def test_export_csv_has_a_header_and_one_row_per_invoice(
@@ -106,15 +104,21 @@ async def test_export_csv_has_a_header_and_one_row_per_invoice(
         rows = list(csv.DictReader(stream))
     assert [row["id"] for row in rows] == seeded_ids(amili_sandbox)
     header = out.read_text(encoding="utf-8").splitlines()[0].split(",")
-    assert {"id", "invoiceNumber", "organization.name", "remainingAmount", "debtors"} <= set(header)
+    assert {"id", "invoiceNumber", "organization.name", "remainingAmount"} <= set(header)
+    assert {"debtors", "debtors.0.customerNumber", "debtors.0.addresses.0.city"} <= set(header)
     api = {i.id: i for i in await amili_client.invoices.list(org, page_size=1000).collect()}
     for row in rows[::25]:
         invoice = api[row["id"]]
         assert Decimal(row["remainingAmount"]) == invoice.remaining_amount
         assert row["organization.name"] == "Nordlys Eiendom AS"
-        assert orjson.loads(row["debtors"])[0]["customerNumber"] == (
-            invoice.debtors[0].customer_number if invoice.debtors else None
-        )
+        debtors = invoice.debtors or []
+        if len(debtors) == 1:  # one debtor: dotted columns, the JSON column stays empty
+            assert row["debtors.0.customerNumber"] == (debtors[0].customer_number or "")
+            assert not row["debtors"]
+        else:  # several (or none): the whole list as JSON
+            assert [d["customerNumber"] for d in orjson.loads(row["debtors"])] == [
+                d.customer_number for d in debtors
+            ]
 
 
 async def test_export_with_status_filter(
@@ -183,12 +187,12 @@ async def test_export_resumes_after_a_kill(
     assert run.code == 0, run.stderr
     assert "resumed at" in run.stdout
     assert read_ids(out) == seeded_ids(amili_sandbox)  # every invoice exactly once, in order
-    assert orjson.loads(checkpoint.read_bytes())["done"] is True
+    assert not checkpoint.exists()  # removed once the export is complete
     if suffix == "csv":
         assert out.read_text(encoding="utf-8").count("id,organization.id,") == 1  # one header
 
-    again = await cli(*args, "--resume", env=env)  # a finished export resumes to nothing
-    assert again.code == 0, again.stderr
+    again = await cli(*args, env=env)  # a finished export is not overwritten without --force
+    assert "exists: pass --force" in assert_one_line_error(again)
     assert read_ids(out) == seeded_ids(amili_sandbox)
 
 
@@ -253,6 +257,7 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
         "30",
         "--faults",
         "503=0.2,retry_after=0,seed=4",
+        "--log-requests",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=base_env(),
@@ -261,6 +266,9 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
         assert proc.stdout is not None
         async with asyncio.timeout(CHILD_TIMEOUT):
             banner = (await proc.stdout.readline()).decode()
+            settings = (await proc.stdout.readline()).decode()
+        assert "faults 503=0.2 seed=4 retry_after=0s; rate limit none" in settings
+        assert "logging requests" in settings
         found = re.search(r"API (\S+)\s+token (\S+)\s+client .*\s+org (\S+)", banner)
         assert found is not None, banner
         base_url, token_url, org = found.groups()
@@ -279,7 +287,18 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
         async with asyncio.timeout(CHILD_TIMEOUT):
             _, err = await proc.communicate()
     assert proc.returncode == 130
-    assert "Traceback" not in err.decode()
+    log = err.decode()
+    assert "Traceback" not in log
+    # One line per request: method, path, status, the injected fault; no query, no token.
+    lines = [line for line in log.splitlines() if line.startswith(("GET ", "POST "))]
+    assert re.fullmatch(r"POST /token 200 \d+ms", lines[0]), lines[0]
+    listed = [line for line in lines if f"/orgs/{org}/invoices " in line]
+    assert sum(" 200 " in line for line in listed) == 5  # 30 invoices in pages of 7
+    assert any(line.endswith("fault=503") and " 503 " in line for line in listed)
+    assert "?" not in log
+    assert "PageSize" not in log
+    assert "sandbox-secret" not in log
+    assert "Bearer" not in log
 
 
 # --------------------------------------------------------------------------- submit
@@ -300,6 +319,7 @@ def _row(n: int, **changes: str) -> dict[str, str]:
         "debtors.0.firstname": "Ola",
         "debtors.0.lastname": "Nordmann",
         "debtors.0.customerNumber": f"CLI-C-{n}",
+        "debtors.0.dateOfBirth": "",
     }
     row.update(changes)
     return row
@@ -404,14 +424,132 @@ async def test_submit_all_ok_exits_0(
 async def test_submit_validates_every_row_before_sending_any(
     amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
 ) -> None:
-    rows = [_row(1), _row(2), _row(3, originalInvoiceAmount="twelve")]
+    rows = [
+        _row(1),
+        _row(2, originalInvoiceAmount="twelve", vat="maybe"),
+        _row(3),
+        _row(4, **{"dueDate": "2024-05-15T00:00:00", "debtors.0.dateOfBirth": "1 May 1970"}),
+        _row(5, invoiceNumber=""),
+    ]
     source = write_csv(tmp_path / "bad.csv", rows)
 
     run = await cli("submit", "invoices", source, "--org", org, env=env)
 
-    line = assert_one_line_error(run)
-    assert "bad.csv row 3" in line
-    assert sandbox_invoice_count(amili_sandbox) == SEEDED  # rows 1-2 were not sent either
+    assert run.code == 1, run
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "amili-async: error: bad.csv: 3 invalid rows of 5 (listed above); nothing was sent"
+    )
+    assert lines[:-1] == [
+        "bad.csv row 2, column originalInvoiceAmount = 'twelve': "
+        "not a decimal number: a str that does not parse as one",
+        "bad.csv row 2, column vat = 'maybe': expected a boolean, got str",
+        "bad.csv row 4, column dueDate = '2024-05-15T00:00:00': a date-time without a timezone:"
+        " which timezone did you mean? Add one: Z or +02:00 in text, tzinfo=datetime.UTC or"
+        " ZoneInfo('Europe/Oslo') in Python",
+        "bad.csv row 4, column debtors.0.dateOfBirth = '1 May 1970': "
+        "not an ISO 8601 date: a str that does not parse as one",
+        "bad.csv row 5, column invoiceNumber: required field missing",
+    ]
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED  # the good rows were not sent either
+    assert not (tmp_path / "bad.report.csv").exists()
+
+
+async def test_submit_refuses_unknown_columns_with_a_suggestion(
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    row = _row(1)
+    row["invoiceNumbr"] = row.pop("invoiceNumber")
+    row["debtors.0.frstname"] = row.pop("debtors.0.firstname")
+    row["colour"] = "blue"
+    source = write_csv(tmp_path / "typo.csv", [row])
+
+    run = await cli("submit", "invoices", source, "--org", org, env=env)
+
+    lines = run.stderr.strip().splitlines()
+    assert run.code == 1, run
+    assert "typo.csv: unknown column 'invoiceNumbr' (did you mean 'invoiceNumber'?)" in lines
+    assert (
+        "typo.csv: unknown column 'debtors.0.frstname' (did you mean 'debtors.0.firstname'?)"
+        in lines
+    )
+    assert "typo.csv: unknown column 'colour'" in lines
+    assert lines[-1].startswith("amili-async: error: typo.csv: 3 unknown columns and 1 invalid row")
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED
+
+
+async def test_a_row_the_server_refuses_fails_alone_and_the_rest_is_resubmitted(
+    amili_sandbox: SandboxServer,
+    amili_client: AmiliClient,
+    env: dict[str, str],
+    org: str,
+    tmp_path: Path,
+) -> None:
+    # Three decimals pass the SDK (Decimal is exact) but the API refuses them with a 422 that
+    # names the item: only that row fails, the chunk's other rows are created.
+    rows = [_row(n) for n in range(1, 6)]
+    rows[2]["originalInvoiceAmount"] = "100.125"
+    source = write_csv(tmp_path / "mixed.csv", rows)
+
+    run = await cli("submit", "invoices", source, "--org", org, "--chunk-size", "5", env=env)
+
+    assert run.code == 1, run.stderr
+    report = read_report(tmp_path / "mixed.report.csv")
+    assert [r["status"] for r in report] == ["succeeded"] * 2 + ["failed"] + ["succeeded"] * 2
+    assert report[2]["reason"] == (
+        "originalInvoiceAmount: The amount must have at most 2 decimal places."
+    )
+    keys = {r["idempotency_key"] for r in report}
+    assert len(keys) == 2  # the refused chunk's key, and a new one for the rest
+    assert report[0]["idempotency_key"] != report[2]["idempotency_key"]
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 4
+    assert "4 succeeded, 1 failed, 0 unknown" in run.stdout
+
+
+async def test_export_csv_submits_again_round_trip(
+    amili_sandbox: SandboxServer,
+    amili_client: AmiliClient,
+    env: dict[str, str],
+    org: str,
+    tmp_path: Path,
+) -> None:
+    """An exported CSV is a valid submit input: same columns, read-only ones ignored."""
+    created = write_csv(tmp_path / "new.csv", [_row(n) for n in range(1, 4)])
+    first = await cli("submit", "invoices", created, "--org", org, env=env)
+    assert first.code == 0, first.stderr
+    exported = tmp_path / "all.csv"
+    run = await cli("export", "invoices", "--org", org, "--out", exported, "--no-progress", env=env)
+    assert run.code == 0, run.stderr
+    with exported.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        header = list(reader.fieldnames or [])
+        ours = [row for row in reader if row["invoiceNumber"].startswith("CLI-")]
+    assert len(ours) == 3
+    for row in ours:  # the same invoices again, under new numbers (as a migration would)
+        row["invoiceNumber"] = row["invoiceNumber"].replace("CLI-", "RT-")
+        row["uniqueSourceInvoiceId"] = "rt-" + row["uniqueSourceInvoiceId"]
+    again = tmp_path / "again.csv"
+    with again.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(ours)
+
+    run = await cli("submit", "invoices", again, "--org", org, env=env)
+
+    assert run.code == 0, run.stderr
+    assert "ignoring read-only columns of an export: id, organization.id" in run.stderr
+    for entry, row in zip(read_report(tmp_path / "again.report.csv"), ours, strict=True):
+        copy = await amili_client.invoices.get(org, entry["invoice_id"])
+        original = await amili_client.invoices.get(org, row["id"])
+        assert copy.invoice_number == original.invoice_number.replace("CLI-", "RT-")
+        assert copy.original_invoice_amount == original.original_invoice_amount
+        assert (copy.invoice_date, copy.due_date) == (original.invoice_date, original.due_date)
+        assert copy.debtors is not None
+        assert original.debtors is not None
+        assert [d.customer_number for d in copy.debtors] == [
+            d.customer_number for d in original.debtors
+        ]
 
 
 # --------------------------------------------------------------------------- errors
@@ -421,22 +559,10 @@ async def test_usage_errors_exit_1_with_one_line(
     env: dict[str, str], org: str, tmp_path: Path
 ) -> None:
     cases: list[tuple[tuple[Any, ...], str]] = [
-        (("export", "invoices", "--org", org, "--out", tmp_path / "x.txt"), ".jsonl or .csv"),
         (
             ("export", "invoices", "--org", org, "--out", tmp_path / "y.jsonl", "--resume"),
             "nothing to resume",
         ),
-        (("submit", "invoices", tmp_path / "missing.csv", "--org", org), "missing.csv"),
-        (
-            ("export", "settlements", "--org", org, "--out", tmp_path / "s.jsonl",
-             "--partitions", "2"),
-            "partitions",
-        ),
-        (
-            ("export", "invoices", "--org", org, "--out", tmp_path / "z.jsonl", "--from", "soon"),
-            "soon",
-        ),
-        (("sandbox", "--port", "0", "--faults", "429=lots"), "not a probability"),
         (
             ("export", "invoices", "--org", "00000000-0000-4000-8000-000000000000",
              "--out", tmp_path / "w.jsonl"),
@@ -447,25 +573,70 @@ async def test_usage_errors_exit_1_with_one_line(
     for (args, expected), run in zip(cases, runs, strict=True):
         line = assert_one_line_error(run)
         assert expected in line, (args, line)
+    assert not (tmp_path / "w.jsonl").exists()  # a failed export leaves no empty file
+    assert not (tmp_path / "w.jsonl.checkpoint.json").exists()
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("export", "invoices", "--out", "x.jsonl"),  # --org missing
-        ("export", "everything", "--org", "o", "--out", "x.jsonl"),
+BAD_ARGUMENTS: list[tuple[tuple[str, ...], str]] = [
+    (("export", "invoices", "--out", "x.jsonl"), "the following arguments are required: --org"),
+    (("export", "everything", "--org", "o", "--out", "x.jsonl"), "what: invalid choice"),
+    (
         ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "many"),
-        ("submit", "invoices", "--org", "o"),  # file missing
-        ("frobnicate",),
-        (),
-    ],
-    ids=["no-org", "bad-listing", "bad-page-size", "no-file", "bad-command", "no-command"],
-)
-async def test_bad_arguments_exit_2(env: dict[str, str], args: tuple[str, ...]) -> None:
-    run = await cli(*args, env=env)
-    assert run.code == 2, run
-    assert "Traceback" not in run.stderr
-    assert "usage: amili-async" in run.stderr
+        "--page-size: not an integer: 'many'",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--page-size", "5000"),
+        "--page-size: must be from 1 to 1000, got 5000",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "x.jsonl", "--from", "yesterday"),
+        "--from: not an ISO 8601 date-time: 'yesterday'",
+    ),
+    (("export", "invoices", "--org", "o", "--out", "x.txt"), "--out: 'x.txt': use a .jsonl"),
+    (
+        ("export", "invoices", "--org", "o", "--out", "no/such/dir/x.csv"),
+        "--out: 'no/such/dir/x.csv': directory 'no/such/dir' does not exist",
+    ),
+    (
+        ("export", "settlements", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
+        "--partitions: only supported for invoices",
+    ),
+    (
+        ("export", "invoices", "--org", "o", "--out", "s.jsonl", "--partitions", "2"),
+        "--partitions: needs --from and --to",
+    ),
+    (("submit", "invoices", "--org", "o"), "the following arguments are required: file"),
+    (("submit", "invoices", "missing.csv", "--org", "o"), "file: 'missing.csv': no such file"),
+    (
+        ("submit", "invoices", "{csv}", "--org", "o", "--chunk-size", "0"),
+        "--chunk-size: must be from 1 to 1000, got 0",
+    ),
+    (("sandbox", "--port", "99999"), "--port: must be from 0 to 65535, got 99999"),
+    (("sandbox", "--faults", "429=lots"), "--faults: fault spec 429='lots': not a probability"),
+    (("sandbox", "--faults", "flood=1"), "--faults: unknown fault spec key 'flood'"),
+    (("frobnicate",), "COMMAND: invalid choice: 'frobnicate'"),
+    ((), "the following arguments are required: COMMAND"),
+]
+
+
+async def test_bad_arguments_exit_2_with_one_line_naming_the_flag(tmp_path: Path) -> None:
+    existing = write_csv(tmp_path / "rows.csv", [_row(1)])
+    # No sandbox: a bad argument must be refused before any network call.
+    env = base_env(AMILI_BASE_URL="http://127.0.0.1:9/collection/v1")
+    runs = await asyncio.gather(
+        *(
+            cli(*(str(existing) if a == "{csv}" else a for a in args), env=env)
+            for args, _ in BAD_ARGUMENTS
+        )
+    )
+    for (args, expected), run in zip(BAD_ARGUMENTS, runs, strict=True):
+        assert run.code == 2, (args, run)
+        assert "Traceback" not in run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, run.stderr)
+        assert lines[0].startswith("amili-async")
+        assert ": error: " + expected in lines[0], (args, lines[0])
+        assert lines[0].endswith("--help)")
 
 
 async def test_missing_credentials_exit_1_without_echoing_secrets(
@@ -525,27 +696,25 @@ async def test_demo(tmp_path: Path) -> None:
 
 
 async def test_resume_with_other_filters_is_refused(
-    env: dict[str, str], org: str, tmp_path: Path
+    amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "open.jsonl"
-    first = await cli(
-        "export",
-        "invoices",
-        "--org",
-        org,
-        "--out",
-        out,
-        "--status",
-        "OPEN",
-        "--no-progress",
-        env=env,
-    )
-    assert first.code == 0, first
-    again = await cli(
-        "export", "invoices", "--org", org, "--out", out, "--status", "CLOSED", "--resume", env=env
-    )
+    args = ("export", "invoices", "--org", org, "--out", out, "--page-size", "5")
+    amili_sandbox.set_faults("latency=30ms")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "amili_async", *map(str, args), "--status", "OPEN", "--no-progress",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        await _wait_for_checkpoint(tmp_path / "open.jsonl.checkpoint.json", proc)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    amili_sandbox.set_faults(None)
+    again = await cli(*args, "--status", "CLOSED", "--resume", env=env)
     assert "another export" in assert_one_line_error(again)
-    same = await cli(
-        "export", "invoices", "--org", org, "--out", out, "--status", "OPEN", "--resume", env=env
-    )
+    fresh = await cli(*args, "--status", "CLOSED", env=env)
+    assert "interrupted export: --resume" in assert_one_line_error(fresh)
+    same = await cli(*args, "--status", "OPEN", "--resume", env=env)
     assert same.code == 0, same

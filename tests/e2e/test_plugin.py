@@ -127,3 +127,56 @@ async def test_export(amili_client, amili_sandbox):
     result = pytester.runpytest_subprocess(*INNER_OPTIONS)
 
     result.assert_outcomes(passed=1)
+
+
+BLOCK_PYTEST_ASYNCIO = """
+import sys
+
+
+class BlockPytestAsyncio:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "pytest_asyncio":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, BlockPytestAsyncio())
+"""
+
+
+def _readme_snippet() -> str:
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Testing your integration") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+def test_readme_snippet_runs_as_written_in_strict_mode(pytester: pytest.Pytester) -> None:
+    """A fresh project: no ini file, pytest-asyncio's default mode (strict), the snippet as is."""
+    pytester.makepyfile(test_amili=_readme_snippet())
+
+    result = pytester.runpytest_subprocess("-o", "asyncio_mode=strict", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+
+
+def test_without_pytest_asyncio_the_fixtures_say_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest-asyncio made unimportable (and its plugin not loaded): as if it were not installed.
+    pytester.makepyfile(sitecustomize=BLOCK_PYTEST_ASYNCIO)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    pytester.makepyfile(test_amili=_readme_snippet().replace("@pytest.mark.asyncio\n", ""))
+    pytester.makepyfile(
+        test_other="def test_unrelated():\n    assert True\n"
+    )  # the rest of the suite is not affected
+
+    # --assert=plain: pytest's rewriting import hook would find pytest_asyncio past the block.
+    result = pytester.runpytest_subprocess(
+        "-p", "no:asyncio", "-p", "no:cacheprovider", "--assert=plain"
+    )
+
+    result.assert_outcomes(passed=1, errors=1)
+    assert 'need pytest-asyncio: pip install "amili-async[pytest]"' in result.stdout.str()

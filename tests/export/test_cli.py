@@ -84,14 +84,17 @@ async def test_on_a_dask_cluster(
 
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as missing:
-        main(["export", "invoices", "--out-dir", str(tmp_path)])
-    assert missing.value.code == 2
-    assert "--org and --out" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as both:
-        main(["export", "invoices", "--orgs-file", "x", "--out-dir", "d", "--org", "o"])
-    assert both.value.code == 2
     orgs = str(_orgs_file(tmp_path, ["o"]))
     args = ["export", "invoices", "--orgs-file", orgs, "--out-dir", str(tmp_path)]
-    assert main([*args, "--partitions-per-org", "3"]) == 1  # no window to cut
-    assert "needs a window" in capsys.readouterr().err
+    for argv, expected in (
+        (["export", "invoices", "--out-dir", str(tmp_path)], "required: --org, --out"),
+        ([*args, "--org", "o"], "leave out --org"),
+        ([*args, "--partitions-per-org", "3"], "--partitions-per-org: needs --from and --to"),
+        (["export", "batches", *args[2:]], "--orgs-file: exports invoices only"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1, (argv, lines)
+        assert expected in lines[0], (argv, lines)

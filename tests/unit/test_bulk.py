@@ -243,7 +243,7 @@ def test_results_pair_by_index_then_by_source_id_and_never_invent_success() -> N
         ],
     )
     items = [{"uniqueSourceInvoiceId": "u0"}, {"uniqueSourceInvoiceId": "u1"}, {"x": 1}]
-    results = _map_results(10, items, batch, "key-1")
+    results = _map_results(list(range(10, 10 + len(items))), items, batch, "key-1")
     assert [r.index for r in results] == [10, 11, 12]
     assert {r.idempotency_key for r in results} == {"key-1"}
     assert [r.outcome for r in results] == ["succeeded", "failed", "unknown"]

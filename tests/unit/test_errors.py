@@ -9,6 +9,7 @@ import pytest
 
 from amili_async._response import Response, parse_json
 from amili_async.errors import (
+    EXPLANATION_CHARS,
     AmiliError,
     APIConnectionError,
     APIStatusError,
@@ -52,18 +53,54 @@ def test_status_picks_class_and_keeps_attributes(status: int, cls: type[APIStatu
     assert error.resume_token is None
 
 
-def test_message_names_status_method_path_request_id_and_title() -> None:
+def test_message_names_status_method_path_request_id_and_the_servers_explanation() -> None:
+    problem = {**PROBLEM, "detail": "No invoice for the debtor with national id 01017012345"}
     error = error_for_response(
-        404, PROBLEM_HEADERS, orjson.dumps(PROBLEM), "GET", URL + "?CustomerNumber=42"
+        404, PROBLEM_HEADERS, orjson.dumps(problem), "GET", URL + "?CustomerNumber=42"
     )
     assert str(error) == (
         "404 Not Found: GET /collection/v1/orgs/o1/invoices/i1 (request id req-1): "
-        "Invoice not found"
+        "Invoice not found - No invoice for the debtor with national id ***"
     )
-    # The detail may name a debtor; the query may carry a customer number.
-    assert "Nordmann" not in str(error)
+    # The query may carry a customer number; identity numbers are masked.
     assert "42" not in str(error)
-    assert "Nordmann" not in repr(error)
+    assert "01017012345" not in str(error) + repr(error)
+
+
+def test_validation_problem_names_each_failing_field() -> None:
+    problem = {
+        "title": "One or more validation errors occurred.",
+        "status": 422,
+        "errors": {
+            "invoices[0].type": ["'BOGUS' is not one of NOTICE, PAYMENT_REMINDER."],
+            "invoices[3].dueDate": ["The dueDate field is required."],
+        },
+    }
+    error = error_for_response(422, PROBLEM_HEADERS, orjson.dumps(problem), "POST", URL)
+    assert str(error).endswith(
+        "One or more validation errors occurred. - "
+        "invoices[0].type: 'BOGUS' is not one of NOTICE, PAYMENT_REMINDER.; "
+        "invoices[3].dueDate: The dueDate field is required."
+    )
+
+
+def test_page_size_detail_is_in_the_message() -> None:
+    detail = "PageSize must be between 1 and 1000."
+    problem = {"title": "Bad Request", "status": 400, "detail": detail}
+    error = error_for_response(400, PROBLEM_HEADERS, orjson.dumps(problem), "GET", URL)
+    assert str(error).endswith("Bad Request - PageSize must be between 1 and 1000.")
+
+
+def test_explanation_is_bounded_and_masks_tokens() -> None:
+    fields = {f"invoices[{i}].currency": ["x" * 50] for i in range(100)}
+    problem = {"title": "Invalid", "detail": "token Bearer eyJhbGciOi.abc.def", "errors": fields}
+    error = error_for_response(422, PROBLEM_HEADERS, orjson.dumps(problem), "POST", URL)
+    summary = str(error).split("(request id req-1): ", 1)[1]
+    assert len(summary) <= EXPLANATION_CHARS
+    assert "eyJhbGciOi" not in str(error)
+    assert "invoices[0].currency" in summary
+    assert "invoices[99]" not in summary
+    assert error.body == problem  # everything stays readable on the exception
 
 
 def test_json_media_type_with_charset_is_parsed() -> None:

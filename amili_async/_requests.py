@@ -1,0 +1,252 @@
+"""Request items checked before they are sent: the mistakes a model can catch locally.
+
+Responses are read leniently (a number where a string is documented becomes text, a naive
+timestamp is UTC, as Amili means it); what *we* send is held to the types the models declare:
+
+- money is a Decimal (or, in a dict from JSON or CSV, a JSON number or numeric text): a float
+  `0.1 + 0.2` would go out as 0.30000000000000004;
+- a number is a number, never a string in a model (`amount="12.50"`);
+- a date-time carries its timezone: a naive one is refused, not silently taken as UTC;
+- a field documented as a date takes `datetime.date`.
+
+A dict may be keyed by wire names (`invoiceDate`) or attribute names (`invoice_date`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+
+from . import _serde
+from ._explain import type_name, why
+
+M = TypeVar("M")
+
+_NAIVE = (
+    "a date-time without a timezone: which timezone did you mean? Add one: Z or +02:00 in "
+    "text, tzinfo=datetime.UTC or ZoneInfo('Europe/Oslo') in Python"
+)
+
+
+def request_item(item: M | Mapping[str, Any], cls: type[M], path: str = "$") -> M:
+    """`item` as a checked `cls`: a model is checked as it is, a dict is read then checked."""
+    if isinstance(item, cls):
+        check(item, path)
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(f"{path}: expected {cls.__name__} or a dict, got {type(item).__name__}")
+    data = wire_keys(item, cls)
+    _check_naive_text(data, cls, path)
+    try:
+        model = _serde.structure(data, cls)
+    except _serde.StructureError as error:
+        found = _structure_problems(data, cls, error)
+        lines = "; ".join(f"{path}{where.removeprefix('$')}: {why}" for where, why in found)
+        raise _serde.StructureError(f"data does not match {cls.__name__}: {lines}") from None
+    check(model, path)
+    return model
+
+
+def problems(item: Mapping[str, Any], cls: type[Any]) -> list[tuple[str, str]]:
+    """Every (wire path, reason) that keeps `item` from being sent as `cls`; [] when it can.
+
+    What `request_item` raises for, all of it at once (a file's row is fixed in one go).
+    """
+    try:
+        data = wire_keys(item, cls)
+    except ValueError as error:
+        return [("$", str(error))]
+    found = [(path, _NAIVE) for path in _naive_paths(data, cls, "$")]
+    try:
+        model = _serde.structure(data, cls)
+    except _serde.StructureError as error:
+        return found + _structure_problems(data, cls, error)
+    try:
+        check(model)
+    except (TypeError, ValueError) as error:
+        path, _, reason = str(error).partition(": ")
+        found.append((path, reason))
+    return found
+
+
+def _structure_problems(
+    data: Any, cls: type[Any], error: _serde.StructureError
+) -> list[tuple[str, str]]:
+    """Every field that fails to read, found by reading each field on its own."""
+    found = _field_problems(data, cls, "$")
+    return found or [("$", str(error))]
+
+
+def _field_problems(data: Any, tp: Any, path: str) -> list[tuple[str, str]]:
+    inner = _unwrap_optional(tp)
+    if typing.get_origin(inner) is list:
+        if not isinstance(data, list):
+            return [(path, why(TypeError(), data, inner))]
+        (item,) = typing.get_args(inner) or (Any,)
+        return [p for i, v in enumerate(data) for p in _field_problems(v, item, f"{path}[{i}]")]
+    if isinstance(inner, type) and attrs.has(inner):
+        if not isinstance(data, Mapping):
+            return [(path, why(TypeError(), data, inner))]
+        found: list[tuple[str, str]] = []
+        for field in _fields(inner):
+            wire = field.metadata.get("wire", field.name)
+            value = data.get(wire)
+            where = f"{path}.{wire}"
+            if value is None:
+                if field.default is attrs.NOTHING:
+                    found.append((where, "required field missing"))
+                continue
+            found += _field_problems(value, field.type, where)
+        return found
+    hook = _serde._INLINE_PRIMITIVES[inner][1] if inner in _serde._INLINE_PRIMITIVES else None
+    try:
+        (hook or _serde.converter.get_structure_hook(inner))(data, inner)
+    except Exception as error:
+        return [(path, why(error, data, inner))]
+    return []
+
+
+def wire_keys(data: Any, cls: Any) -> Any:
+    """`data` with attribute-name keys renamed to wire names, nested models and lists too."""
+    cls = _unwrap_optional(cls)
+    if typing.get_origin(cls) is list and isinstance(data, list):
+        (item,) = typing.get_args(cls) or (Any,)
+        return [wire_keys(value, item) for value in data]
+    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+        return data
+    fields = _fields(cls)
+    by_name = {f.name: f for f in fields}
+    by_wire = {f.metadata.get("wire", f.name): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = by_wire.get(key) or by_name.get(key)
+        if field is None:
+            out[key] = value  # unknown keys are left for the structure step to ignore
+            continue
+        wire = field.metadata.get("wire", field.name)
+        if wire in out:
+            raise ValueError(f"{wire!r} is given twice (as {wire!r} and {field.name!r})")
+        out[wire] = wire_keys(value, field.type)
+    return out
+
+
+def check_request(model: Any) -> None:
+    """The generated request models' `__attrs_post_init__`: `check` as the model is built."""
+    check(model)
+
+
+def check(model: Any, path: str = "$") -> None:
+    """Raise TypeError/ValueError, naming the wire path, for a value the API must not get."""
+    for field in _fields(type(model)):
+        value = getattr(model, field.name)
+        if value is not None:
+            _check_value(value, field.type, f"{path}.{field.metadata.get('wire', field.name)}")
+
+
+def _check_value(value: Any, tp: Any, path: str) -> None:
+    tp = _unwrap_optional(tp)
+    kind = type(value)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise TypeError(f"{path}: expected a list, got {kind.__name__}")
+        (item,) = typing.get_args(tp) or (Any,)
+        for index, element in enumerate(value):
+            _check_value(element, item, f"{path}[{index}]")
+        return
+    if isinstance(tp, type) and attrs.has(tp):
+        if not isinstance(value, tp):
+            raise TypeError(f"{path}: expected {tp.__name__}, got {kind.__name__}")
+        check(value, path)
+        return
+    if tp is Decimal:
+        if kind is float:
+            raise TypeError(
+                f"{path}: a float cannot hold money exactly (0.1 + 0.2 is 0.30000000000000004); "
+                'use Decimal, e.g. Decimal("12.50")'
+            )
+        if kind is not Decimal and kind is not int:
+            raise TypeError(f"{path}: expected a Decimal amount, got {kind.__name__}")
+        if kind is Decimal and not value.is_finite():
+            raise ValueError(f"{path}: amounts must be finite numbers")
+    elif tp in (int, float):
+        if kind is bool or kind not in (int, float) or (tp is int and kind is float):
+            raise TypeError(f"{path}: expected {type_name(tp)}, got {kind.__name__}")
+    elif tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise TypeError(f"{path}: expected {type_name(tp)}, got {kind.__name__}")
+    elif tp is dt.datetime:
+        if kind is dt.date:
+            raise TypeError(
+                f"{path}: expected a date-time, got a date (this field is a point in time: pass "
+                "a datetime with its timezone)"
+            )
+        _aware(value, path)
+    elif tp == dt.date | dt.datetime:
+        if isinstance(value, dt.datetime):
+            _aware(value, path)
+        elif kind is not dt.date:
+            raise TypeError(f"{path}: expected a date or a datetime, got {kind.__name__}")
+    elif tp is dt.date and kind is not dt.date:
+        hint = ": pass value.date()" if kind is dt.datetime else ""
+        raise TypeError(f"{path}: expected a date, got {kind.__name__}{hint}")
+
+
+def _aware(value: Any, path: str) -> None:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{path}: expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{path}: {_NAIVE}")
+
+
+def _check_naive_text(data: Any, cls: Any, path: str) -> None:
+    """Refuse naive date-times in a request dict before reading it would make them UTC."""
+    for where in _naive_paths(data, cls, path):
+        raise ValueError(f"{where}: {_NAIVE}")
+
+
+def _naive_paths(data: Any, cls: Any, path: str) -> list[str]:
+    """Wire paths of the naive date-times (objects or ISO text) in a request dict."""
+    cls = _unwrap_optional(cls)
+    if typing.get_origin(cls) is list and isinstance(data, list):
+        (item,) = typing.get_args(cls) or (Any,)
+        return [p for i, v in enumerate(data) for p in _naive_paths(v, item, f"{path}[{i}]")]
+    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+        return []
+    found: list[str] = []
+    for field in _fields(cls):
+        wire = field.metadata.get("wire", field.name)
+        value = data.get(wire)
+        tp = _unwrap_optional(field.type)
+        where = f"{path}.{wire}"
+        if tp in (dt.datetime, dt.date | dt.datetime):
+            if isinstance(value, str) and (tp is dt.datetime or len(value) != 10):
+                try:
+                    value = dt.datetime.fromisoformat(value)
+                except ValueError:
+                    continue  # not a date-time at all: the structure step says so
+            if isinstance(value, dt.datetime) and value.utcoffset() is None:
+                found.append(where)
+        else:
+            found += _naive_paths(value, tp, where)
+    return found
+
+
+def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    attrs.resolve_types(cls)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+    return fields
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+        return typing.Union[tuple(inner)]  # noqa: UP007 - built from a runtime tuple
+    return tp

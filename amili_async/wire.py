@@ -1,0 +1,62 @@
+"""Models to and from their wire JSON: the documented shape, with the API's field names.
+
+    from amili_async import wire
+
+    data = wire.to_wire(invoice)          # {"invoiceNumber": ..., "originalInvoiceAmount": Decimal}
+    text = wire.to_json(invoice)          # bytes, amounts written exactly (4500.10, never a float)
+    same = wire.from_json(text, models.Invoice)
+    new = wire.from_wire({"invoice_number": ...}, models.NewInvoice)  # attribute names work too
+
+Reading fails with StructureError (an AmiliError and a ValueError) naming the wire path
+(`$.debtors[0].dateOfBirth`) and the offending value's type. Request models (`New*`, the
+`*Request` bodies) are checked as they are before the network: TypeError for a float amount or
+text where a number is meant, ValueError for a naive date-time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from . import _requests, _serde
+
+__all__ = ["from_json", "from_wire", "to_json", "to_wire"]
+
+M = TypeVar("M")
+
+
+def _is_request(cls: type[Any]) -> bool:
+    """Models the SDK sends (the spec's request bodies and their items)."""
+    return cls.__name__.startswith("New") or cls.__name__.endswith("Request")
+
+
+def to_wire(model: Any) -> Any:
+    """A model as JSON-ready data: wire names, Decimal amounts, ISO 8601 text for dates."""
+    if _is_request(type(model)):
+        _requests.check(model)
+    return _serde.unstructure(model)
+
+
+def to_json(model: Any) -> bytes:
+    """A model as JSON bytes, exactly as the SDK would send it."""
+    if _is_request(type(model)):
+        _requests.check(model)
+    return _serde.dumps(model)
+
+
+def from_wire(data: Mapping[str, Any], cls: type[M]) -> M:
+    """A model from decoded JSON (or a dict keyed by wire or attribute names)."""
+    if _is_request(cls):
+        return _requests.request_item(data, cls)
+    return _serde.structure(_requests.wire_keys(data, cls), cls)
+
+
+def from_json(data: bytes | str, cls: type[M]) -> M:
+    """A model from JSON text; numbers too long for a float are read exactly."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _is_request(cls):
+        parsed: Any = _serde.parse(raw)
+        if not isinstance(parsed, Mapping):
+            raise _serde.StructureError(f"data does not match {cls.__name__}: not an object")
+        return _requests.request_item(parsed, cls)
+    return _serde.decode(raw, cls)
