@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import TracebackType
 
-from aiohttp import web
-
-from .._serving import serve_app
+from .._serving import LocalServer
 from ._app import STATE_KEY, TOKENS_KEY, create_app
 from ._config import RESTRICTED_CLIENT_ID, RESTRICTED_CLIENT_SECRET, SandboxConfig
 from ._events import EventBus
@@ -21,7 +18,7 @@ from ._webhooks import WEBHOOKS_KEY, WebhookDispatcher
 __all__ = ["SandboxServer", "serve_forever"]
 
 
-class SandboxServer:
+class SandboxServer(LocalServer):
     """Run a sandbox on loopback::
 
     async with SandboxServer(SandboxConfig(invoices=1000)) as server:
@@ -30,49 +27,11 @@ class SandboxServer:
 
     def __init__(self, config: SandboxConfig | None = None, *, access_log: bool = False) -> None:
         self.config = config or SandboxConfig()
-        self.app = create_app(self.config)
-        self._access_log = access_log
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> SandboxServer:
-        """Bind and serve (once); answer the server."""
-        if self._runner is not None:
-            raise RuntimeError("SandboxServer already started")
-        kwargs: dict[str, object] = {} if self._access_log else {"access_log": None}
-        runner = await serve_app(
-            self.app, self.config.host, self.config.port, shutdown_timeout=0.25, **kwargs
+        super().__init__(
+            create_app(self.config), self.config.host, self.config.port, access_log=access_log
         )
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        """Stop serving and cancel the batch worker (a no-op when not started)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> SandboxServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ addresses
-    @property
-    def port(self) -> int:
-        """The bound port (after start)."""
-        if self._port is None:
-            raise RuntimeError("SandboxServer is not started")
-        return self._port
-
     @property
     def origin(self) -> str:
         """``http://host:port``."""

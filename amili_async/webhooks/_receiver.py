@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from types import TracebackType
 
 from aiohttp import web
 
-from .._serving import serve_app
+from .._serving import LocalServer
 from ._handler import EventCallback, webhook_handler
 from ._parse import UnknownEvent, WebhookEvent
 from ._verify import Verifier
@@ -23,7 +22,7 @@ __all__ = ["WebhookReceiver"]
 Event = WebhookEvent | UnknownEvent
 
 
-class WebhookReceiver:
+class WebhookReceiver(LocalServer):
     """Serve `webhook_handler` at `http://host:port/path` (port 0: a free one)::
 
     async with WebhookReceiver(secret=SECRET) as receiver:
@@ -44,18 +43,16 @@ class WebhookReceiver:
     ) -> None:
         self._on_event = on_event
         self._keep = keep
-        self.host = host
         self.path = path if path.startswith("/") else "/" + path
-        self._port = port
         #: Every event handled (after verification and de-duplication), in arrival order;
         #: stays empty with ``keep=False`` (a long-running listener that only calls `on_event`).
         self.events: list[Event] = []
         self._changed = asyncio.Condition()
-        self.app = web.Application()
-        self.app.router.add_post(
+        app = web.Application()
+        app.router.add_post(
             self.path, webhook_handler(self._record, secret=secret, verifier=verifier)
         )
-        self._runner: web.AppRunner | None = None
+        super().__init__(app, host, port)
 
     async def _record(self, event: Event) -> None:
         if self._on_event is not None:
@@ -72,33 +69,7 @@ class WebhookReceiver:
         """The URL to register with the sandbox (after start)."""
         if self._runner is None:
             raise RuntimeError("WebhookReceiver is not started")
-        return f"http://{self.host}:{self._port}{self.path}"
-
-    async def start(self) -> WebhookReceiver:
-        """Bind and serve."""
-        runner = await serve_app(
-            self.app, self.host, self._port, access_log=None, shutdown_timeout=0.25
-        )
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        """Stop serving (a no-op when not started)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> WebhookReceiver:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        return f"http://{self.host}:{self.port}{self.path}"
 
     async def wait_for(
         self, count: int = 1, *, match: Callable[[Event], bool] | None = None, timeout: float = 10
