@@ -40,6 +40,7 @@ class Progress:
         self._tty = stream.isatty()
         self._start = time.monotonic()
         self._last_draw = 0.0
+        self._drawn: int | None = None  # the count of the last line drawn
 
     def advance(self, n: int = 1) -> None:
         self.count += n
@@ -50,7 +51,8 @@ class Progress:
             self._draw(now, final=False)
 
     def close(self) -> None:
-        self._draw(time.monotonic(), final=True)
+        if self._tty or self._drawn != self.count:  # a log gets no second line saying the same
+            self._draw(time.monotonic(), final=True)
 
     def line(self, now: float, *, final: bool) -> str:
         """The progress line at monotonic time `now`."""
@@ -68,6 +70,7 @@ class Progress:
         return "  ".join(parts)
 
     def _draw(self, now: float, *, final: bool) -> None:
+        self._drawn = self.count
         line = self.line(now, final=final)
         if self._tty:
             self._stream.write("\r\x1b[K" + line + ("\n" if final else ""))

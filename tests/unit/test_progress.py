@@ -37,3 +37,19 @@ def test_rate_after_resume_counts_only_this_run() -> None:
     progress.advance(500)
     line = progress.line(progress._start + 10, final=True)
     assert line.startswith("1,000,500 invoices  50/s  ")
+
+
+def test_a_log_gets_no_closing_line_that_repeats_the_last() -> None:
+    stream = Stream()
+    progress = Progress("invoices", total=20, stream=stream)
+    progress.advance(20)  # the first update is drawn at once
+    progress.close()
+    assert len(stream.getvalue().splitlines()) == 1
+    progress = Progress("invoices", total=20, stream=(stream := Stream()))
+    progress.advance(10)
+    progress.advance(10)  # within the log interval: not drawn
+    progress.close()
+    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == [
+        "10 of 20 invoices",
+        "20 of 20 invoices",
+    ]
