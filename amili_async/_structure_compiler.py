@@ -70,9 +70,25 @@ MEMO: dict[Any, Decimal] = {}
 _MEMO_SIZE = 4096
 # JSON values that key the memo (exact types: bool, a subclass of int, is left out).
 _MEMO_KEY_TYPES = frozenset({float, int, str})
-# Booleans are equal to 0 and 1 as dict keys: they are never remembered, and the compiled
-# lookup refuses a hit for one, so True sent for an amount fails in the hook instead of reading
-# as a remembered 1.
+
+
+def _remembering(hook: _Hook) -> _Hook:
+    """The money hook behind the memo: a hit, else the hook's result, remembered."""
+
+    def structure_and_remember(value: Any, target: Any) -> Any:
+        # Booleans are equal to 0 and 1 as dict keys: they are never looked up nor remembered,
+        # so True sent for an amount fails in the hook instead of reading as a remembered 1.
+        if type(value) not in _MEMO_KEY_TYPES:
+            return hook(value, target)
+        result = MEMO.get(value)
+        if result is None:
+            result = hook(value, target)
+            if len(MEMO) >= _MEMO_SIZE:
+                MEMO.clear()
+            MEMO[value] = result
+        return result
+
+    return structure_and_remember
 
 
 # -- the compiler -----------------------------------------------------------------------------
@@ -96,9 +112,9 @@ class _Compiler:
             "not_a_list": not_a_list,
             "new": object.__new__,
             "memo": MEMO,
-            "remembered": MEMO.get,
-            "memo_keys": _MEMO_KEY_TYPES,
             "memo_size": _MEMO_SIZE,
+            "remembered": MEMO.get,
+            "remember": _remembering(scalar_hooks[Decimal]),
             "fromiso": dt.datetime.fromisoformat,
             "date_fromiso": dt.date.fromisoformat,
             "as_utc": as_utc,
@@ -205,20 +221,24 @@ class _Compiler:
             self.emit(indent, f"elif {name} is not None:" if nullable else "else:")
             self.emit(indent + 1, f"{name} = {self.hook(tp)}({name}, {target})")
             return
+        if tp is Decimal:
+            # The common case inline: a float (what orjson reads a JSON number into) already
+            # remembered. `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
+            self.emit(indent, f"if type({name}) is float:")
+            self.emit(indent + 1, f"hit = remembered({name})")
+            self.emit(indent + 1, "if hit is None:")
+            self.emit(indent + 2, f"hit = {self.hook(tp)}({name}, {target})")
+            self.emit(indent + 2, "if len(memo) >= memo_size: memo.clear()")
+            self.emit(indent + 2, f"memo[{name}] = hit")
+            self.emit(indent + 1, f"{name} = hit")
+            self.emit(indent, f"elif {name} is not None:" if nullable else "else:")
+            self.emit(indent + 1, f"{name} = remember({name}, {target})")
+            return
         if nullable:
             self.emit(indent, f"if {name} is not None:")
             indent += 1
         item = typing.get_args(tp)[0] if is_list(tp) and typing.get_args(tp) else Any
-        if tp is Decimal:
-            # `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
-            self.emit(indent, f"hit = remembered({name})")
-            self.emit(indent, f"if hit is None or type({name}) is bool:")
-            self.emit(indent + 1, f"hit = {self.hook(tp)}({name}, {target})")
-            self.emit(indent + 1, f"if type({name}) in memo_keys:")
-            self.emit(indent + 2, "if len(memo) >= memo_size: memo.clear()")
-            self.emit(indent + 2, f"memo[{name}] = hit")
-            self.emit(indent, f"{name} = hit")
-        elif is_open_enum(tp):  # known values are one dict lookup
+        if is_open_enum(tp):  # known values are one dict lookup
             members = self.ref(tp._value2member_map_)
             self.emit(
                 indent, f"{name} = {members}.get({name}) or {self.hook(tp)}({name}, {target})"
