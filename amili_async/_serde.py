@@ -1,10 +1,11 @@
 """The one cattrs converter: JSON bytes <-> generated attrs models.
 
 Wire names come from each field's `metadata["wire"]` (written by the code generator), so no
-hand-kept rename table exists. Structuring runs on every listing page, so the hooks below are
-specialised per type (derived generically from the annotations, never per model): optional
-fields, strings, money and timestamps skip cattrs' generic union and validation machinery.
-A failure is re-run once through a second, detailed converter to say *where* it failed.
+hand-kept rename table exists. Structuring runs on every listing page, so each model's
+structure function is compiled from its annotations (`_structure_compiler`, generic, never per
+model), calling the scalar hooks below only for uncommon values; it skips cattrs' generic union
+and validation machinery. A failure is re-run once through a second, detailed converter to say
+*where* it failed.
 """
 
 from __future__ import annotations
