@@ -22,9 +22,11 @@ def model_fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
 
 
 def unwrap_optional(tp: Any) -> Any:
-    """`X | None` -> `X`; any other type unchanged."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
+    """`X | None` -> `X`, `X | Y | None` -> `X | Y`; any other type unchanged."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType) or type(None) not in args:
+        return tp
+    inner = [a for a in args if a is not type(None)]
+    if len(inner) == 1:
+        return inner[0]
+    return typing.Union[tuple(inner)]  # noqa: UP007 - built from a runtime tuple

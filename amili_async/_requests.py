@@ -24,6 +24,8 @@ import attrs
 
 from . import _serde
 from ._explain import type_name, why
+from ._fields import model_fields as _fields
+from ._fields import unwrap_optional as _unwrap_optional
 
 M = TypeVar("M")
 
@@ -103,7 +105,7 @@ def _field_problems(data: Any, tp: Any, path: str) -> list[tuple[str, str]]:
                 continue
             found += _field_problems(value, field.type, where)
         return found
-    hook = _serde._INLINE_PRIMITIVES[inner][1] if inner in _serde._INLINE_PRIMITIVES else None
+    hook = _serde._PRIMITIVE_HOOKS.get(inner)
     try:
         (hook or _serde.converter.get_structure_hook(inner))(data, inner)
     except Exception as error:
@@ -234,19 +236,3 @@ def _naive_paths(data: Any, cls: Any, path: str) -> list[str]:
         else:
             found += _naive_paths(value, tp, where)
     return found
-
-
-def _fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
-    attrs.resolve_types(cls)
-    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
-    return fields
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    args = typing.get_args(tp)
-    if type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return inner[0]
-        return typing.Union[tuple(inner)]  # noqa: UP007 - built from a runtime tuple
-    return tp

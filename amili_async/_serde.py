@@ -1,10 +1,11 @@
 """The one cattrs converter: JSON bytes <-> generated attrs models.
 
 Wire names come from each field's `metadata["wire"]` (written by the code generator), so no
-hand-kept rename table exists. Structuring runs on every listing page, so the hooks below are
-specialised per type (derived generically from the annotations, never per model): optional
-fields, strings, money and timestamps skip cattrs' generic union and validation machinery.
-A failure is re-run once through a second, detailed converter to say *where* it failed.
+hand-kept rename table exists. Structuring runs on every listing page, so each model's
+structure function is compiled from its annotations (`_structure_compiler`, generic, never per
+model), calling the scalar hooks below only for uncommon values; it skips cattrs' generic union
+and validation machinery. A failure is re-run once through a second, detailed converter to say
+*where* it failed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._error_base import AmiliError
-from ._openenum import OpenEnum
+from ._structure_compiler import (
+    compile_structure_fn,
+    is_list,
+    is_open_enum,
+    not_a_list,
+    optional_inner,
+)
 from ._time import as_utc, format_datetime
 
 T = TypeVar("T")
@@ -116,6 +123,10 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
     """Money, exact: a float is trusted only while repr() is certainly its source text."""
     kind = type(value)
     if kind is float:
+        text = repr(value)
+        # The common case of _exact_text, without the call: a short text of a small number.
+        if len(text) <= _EXACT_DIGITS and -_EXACT_BELOW < value < _EXACT_BELOW:
+            return Decimal(text)
         if not math.isfinite(value):
             raise ValueError("amounts must be finite numbers")
         return Decimal(_exact_text(value))
@@ -170,23 +181,12 @@ _DATE_OR_DATETIME = dt.date | dt.datetime
 # -- hook factories (generic over the annotations) --------------------------------------------
 
 
-def _optional_inner(tp: Any) -> Any | None:
-    """`X` for `X | None` / `Optional[X]`, else None."""
-    origin = typing.get_origin(tp)
-    if origin is not typing.Union and origin is not types.UnionType:
-        return None
-    args = [a for a in typing.get_args(tp) if a is not _NONE]
-    if len(args) != 1 or len(typing.get_args(tp)) != 2:
-        return None
-    return args[0]
-
-
 def _exactly(cls: type) -> Callable[[Any], bool]:
     return lambda tp: tp is cls
 
 
 def _is_optional(tp: Any) -> bool:
-    return _optional_inner(tp) is not None
+    return optional_inner(tp) is not None
 
 
 # JSON's scalar types: a union of them (`int | str`, as a token's `expires_in`) is passed through.
@@ -201,24 +201,20 @@ def _is_primitive_union(tp: Any) -> bool:
     return len([a for a in args if a is not _NONE]) > 1 and all(a in _JSON_SCALARS for a in args)
 
 
-def _is_list(tp: Any) -> bool:
-    return typing.get_origin(tp) is list
-
-
-def _is_open_enum(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, OpenEnum)
+# The hooks of the scalar types, also handed to the compiled structure functions.
+_SCALAR_HOOKS: dict[Any, _Hook] = {
+    str: _structure_str,
+    int: _structure_int,
+    bool: _structure_bool,
+    float: _structure_float,
+    Decimal: _structure_decimal,
+    dt.datetime: _structure_datetime,
+    dt.date: _structure_date,
+}
 
 
 def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
-    for tp, hook in (
-        (str, _structure_str),
-        (int, _structure_int),
-        (bool, _structure_bool),
-        (float, _structure_float),
-        (Decimal, _structure_decimal),
-        (dt.datetime, _structure_datetime),
-        (dt.date, _structure_date),
-    ):
+    for tp, hook in _SCALAR_HOOKS.items():
         # Exact-type predicates, not singledispatch: the str hook must not catch the StrEnums.
         conv.register_structure_hook_func(_exactly(tp), hook)
     conv.register_structure_hook_func(
@@ -226,7 +222,7 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     )
 
     def optional_factory(tp: Any) -> _Hook:
-        inner_type = _optional_inner(tp)
+        inner_type = optional_inner(tp)
         inner = conv.get_structure_hook(inner_type)
 
         def structure_optional(value: Any, _: Any) -> Any:
@@ -248,12 +244,12 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     def list_factory(tp: Any) -> _Hook:
         (item_type,) = typing.get_args(tp) or (Any,)
         if item_type is Any:
-            return lambda value, _: list(value) if type(value) is list else _not_a_list(value)
+            return lambda value, _: list(value) if type(value) is list else not_a_list(value)
         item = conv.get_structure_hook(item_type)
 
         def structure_list(value: Any, _: Any) -> list[Any]:
             if type(value) is not list:
-                _not_a_list(value)
+                not_a_list(value)
             return [item(v, item_type) for v in value]
 
         return structure_list
@@ -270,7 +266,7 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
 
     def attrs_structure_factory(cls: Any) -> _Hook:
         if not detailed:
-            return _fast_structure_fn(cls, conv)
+            return compile_structure_fn(cls, conv, _SCALAR_HOOKS)
         attrs.resolve_types(cls)
         # cattrs' own str/int/bool/float handling (a plain call: bool("no") is True) comes
         # before our exact-type hooks in its dispatch: name ours per field, so the explanation
@@ -289,144 +285,20 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
         return make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)
 
     conv.register_structure_hook_factory(attrs.has, attrs_structure_factory)
-    conv.register_structure_hook_factory(_is_open_enum, enum_factory)
+    conv.register_structure_hook_factory(is_open_enum, enum_factory)
     if not detailed:
         # The detailed converter keeps cattrs' own list hook, which records failing indexes.
-        conv.register_structure_hook_factory(_is_list, list_factory)
+        conv.register_structure_hook_factory(is_list, list_factory)
     conv.register_structure_hook_factory(_is_optional, optional_factory)
     conv.register_structure_hook_factory(_is_primitive_union, primitive_union_factory)
 
     conv.register_unstructure_hook_factory(attrs.has, attrs_unstructure_factory)
     conv.register_unstructure_hook(dt.datetime, format_datetime)
     conv.register_unstructure_hook(dt.date, dt.date.isoformat)
-    conv.register_unstructure_hook_func(_is_open_enum, lambda member: member._value_)
+    conv.register_unstructure_hook_func(is_open_enum, lambda member: member._value_)
     # Decimals stay Decimals here; `dumps` writes them as exact JSON numbers.
     conv.register_unstructure_hook(Decimal, lambda d: d)
     return conv
-
-
-# Inline checks for the primitive field types: the common case (the value already has the
-# right JSON type) costs one type() comparison instead of a hook call.
-_INLINE_PRIMITIVES: dict[Any, tuple[str, _Hook]] = {
-    str: ("str", _structure_str),
-    int: ("int", _structure_int),
-    bool: ("bool", _structure_bool),
-}
-
-
-# Parsed values of immutable scalar types, keyed by their JSON value. Amounts repeat within an
-# invoice (the invoice's and its principal claim's amounts are the same numbers) and dates
-# repeat across a page, while parsing a float into an exact Decimal costs ~400 ns (repr + parse).
-_MEMOS: dict[Any, dict[Any, Any]] = {Decimal: {}, dt.datetime: {}, dt.date: {}}
-# Bounded so a long export never grows it: 4,096 entries is a few hundred KB, more than one page
-# of distinct values; when full it is simply emptied (cheaper than LRU bookkeeping).
-_MEMO_SIZE = 4096
-# JSON values that key the memo (exact types: bool, a subclass of int, is left out).
-_MEMO_KEY_TYPES = frozenset({float, int, str})
-
-
-def _memoizing(tp: Any, hook: _Hook) -> _Hook:
-    """Wrap a scalar hook so it records its results in the memo of `tp`."""
-    memo = _MEMOS[tp]
-
-    def structure_and_remember(value: Any, target: Any) -> Any:
-        result = hook(value, target)
-        # Booleans are equal to 0 and 1 as dict keys: they are never remembered, and a hit for
-        # one is refused by the compiled lookup (see _fast_structure_fn), so True sent for an
-        # amount fails in the hook instead of reading as a remembered 1.
-        if type(value) in _MEMO_KEY_TYPES:
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
-            memo[value] = result
-        return result
-
-    return structure_and_remember
-
-
-def _fast_structure_fn(cls: Any, conv: cattrs.Converter) -> _Hook:
-    """Compile a structure function for an attrs class, specialised from its annotations.
-
-    It does what cattrs' generated function does (rename, per-field hooks, ignore unknown
-    keys) with less per-field overhead: optional fields are read with `dict.get` and skip
-    their hook when null, primitives are checked inline, lists are comprehensions over the
-    item hook, and plain classes get their slots filled without the keyword-argument call.
-    Any mismatch raises; the detailed converter then explains where.
-    """
-    attrs.resolve_types(cls)
-    namespace: dict[str, Any] = {"cls": cls, "expect_object": _expect_object}
-    body = ["def structure(o, _):"]  # the signature is rewritten below, once helpers are known
-    body += ["    if type(o) is not dict: expect_object(o)", "    get = o.get"]
-    arguments = []
-    for index, field in enumerate(attrs.fields(cls)):
-        var = f"v{index}"
-        wire = field.metadata.get("wire", field.name)
-        required = field.default is attrs.NOTHING
-        inner = _optional_inner(field.type)
-        tp = field.type if inner is None else inner
-        body.append(f"    {var} = o[{wire!r}]" if required else f"    {var} = get({wire!r})")
-        if tp in _INLINE_PRIMITIVES:
-            name, hook = _INLINE_PRIMITIVES[tp]
-            namespace[f"h{index}"] = hook
-            # The value usually has the right type: test that first, None second.
-            none_guard = "" if required else f" and {var} is not None"
-            body.append(
-                f"    if type({var}) is not {name}{none_guard}: {var} = h{index}({var}, None)"
-            )
-        elif _is_list(tp) and typing.get_args(tp) and typing.get_args(tp)[0] is not Any:
-            (item_type,) = typing.get_args(tp)
-            namespace[f"h{index}"] = conv.get_structure_hook(item_type)
-            namespace[f"t{index}"] = item_type
-            namespace["not_a_list"] = _not_a_list
-            indent = "    " if required else "        "
-            if not required:
-                body.append(f"    if {var} is not None:")
-            body.append(f"{indent}if type({var}) is not list: not_a_list({var})")
-            body.append(f"{indent}{var} = [h{index}(e, t{index}) for e in {var}]")
-        else:
-            namespace[f"h{index}"] = conv.get_structure_hook(tp)
-            namespace[f"t{index}"] = tp
-            condition = "" if required else f"if {var} is not None: "
-            if tp in _MEMOS:  # immutable scalars that repeat within a page: one dict lookup
-                namespace[f"m{index}"] = _MEMOS[tp]
-                namespace[f"h{index}"] = _memoizing(tp, namespace[f"h{index}"])
-                namespace["bool_"] = bool
-                # `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
-                body.append(f"    {condition}r{index} = m{index}.get({var})")
-                convert = (
-                    f"h{index}({var}, t{index}) if r{index} is None or type({var}) is bool_ "
-                    f"else r{index}"
-                )
-            elif _is_open_enum(tp):  # known values are one dict lookup
-                namespace[f"m{index}"] = tp._value2member_map_
-                convert = f"m{index}.get({var}) or h{index}({var}, t{index})"
-            else:
-                convert = f"h{index}({var}, t{index})"
-            body.append(f"    {condition}{var} = {convert}")
-        arguments.append(f"{field.alias}={var}")
-    fields = attrs.fields(cls)
-    plain = cls.__setattr__ is object.__setattr__ and not any(
-        f.validator or f.converter or not f.init for f in fields
-    )
-    if plain and not hasattr(cls, "__attrs_post_init__"):
-        # No validators, converters or hooks: filling the slots directly is what __init__
-        # would do, minus the cost of passing ~20 keyword arguments.
-        namespace["new"] = object.__new__
-        body.append("    obj = new(cls)")
-        body.extend(f"    obj.{f.name} = v{i}" for i, f in enumerate(fields))
-        body.append("    return obj")
-    else:
-        body.append(f"    return cls({', '.join(arguments)})")
-    # Bind helpers as defaults: locals are the fastest lookups in the function body.
-    bound = ", ".join(f"{name}={name}" for name in namespace)
-    body[0] = f"def structure(o, _, {bound}):"
-    source = "\n".join(body)
-    exec(compile(source, f"<amili_async structure {cls.__name__}>", "exec"), namespace)
-    function: _Hook = namespace["structure"]
-    return function
-
-
-def _expect_object(value: Any) -> typing.NoReturn:
-    raise TypeError(f"expected an object, got {type(value).__name__}")
 
 
 _PRIMITIVE_HOOKS: dict[Any, _Hook] = {
@@ -439,7 +311,7 @@ _PRIMITIVE_HOOKS: dict[Any, _Hook] = {
 
 def _primitive_hook(tp: Any) -> _Hook | None:
     """Our hook for a `str`/`int`/`bool`/`float` field (optional or not), else None."""
-    inner = _optional_inner(tp)
+    inner = optional_inner(tp)
     hook = _PRIMITIVE_HOOKS.get(tp if inner is None else inner)
     if hook is None or inner is None:
         return hook
@@ -454,10 +326,6 @@ def _primitive_hook(tp: Any) -> _Hook | None:
 def _renames(cls: Any) -> dict[str, Any]:
     """cattrs overrides mapping each attribute to its wire name (from the field metadata)."""
     return {a.name: override(rename=a.metadata.get("wire", a.name)) for a in attrs.fields(cls)}
-
-
-def _not_a_list(value: Any) -> typing.NoReturn:
-    raise TypeError(f"expected an array, got {type(value).__name__}")
 
 
 converter = _configure(cattrs.Converter(detailed_validation=False), detailed=False)

@@ -13,8 +13,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
@@ -177,8 +177,12 @@ class Transport:
         if self._owns_session and session is not None:
             await session.close()
 
-    async def send(self, request: Request) -> Response:
-        """Send ``request``, retrying per policy; the last answer, whatever its status."""
+    def send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        """Send ``request``, retrying per policy; the last answer, whatever its status.
+
+        Not a coroutine itself: it prepares the call and hands back the attempt loop's, one
+        frame less for every resumption of a call that waits on the network.
+        """
         options = request.options
         url = (self._origin if request.root else self._base_url) + request.path
         display_path = request.path if request.root else self._base_path + request.path
@@ -213,7 +217,7 @@ class Transport:
             deadline=self._deadline if options.deadline is None else options.deadline,
             retry_for=self._retry_for if options.retry_for is None else options.retry_for,
         )
-        return await self._execute(call, options.max_retries, authenticate=True)
+        return self._execute(call, options.max_retries, authenticate=True)
 
     async def _fetch_token(self, url: str, form: Mapping[str, str]) -> Response:
         """The :data:`~amili_async._auth.TokenFetcher` given to auth: same session, same retries."""

@@ -210,8 +210,12 @@ def nullable_spec(tmp: Path) -> Path:
     for schema, names in NULLABLE.items():
         for name in names:
             prop = spec["components"]["schemas"][schema]["properties"][name]
-            assert isinstance(prop.get("type"), str), f"{schema}.{name}: not a plain type"
-            prop["type"] = [prop["type"], "null"]
+            kind = prop.get("type")
+            if isinstance(kind, list):  # the spec may declare it nullable already
+                prop["type"] = kind if "null" in kind else [*kind, "null"]
+            else:
+                assert isinstance(kind, str), f"{schema}.{name}: not a plain type"
+                prop["type"] = [kind, "null"]
     out = tmp / "amili-autocollect.nullable.yaml"
     out.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out

@@ -38,7 +38,9 @@ FAMILIES = {
 }
 
 
-def write_results(rows: list[Row], ran: list[str], command: str, wall: float, load: str) -> Path:
+def write_results(
+    rows: list[Row], ran: list[str], command: str, wall: float, load: str, note: str | None
+) -> Path:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
         capture_output=True,
@@ -61,6 +63,7 @@ def write_results(rows: list[Row], ran: list[str], command: str, wall: float, lo
         f"- commit: {commit or 'unknown'}",
         *(f"- {key}: {val}" for key, val in machine().items()),
         f"- load average (1, 5, 15 min) at start and end: {load}",
+        *([f"- note: {note}"] if note else []),
         f"- wall time: {wall:.0f} s",
         f"- targets: {met} met, {missed} missed",
         "",
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
     parser.add_argument("--only", action="append", choices=list(FAMILIES), help="repeatable")
     parser.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
+    parser.add_argument("--note", help="a remark on the run (e.g. other load) for RESULTS.md")
     args = parser.parse_args()
     started = time.perf_counter()
     load_start = os.getloadavg()
@@ -106,7 +110,7 @@ def main() -> None:
     print(f"\ntargets: {met} met, {len(missed)} missed; wall time {wall:.0f} s; load {load}")
     if args.write_results:
         command = " ".join(["bench/run.py", *sys.argv[1:]])
-        print(f"wrote {write_results(rows, ran, command, wall, load)}")
+        print(f"wrote {write_results(rows, ran, command, wall, load, args.note)}")
 
 
 if __name__ == "__main__":

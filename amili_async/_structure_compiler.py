@@ -1,0 +1,283 @@
+"""Compiled structure functions: decoded JSON -> generated attrs models, one flat function each.
+
+A listing page is ~100-1,000 invoices of ~60 fields in 7 nested objects, so the cost per field
+is what a decode costs. The function compiled for a class reads its fields in one block of
+subscripts (falling back to `dict.get` for the rare object that omits an optional key),
+checks the JSON type inline, parses date-times and dates inline, looks money up in a memo, and
+inlines the code of its nested attrs classes and of its lists of them instead of calling their
+hooks: no Python call per field or per nested object in the common case. Every mismatch raises
+(anything: the caller re-runs the document through cattrs' detailed converter to say where), so
+the fast path needs no error bookkeeping. Only the shape is derived here, from the annotations;
+what a value means stays in the converter's scalar hooks, called for everything uncommon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import cattrs
+import orjson
+
+from ._openenum import OpenEnum
+from ._time import as_utc
+
+_Hook = Callable[[Any, Any], Any]
+_NONE = type(None)
+
+
+def optional_inner(tp: Any) -> Any | None:
+    """`X` for `X | None` / `Optional[X]`, else None."""
+    origin = typing.get_origin(tp)
+    if origin is not typing.Union and origin is not types.UnionType:
+        return None
+    args = [a for a in typing.get_args(tp) if a is not _NONE]
+    if len(args) != 1 or len(typing.get_args(tp)) != 2:
+        return None
+    return args[0]
+
+
+def is_list(tp: Any) -> bool:
+    return typing.get_origin(tp) is list
+
+
+def is_open_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, OpenEnum)
+
+
+def expect_object(value: Any) -> typing.NoReturn:
+    raise TypeError(f"expected an object, got {type(value).__name__}")
+
+
+def not_a_list(value: Any) -> typing.NoReturn:
+    raise TypeError(f"expected an array, got {type(value).__name__}")
+
+
+# -- the money memo ---------------------------------------------------------------------------
+
+# Parsed amounts, keyed by their JSON value. Amounts repeat within an invoice (its principal
+# claim carries the invoice's own amounts) and across a page (a third are 0 or 1), while reading
+# a float into an exact Decimal costs ~400 ns (repr + parse); a hit is one dict lookup.
+# Date-times are not remembered: inline, `fromisoformat` costs about what the memo would.
+MEMO: dict[Any, Decimal] = {}
+# Bounded so a long export never grows it: 4,096 entries is a few hundred KB, more than one page
+# of distinct values; when full it is simply emptied (cheaper than LRU bookkeeping).
+_MEMO_SIZE = 4096
+# JSON values that key the memo (exact types: bool, a subclass of int, is left out).
+_MEMO_KEY_TYPES = frozenset({float, int, str})
+
+
+def _remembering(hook: _Hook) -> _Hook:
+    """The money hook behind the memo: a hit, else the hook's result, remembered."""
+
+    def structure_and_remember(value: Any, target: Any) -> Any:
+        # Booleans are equal to 0 and 1 as dict keys: they are never looked up nor remembered,
+        # so True sent for an amount fails in the hook instead of reading as a remembered 1.
+        if type(value) not in _MEMO_KEY_TYPES:
+            return hook(value, target)
+        result = MEMO.get(value)
+        if result is None:
+            result = hook(value, target)
+            if len(MEMO) >= _MEMO_SIZE:
+                MEMO.clear()
+            MEMO[value] = result
+        return result
+
+    return structure_and_remember
+
+
+# -- the compiler -----------------------------------------------------------------------------
+
+# Field types checked inline: the common case (the value already has the right JSON type)
+# costs one type() comparison instead of a hook call.
+_INLINE_TYPES = {str: "str", int: "int", bool: "bool"}
+
+
+class _Compiler:
+    """Writes the source of one structure function; helpers become its default arguments."""
+
+    def __init__(self, conv: cattrs.Converter, scalar_hooks: Mapping[Any, _Hook]) -> None:
+        self.conv = conv
+        self.scalar_hooks = scalar_hooks
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {
+            # Builtins as default arguments too: a local is read faster than a builtin.
+            **{f.__name__: f for f in (type, str, int, bool, dict, list, len)},
+            "expect_object": expect_object,
+            "not_a_list": not_a_list,
+            "new": object.__new__,
+            "memo": MEMO,
+            "memo_size": _MEMO_SIZE,
+            "remembered": MEMO.get,
+            "remember": _remembering(scalar_hooks[Decimal]),
+            "fromiso": dt.datetime.fromisoformat,
+            "date_fromiso": dt.date.fromisoformat,
+            "as_utc": as_utc,
+        }
+        self.names: dict[int, str] = {}
+        self.count = 0
+        self.inlining: list[type] = []  # classes being inlined: a recursive one is called
+
+    def var(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
+
+    def ref(self, value: Any) -> str:
+        """The name under which `value` is passed into the function (one per object)."""
+        name = self.names.get(id(value))
+        if name is None:
+            name = self.names[id(value)] = f"k{len(self.names)}"
+            self.namespace[name] = value
+        return name
+
+    def hook(self, tp: Any) -> str:
+        """The name of the converter's hook for `tp`, looked up when first called if `tp` is
+        being compiled right now (a recursive model), else now."""
+        if tp in self.scalar_hooks:
+            # Not the converter's: its singledispatch table answers int() for int, str() for str.
+            return self.ref(self.scalar_hooks[tp])
+        if attrs.has(tp) and tp in self.inlining:
+            conv = self.conv
+            return self.ref(lambda value, target: conv.structure(value, target))
+        return self.ref(self.conv.get_structure_hook(tp))
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def compile(self, cls: type) -> _Hook:
+        result = self.obj(cls, "o", 1)
+        self.emit(1, f"return {result}")
+        bound = ", ".join(f"{name}={name}" for name in self.namespace)
+        source = "\n".join([f"def structure(o, _, {bound}):", *self.lines])
+        exec(compile(source, f"<amili_async structure {cls.__name__}>", "exec"), self.namespace)
+        function: _Hook = self.namespace["structure"]
+        return function
+
+    def obj(self, cls: type, src: str, indent: int) -> str:
+        """Code building `cls` from the dict in `src`; returns the variable holding it."""
+        attrs.resolve_types(cls)
+        fields = attrs.fields(cls)
+        self.inlining.append(cls)
+        self.emit(indent, f"if type({src}) is not dict: expect_object({src})")
+        names = [self.var() for _ in fields]
+        wires = [f.metadata.get("wire", f.name) for f in fields]
+        required = [f.default is attrs.NOTHING for f in fields]
+        keys = [self.ref(_json_key(wire)) for wire in wires]
+        reads = [f"{name} = {src}[{key}]" for name, key in zip(names, keys, strict=True)]
+        if all(required):
+            self.emit(indent, "; ".join(reads) or "pass")
+        else:
+            # An object omitting an optional key is read again, key by key.
+            self.emit(indent, "try:")
+            self.emit(indent + 1, "; ".join(reads))
+            self.emit(indent, "except KeyError:")
+            for name, key, needed in zip(names, keys, required, strict=True):
+                read = f"{src}[{key}]" if needed else f"{src}.get({key})"
+                self.emit(indent + 1, f"{name} = {read}")
+        for name, field in zip(names, fields, strict=True):
+            self.value(name, field.type, indent)
+        result = self.var()
+        setter: object = cls.__setattr__
+        plain = setter is object.__setattr__ and not any(
+            f.validator or f.converter or not f.init for f in fields
+        )
+        if plain and not hasattr(cls, "__attrs_post_init__"):
+            # No validators, converters or hooks: filling the slots directly is what __init__
+            # would do, minus the cost of passing ~20 keyword arguments.
+            self.emit(indent, f"{result} = new({self.ref(cls)})")
+            for name, field in zip(names, fields, strict=True):
+                self.emit(indent, f"{result}.{field.name} = {name}")
+        else:
+            arguments = ", ".join(f"{f.alias}={n}" for n, f in zip(names, fields, strict=True))
+            self.emit(indent, f"{result} = {self.ref(cls)}({arguments})")
+        self.inlining.pop()
+        return result
+
+    def value(self, name: str, annotation: Any, indent: int) -> None:
+        """Code turning the JSON value in `name` into the field's type, in place."""
+        inner = optional_inner(annotation)
+        tp = annotation if inner is None else inner
+        nullable = inner is not None
+        if tp in _INLINE_TYPES:
+            guard = f" and {name} is not None" if nullable else ""
+            self.emit(indent, f"if type({name}) is not {_INLINE_TYPES[tp]}{guard}: ")
+            self.lines[-1] += f"{name} = {self.hook(tp)}({name}, None)"
+            return
+        target = self.ref(tp)
+        if tp is dt.datetime or tp is dt.date:
+            if tp is dt.datetime:
+                # Amili's own format (UTC, "Z") parses in C; anything else goes to the hook.
+                self.emit(indent, f"if type({name}) is str:")
+                self.emit(indent + 1, f"{name} = fromiso({name})")
+                self.emit(indent + 1, f"if {name}.tzinfo is None: {name} = as_utc({name})")
+            else:
+                self.emit(indent, f"if type({name}) is str and len({name}) == 10:")
+                self.emit(indent + 1, f"{name} = date_fromiso({name})")
+            self.emit(indent, f"elif {name} is not None:" if nullable else "else:")
+            self.emit(indent + 1, f"{name} = {self.hook(tp)}({name}, {target})")
+            return
+        if tp is Decimal:
+            # The common case inline: a float (what orjson reads a JSON number into) already
+            # remembered. `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
+            self.emit(indent, f"if type({name}) is float:")
+            self.emit(indent + 1, f"hit = remembered({name})")
+            self.emit(indent + 1, "if hit is None:")
+            self.emit(indent + 2, f"hit = {self.hook(tp)}({name}, {target})")
+            self.emit(indent + 2, "if len(memo) >= memo_size: memo.clear()")
+            self.emit(indent + 2, f"memo[{name}] = hit")
+            self.emit(indent + 1, f"{name} = hit")
+            self.emit(indent, f"elif {name} is not None:" if nullable else "else:")
+            self.emit(indent + 1, f"{name} = remember({name}, {target})")
+            return
+        if nullable:
+            self.emit(indent, f"if {name} is not None:")
+            indent += 1
+        item = typing.get_args(tp)[0] if is_list(tp) and typing.get_args(tp) else Any
+        if is_open_enum(tp):  # known values are one dict lookup
+            members = self.ref(tp._value2member_map_)
+            self.emit(
+                indent, f"{name} = {members}.get({name}) or {self.hook(tp)}({name}, {target})"
+            )
+        elif attrs.has(tp) and tp not in self.inlining:
+            self.emit(indent, f"{name} = {self.obj(tp, name, indent)}")
+        elif item is not Any:
+            self.emit(indent, f"if type({name}) is not list: not_a_list({name})")
+            if attrs.has(item) and item not in self.inlining:
+                element, items = self.var(), self.var()
+                self.emit(indent, f"{items} = []")
+                self.emit(indent, f"for {element} in {name}:")
+                self.emit(indent + 1, f"{items}.append({self.obj(item, element, indent + 1)})")
+                self.emit(indent, f"{name} = {items}")
+            else:
+                element, item_hook, item_type = self.var(), self.hook(item), self.ref(item)
+                self.emit(indent, f"{name} = [{item_hook}({element}, {item_type}) ")
+                self.lines[-1] += f"for {element} in {name}]"
+        else:
+            self.emit(indent, f"{name} = {self.hook(tp)}({name}, {target})")
+
+
+def _json_key(wire: str) -> str:
+    """`wire` as the very str object orjson returns for that key (else an equal one).
+
+    orjson hands out one cached object per key name, so a subscript with that object finds its
+    entry by identity; with an equal literal every lookup would compare the text. A speed hint
+    only: a dict built any other way is read the same, one string comparison per key slower.
+    """
+    key: str = next(iter(orjson.loads(orjson.dumps({wire: None}))))
+    return key
+
+
+def compile_structure_fn(
+    cls: type, conv: cattrs.Converter, scalar_hooks: Mapping[Any, _Hook]
+) -> _Hook:
+    """The structure function of an attrs class, its nested classes inlined (see module doc).
+
+    ``scalar_hooks`` read str, int, bool, float, Decimal, date and datetime values; anything
+    else is read by the hook ``conv`` has for it.
+    """
+    return _Compiler(conv, scalar_hooks).compile(cls)
