@@ -154,9 +154,14 @@ def decode_page(
     if next_token is not None and not isinstance(next_token, str):
         raise decode_error(response, "summary.nextPageToken is not a string")
 
+    # Handed over, not kept: the build frees the parsed document (~7k containers a page)
+    # before the collector runs again, rather than leaving it alive beside the models (and
+    # traversed again by the collector) while the caller reads the page.
+    parsed: list[Any] = [data]
+
     def build() -> list[T]:
         with _gc_paused():
-            items = structure(response, data, envelope).data or []
+            items = structure(response, parsed.pop(), envelope).data or []
         return items if keep is None else [item for item in items if keep(item)]
 
     return PendingPage(build, next_token or None, token)
