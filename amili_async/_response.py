@@ -144,11 +144,11 @@ def decode_page(
     parsed: list[Any] = [data]
 
     def build() -> list[T]:
-        with _gc.paused():
-            document = parsed.pop()
-            items = structure(response, document, envelope).data or []
-            if spent is not None and next_token:  # the last page's is freed with it
-                spent.append(document)
+        # Called by the pager with cyclic GC paused (`_pagination._ready`).
+        document = parsed.pop()
+        items = structure(response, document, envelope).data or []
+        if spent is not None and next_token:  # the last page's is freed with it
+            spent.append(document)
         return items if keep is None else [item for item in items if keep(item)]
 
     return PendingPage(build, next_token or None, token)
