@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from . import _gc
 from ._tasks import cancel_and_wait
 from .errors import AmiliError, RepeatedPageTokenError
 
@@ -107,12 +108,20 @@ class _Tokens:
         return token
 
 
-def _ready(entry: Page[T] | PendingPage[T]) -> Page[T]:
-    """The page with its items built (a build failure is marked with the page's token)."""
+def _ready(entry: Page[T] | PendingPage[T], done: list[Page[T]] | None = None) -> Page[T]:
+    """The page with its items built (a build failure is marked with the page's token).
+
+    ``done`` holds the page the caller has finished with: it is let go in the same GC pause,
+    after the new page's models exist. The collector counts allocations minus deallocations, so
+    the page freed balances the page built and no collection runs over the new models merely
+    because they were just allocated (a quarter of streaming CPU otherwise).
+    """
     if isinstance(entry, Page):
         return entry
-    with _resume_at(entry.token):
+    with _resume_at(entry.token), _gc.paused():
         items = entry.build()
+        if done:
+            done.clear()
     return Page(items=items, next_page_token=entry.next_page_token, token=entry.token)
 
 
@@ -125,14 +134,23 @@ class AsyncPager(Generic[T]):
     def pages(self) -> AsyncGenerator[Page[T], None]:
         raise NotImplementedError
 
+    def _item_pages(self, done: list[Page[T]]) -> AsyncGenerator[Page[T], None]:
+        """The pages behind the item stream; ``done`` holds the one the caller has finished."""
+        return self.pages()
+
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
 
     async def _items(self) -> AsyncGenerator[T, None]:
-        async with contextlib.aclosing(self.pages()) as pages:
+        done: list[Page[T]] = []
+        async with contextlib.aclosing(self._item_pages(done)) as pages:
             async for page in pages:
                 for item in page.items:
                     yield item
+                # Its only holder now: a pager that builds pages frees it with the next one.
+                done.clear()
+                done.append(page)
+                del page
 
     async def collect(self, limit: int | None = None) -> list[T]:
         """All items (or the first `limit`) as a list: for small listings only."""
@@ -183,13 +201,19 @@ class TokenPager(AsyncPager[T]):
         self._start = page_token
         self._prefetch = prefetch
 
-    async def pages(self) -> AsyncGenerator[Page[T], None]:
+    def pages(self) -> AsyncGenerator[Page[T], None]:
         """Yield whole pages (`.items`, `.next_page_token`, `.token`)."""
+        return self._pages(None)
+
+    def _item_pages(self, done: list[Page[T]]) -> AsyncGenerator[Page[T], None]:
+        return self._pages(done)
+
+    async def _pages(self, done: list[Page[T]] | None) -> AsyncGenerator[Page[T], None]:
         if self._prefetch == 0:
             tokens = _Tokens(self._start)
             token = self._start
             while True:
-                page = _ready(await _fetch_marked(self._fetch, token))
+                page = _ready(await _fetch_marked(self._fetch, token), done)
                 yield page
                 token = tokens.follow(page)
                 if token is None:
@@ -205,7 +229,7 @@ class TokenPager(AsyncPager[T]):
                 slots.release()
                 # Let the producer send the next request before this page's items are built.
                 await asyncio.sleep(0)
-                yield _ready(entry)
+                yield _ready(entry, done)
 
     async def _produce(self, queue: asyncio.Queue[Any], slots: asyncio.Semaphore) -> None:
         tokens = _Tokens(self._start)

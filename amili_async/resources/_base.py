@@ -212,12 +212,13 @@ class Resource:
         base_query = query(params)
         request_options = options(timeout)
         sender = self._sender
+        spent: list[Any] = []  # see decode_page: a page's parsed document, freed by the next
 
         async def fetch(token: str | None) -> PendingPage[T]:
             page_query = base_query if token is None else {**base_query, token_param: token}
             request = Request("GET", route, params=page_query, options=request_options)
             response = _response.raise_for_status(await sender.send(request))
-            return _response.decode_page(response, envelope, token, keep)
+            return _response.decode_page(response, envelope, token, keep, spent)
 
         depth = sender.prefetch if prefetch is None else prefetch
         return TokenPager(fetch, page_token=page_token, prefetch=depth)
