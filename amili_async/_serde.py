@@ -301,12 +301,8 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     return conv
 
 
-_PRIMITIVE_HOOKS: dict[Any, _Hook] = {
-    str: _structure_str,
-    int: _structure_int,
-    bool: _structure_bool,
-    float: _structure_float,
-}
+# The JSON primitives among them: the detailed converter names these per field (see below).
+_PRIMITIVE_HOOKS: dict[Any, _Hook] = {tp: _SCALAR_HOOKS[tp] for tp in (str, int, bool, float)}
 
 
 def _primitive_hook(tp: Any) -> _Hook | None:

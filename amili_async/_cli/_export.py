@@ -27,7 +27,7 @@ import orjson
 
 from .. import models
 from .._client import AmiliClient
-from .._durable import write_atomic
+from .._durable import sync, write_atomic
 from .._pagination import AsyncPager, MergedPager
 from .._time import as_utc, split_window
 from ._progress import Progress
@@ -216,8 +216,7 @@ async def _write(
 
         def checkpoint_at() -> None:
             """Everything written so far is on disk first; then the checkpoint says so."""
-            stream.flush()
-            os.fsync(stream.fileno())
+            sync(stream)
             done = all(token == DONE for token in tokens)
             state = {"tokens": tokens, "count": count, "size": stream.tell(), "done": done}
             _save_checkpoint(checkpoint, {**base, **state})

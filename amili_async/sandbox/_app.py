@@ -21,7 +21,7 @@ from ._config import SandboxConfig
 from ._faults import FAULTS_KEY, FaultInjector, fault_middleware
 from ._http import JSON, REQUEST_ID_KEY, json_response, problem_response
 from ._pages import PageCodec, paginate, parse_page_size
-from ._query import BATCH_FILTERS, CASE_FILTERS, QUERY_PARAMS, query_middleware
+from ._query import BATCH_FILTERS, CASE_FILTERS, INVOICE_FILTERS, QUERY_PARAMS, query_middleware
 from ._records import BATCH_STATUSES, BATCH_TYPES, INVOICE_STATUSES, INVOICE_TYPES
 from ._requestlog import request_log_middleware
 from ._shape import validate_shape
@@ -220,17 +220,6 @@ async def token(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- invoices
-_INVOICE_FILTERS = (
-    "Status",
-    "Type",
-    "InvoiceNumber",
-    "UniqueSourceInvoiceId",
-    "CustomerNumber",
-    "From",
-    "To",
-)
-
-
 async def list_invoices(request: web.Request) -> web.Response:
     """``GET /orgs/{org}/invoices``: one filtered keyset page of invoices."""
     _, org = _auth_org(request)
@@ -244,9 +233,7 @@ async def list_invoices(request: web.Request) -> web.Response:
         from_ms=query_datetime(q.get("From"), "From"),
         to_ms=query_datetime(q.get("To"), "To"),
     )
-    filters, after, size = _page(
-        request, org, "invoices", _INVOICE_FILTERS, "PageToken", "PageSize"
-    )
+    filters, after, size = _page(request, org, "invoices", INVOICE_FILTERS, "PageToken", "PageSize")
     items, last = paginate(org.iter_invoices(f, after), size)
     parts = [org.invoice_json(x) for x in items]
     return _list_response(",".join(parts), _next_token(request, org, "invoices", filters, last))

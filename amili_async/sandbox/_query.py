@@ -8,12 +8,21 @@ from aiohttp import web
 
 from ._wire import ApiError
 
-__all__ = ["BATCH_FILTERS", "CASE_FILTERS", "QUERY_PARAMS", "query_middleware"]
+__all__ = ["BATCH_FILTERS", "CASE_FILTERS", "INVOICE_FILTERS", "QUERY_PARAMS", "query_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ORG = "/collection/v1/orgs/{org}"
 
-# The exact-match filters of two listings; their handlers read these same names.
+# The filters of the three org listings; their handlers read these same names.
+INVOICE_FILTERS = (
+    "Status",
+    "Type",
+    "InvoiceNumber",
+    "UniqueSourceInvoiceId",
+    "CustomerNumber",
+    "From",
+    "To",
+)
 BATCH_FILTERS = ("State", "Type", "SubjectId", "IdempotencyKey", "SortDirection")
 CASE_FILTERS = (
     "Status",
@@ -29,19 +38,7 @@ CASE_FILTERS = (
 # Query parameters the spec defines, per (method, route): anything else answers 400.
 # tests/sandbox/test_query_params.py checks this table equals the spec's parameters.
 _ORG_QUERY: dict[tuple[str, str], frozenset[str]] = {
-    ("GET", _ORG + "/invoices"): frozenset(
-        (
-            "Status",
-            "Type",
-            "InvoiceNumber",
-            "UniqueSourceInvoiceId",
-            "CustomerNumber",
-            "From",
-            "To",
-            "PageToken",
-            "PageSize",
-        )
-    ),
+    ("GET", _ORG + "/invoices"): frozenset((*INVOICE_FILTERS, "PageToken", "PageSize")),
     ("GET", _ORG + "/batches"): frozenset((*BATCH_FILTERS, "PageToken", "PageSize")),
     ("GET", _ORG + "/cases"): frozenset((*CASE_FILTERS, "PageToken", "PageSize")),
     ("GET", _ORG + "/settlements"): frozenset(("fromDate", "toDate", "pageSize", "pageToken")),

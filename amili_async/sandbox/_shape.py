@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from .._fields import model_fields
 from .._openenum import OpenEnum
 from ._validate import Errors
 
@@ -34,8 +35,8 @@ _SCALARS: dict[Any, tuple[type, ...]] = {
 
 @functools.cache
 def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
-    hints = typing.get_type_hints(cls)
-    return tuple((f.metadata.get("wire", f.name), hints[f.name]) for f in attrs.fields(cls))
+    """(wire name, resolved type) of each field of a model."""
+    return tuple((f.metadata.get("wire", f.name), f.type) for f in model_fields(cls))
 
 
 def validate_shape(body: dict[str, Any], cls: type) -> None:
