@@ -1,4 +1,7 @@
-"""Where bearer tokens come from: a fixed token, a caller's function, or client credentials.
+"""Where bearer tokens come from (a fixed token, a caller's function, or client credentials),
+and what a call does with them: the Authorization header of each attempt, and after a 401 the
+one refresh and resend (:class:`BearerAuth`, like httpx's auth flow or azure-core's bearer
+policy; the transport only carries it out, and :mod:`amili_async._retry` knows no tokens).
 
 Tokens and secrets are credentials: no repr, message or log line in this module shows one.
 """
@@ -10,10 +13,11 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
 from amili_async import _response, models
-from amili_async._config import TOKEN_REFRESH_MARGIN
+from amili_async._config import MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, TOKEN_REFRESH_MARGIN
 from amili_async._request import check_header_value
 from amili_async._response import Response
 from amili_async.errors import AuthenticationError
@@ -27,6 +31,14 @@ Clock = Callable[[], float]
 # Token endpoint statuses that mean "these credentials are wrong" (OAuth 2.0 answers
 # invalid_client with 400 or 401; some servers use 403 for a disabled client).
 _REJECTED_STATUS: Final = frozenset({400, 401, 403})
+# The API's answer to a token it does not accept. It is answered by one refresh and one resend
+# per call: a second 401 with a fresh token means the credentials themselves are refused, and
+# asking again would only hammer the token endpoint.
+_REJECTED_TOKEN_STATUS: Final = 401
+# The token answer's times, read leniently here (JSON numbers of any kind, numeric strings)
+# rather than by the model's strict int-or-string check: a float `expires_in` (3600.0) must
+# not break every call.
+_TIME_FIELDS: Final = ("expires_in", "expires_on", "not_before")
 
 
 class Auth(Protocol):
@@ -39,6 +51,65 @@ class Auth(Protocol):
     def invalidate(self, token: str) -> None:
         """The API rejected ``token``: forget it, so the next :meth:`token` gets a fresh one."""
         ...
+
+
+class BearerAuth:
+    """Auth's part of every API call of one transport: see :meth:`start`.
+
+    Keeps one ``"Bearer <token>"`` string per token, not one per attempt.
+    """
+
+    __slots__ = ("_auth", "_fetch", "_header", "_token")
+
+    def __init__(self, auth: Auth, fetch: TokenFetcher) -> None:
+        self._auth = auth
+        self._fetch = fetch
+        self._token: str | None = None
+        self._header = ""
+
+    def start(self) -> BearerFlow:
+        """The authentication of one call, attempt after attempt."""
+        return BearerFlow(self)
+
+    async def _current(self) -> tuple[str, str]:
+        token = await self._auth.token(self._fetch)
+        if token is not self._token:
+            self._token, self._header = token, "Bearer " + token
+        return token, self._header
+
+    def __repr__(self) -> str:
+        return f"BearerAuth({self._auth!r})"
+
+
+class BearerFlow:
+    """One call's tokens: the header for each attempt, and whether a 401 is worth a resend."""
+
+    __slots__ = ("_policy", "_refreshed", "_sent")
+
+    def __init__(self, policy: BearerAuth) -> None:
+        self._policy = policy
+        self._sent: str | None = None
+        self._refreshed = False
+
+    async def authorization(self) -> str:
+        """The Authorization header of the next attempt (a token fetched if none is cached)."""
+        self._sent, header = await self._policy._current()
+        return header
+
+    async def resend(self, status: int) -> bool:
+        """After an answer: True to send the same request again, with a fresh token.
+
+        Only for the call's first 401, and only when the auth has a different token to try
+        (a static token has none): the rejected one is invalidated first, so concurrent calls
+        rejected with the same token share one refresh.
+        """
+        sent = self._sent
+        if status != _REJECTED_TOKEN_STATUS or self._refreshed or sent is None:
+            return False
+        self._refreshed = True
+        auth = self._policy._auth
+        auth.invalidate(sent)
+        return await auth.token(self._policy._fetch) != sent
 
 
 class StaticTokenAuth:
@@ -183,24 +254,39 @@ class ClientCredentialsAuth:
             error_class=AuthenticationError if rejected else None,
             secret=self._client_secret,
         )
-        answer = _response.decode(response, models.TokenResponse, sensitive=True)
+        data = _response.parse_json(response, sensitive=True)
+        times: dict[str, Any] = {}
+        if isinstance(data, dict):
+            times = {name: data[name] for name in _TIME_FIELDS if name in data}
+            data = {name: value for name, value in data.items() if name not in times}
+        answer = _response.structure(response, data, models.TokenResponse, sensitive=True)
         if not answer.access_token:
             raise _response.decode_error(
                 response, "token response has no access_token", sensitive=True
             )
-        return _bearer(answer.access_token), self._refresh_time(answer, self._clock())
+        refresh_at = self._refresh_time(
+            times.get("expires_in"), times.get("expires_on"), self._clock()
+        )
+        return _bearer(answer.access_token), refresh_at
 
-    def _refresh_time(self, answer: models.TokenResponse, now: float) -> float:
-        """``margin`` before expiry (at most half the lifetime); never, if no expiry is given."""
-        expires_at = _number(answer.expires_on)
-        if expires_at is None:
-            expires_in = _number(answer.expires_in)
-            if expires_in is None:
+    def _refresh_time(self, expires_in: Any, expires_on: Any, now: float) -> float:
+        """``margin`` before expiry (at most half the lifetime); never, if no expiry is given.
+
+        ``expires_in`` (RFC 6749's, relative, so immune to clock skew) wins over Azure's
+        ``expires_on`` (a unix time). Either may be any JSON number or a numeric string; one
+        that is not a number (text, NaN) counts as not given. The lifetime is clamped to
+        [MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME] (1 s to 24 h, see `_config`), so 1e400,
+        "inf", 0 or a negative value still give a usable token and a sane refresh time.
+        """
+        lifetime = _seconds(expires_in)
+        if lifetime is None:
+            expires_at = _seconds(expires_on)
+            if expires_at is None:
                 # No expiry given: keep the token until the API answers 401.
                 return math.inf
-            expires_at = now + expires_in
-        lifetime = max(0.0, expires_at - now)
-        return expires_at - min(self._margin, lifetime / 2)
+            lifetime = expires_at - now
+        lifetime = min(max(lifetime, MIN_TOKEN_LIFETIME), MAX_TOKEN_LIFETIME)
+        return now + lifetime - min(self._margin, lifetime / 2)
 
     def __repr__(self) -> str:
         return (
@@ -214,16 +300,21 @@ def _bearer(token: str) -> str:
     return check_header_value("Authorization", token)
 
 
-def _number(value: Any) -> float | None:
-    """A JSON number or numeric string (Azure AD sends ``expires_on`` as "1700000000")."""
+def _seconds(value: Any) -> float | None:
+    """A JSON number (int or float of any size, Decimal) or a numeric string ("3600",
+    "3600.0", "1e400"; Azure AD sends ``expires_on`` as "1700000000") as a float, possibly
+    infinite; None for anything else (other text, NaN, a boolean)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
     if isinstance(value, str):
         try:
-            number = float(value)
-        except ValueError:
+            value = Decimal(value.strip())
+        except InvalidOperation:
             return None
-        return number if math.isfinite(number) else None
-    return None
+    if not isinstance(value, int | float | Decimal):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a double's range
+        number = math.inf if value > 0 else -math.inf
+    return None if math.isnan(number) else number

@@ -57,6 +57,15 @@ MAX_RETRY_AFTER: Final = 60.0
 # Refresh a token a minute before it expires so a request never leaves with a token that
 # dies in flight or to clock skew between us and the token server.
 TOKEN_REFRESH_MARGIN: Final = 60.0
+# A token's lifetime as the SDK reads it (expires_in, or expires_on minus now) is clamped to
+# [1 s, 24 h]. At least a second: a server claiming 0, a negative lifetime or an expiry in
+# the past (clock skew) still has its token used, refreshed at half-life, so it costs at most
+# two token requests a second instead of one before every call; no real endpoint issues
+# shorter tokens on purpose (the sandbox's shortest, in tests, live 1 s). At most a day: Azure
+# AD-style endpoints (Identiverse is one) issue 1 h tokens and allow at most 1 day, so a longer
+# claim (1e400, "inf") is nonsense, and the token is refreshed at least daily.
+MIN_TOKEN_LIFETIME: Final = 1.0
+MAX_TOKEN_LIFETIME: Final = 24 * 60 * 60.0
 
 # Header carrying the idempotency key: on every POST of the SDK (inferred, see docs/DESIGN.md),
 # on every webhook delivery (documented), and read by the sandbox.

@@ -6,18 +6,25 @@ once the server throttles (429, or 503 with Retry-After), sends at a rate that i
 "adaptive" retry mode does (botocore's ``ClientRateLimiter``). Both also pause the whole
 client while a server's Retry-After lasts (bounded by ``MAX_PAUSE``), not just the one call.
 
+An attempt may be given a ``max_wait`` (what is left of its call's deadline or timeout): when
+the time it would start at, at the current rate, passes it, it fails at once with
+:class:`StartTooLate` instead of waiting, so a throttled client never holds a call past its
+time limits.
+
 Everything takes an injected clock and sleep, so tests run without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Protocol
 
-from ._retry import parse_retry_after
+from ._time import parse_retry_after
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
@@ -49,14 +56,25 @@ MAX_PAUSE: Final = 0.25
 _MAX_SLICE: Final = 0.05
 
 
+class StartTooLate(Exception):
+    """The limiter would let this attempt start only after its ``max_wait``: raised at once
+    instead of waiting (the transport turns it into ``RateLimitWaitTimeoutError``)."""
+
+    def __init__(self, wait: float, max_wait: float) -> None:
+        super().__init__(f"it would wait about {wait:.3g} s, at most {max_wait:.3g} s are left")
+        self.wait = wait
+        self.max_wait = max_wait
+
+
 class RateLimiter(Protocol):
     """Consulted before every attempt and told about every answer.
 
     ``before_attempt`` returns the (monotonic) time the attempt may start at; that time comes
-    back as ``sent_at`` with its answer.
+    back as ``sent_at`` with its answer. With ``max_wait`` (seconds) it raises
+    :class:`StartTooLate` rather than let the attempt start later than that.
     """
 
-    async def before_attempt(self) -> float: ...
+    async def before_attempt(self, max_wait: float | None = None) -> float: ...
     def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None: ...
 
 
@@ -75,13 +93,19 @@ class _Bucket:
 
     def take(self) -> float:
         """Take a token and answer 0, or answer the seconds until one is there (none taken)."""
+        wait = self.peek()
+        if wait == 0.0:
+            self.tokens = max(0.0, self.tokens - 1.0)
+        return wait
+
+    def peek(self) -> float:
+        """Seconds until a token is there (0: one is), taking none."""
         now = self._clock()
         self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
         self._stamp = now
         # A hair below a whole token counts as one: a wait shorter than the clock's resolution
         # would otherwise never make the token appear.
         if self.tokens >= 1.0 - 1e-9:
-            self.tokens = max(0.0, self.tokens - 1.0)
             return 0.0
         return (1.0 - self.tokens) / self.rate
 
@@ -102,20 +126,88 @@ class _Pause:
         return max(0.0, self.until - self._clock())
 
 
-class _Gate:
-    """Callers queue (FIFO) for the bucket; only the head waits on the clock, the rest on it."""
+class _Waiter:
+    """A caller in the gate's queue: its time limit, and the future the head before it sets."""
 
-    def __init__(self, pause: _Pause, sleep: Sleep) -> None:
+    __slots__ = ("deadline", "max_wait", "woken")
+
+    def __init__(self, max_wait: float | None, now: float) -> None:
+        self.max_wait = max_wait
+        self.deadline = None if max_wait is None else now + max_wait
+        # Set by the previous head when it leaves (None: go on as head), or to the
+        # StartTooLate this caller must raise (a result, not an exception, so a cancelled
+        # waiter leaves no "exception never retrieved" behind).
+        self.woken: asyncio.Future[StartTooLate | None] = asyncio.get_running_loop().create_future()
+
+
+class _Gate:
+    """Callers queue (FIFO) for the bucket; only the head waits on the clock, the rest on it.
+
+    The head also sheds the callers that cannot start in time: the one at position ``i``
+    starts about ``i / rate`` after the head, and leaves at once with :class:`StartTooLate`
+    when that passes its deadline (the estimate holds at a constant rate; a rate that grows
+    back only makes it cautious).
+    """
+
+    def __init__(self, pause: _Pause, sleep: Sleep, clock: Clock) -> None:
         self._pause = pause
         self._sleep = sleep
-        self._lock = asyncio.Lock()
+        self._clock = clock
+        self._queue: deque[_Waiter] = deque()
 
-    async def wait(self, bucket: Callable[[], _Bucket | None]) -> None:
-        if not self._lock.locked() and self._ready(bucket()) == 0.0:
+    async def wait(self, bucket: Callable[[], _Bucket | None], max_wait: float | None) -> None:
+        if not self._queue and self._ready(bucket()) == 0.0:
             return
-        async with self._lock:
+        me = _Waiter(max_wait, self._clock())
+        eta = self._eta(bucket(), len(self._queue))
+        if me.deadline is not None and self._clock() + eta > me.deadline:
+            raise StartTooLate(eta, me.max_wait or 0.0)
+        self._queue.append(me)
+        try:
+            if self._queue[0] is not me:
+                shed = await me.woken
+                if shed is not None:
+                    raise shed
             while (wait := self._ready(bucket())) > 0.0:
+                self._shed(bucket(), wait)
                 await self._sleep(min(wait, _MAX_SLICE))
+        finally:
+            self._leave(me)
+
+    def _eta(self, bucket: _Bucket | None, position: int) -> float:
+        """Seconds until the caller at ``position`` (0: the head) may start, at the current rate."""
+        if bucket is None:
+            return self._pause.remaining()
+        return max(self._pause.remaining(), bucket.peek() + position / bucket.rate)
+
+    def _shed(self, bucket: _Bucket | None, wait: float) -> None:
+        """Fail every queued caller that cannot start before its deadline; the head (the
+        caller running this) raises, the others are woken with their StartTooLate."""
+        now = self._clock()
+        interval = 0.0 if bucket is None else 1.0 / bucket.rate
+        head = self._queue[0]
+        kept: deque[_Waiter] = deque()
+        late: StartTooLate | None = None
+        for waiter in self._queue:
+            eta = wait + len(kept) * interval
+            if waiter.deadline is None or now + eta <= waiter.deadline:
+                kept.append(waiter)
+            elif waiter is head:
+                late = StartTooLate(eta, waiter.max_wait or 0.0)
+                kept.append(waiter)  # it leaves through wait()'s finally
+            elif not waiter.woken.done():
+                waiter.woken.set_result(StartTooLate(eta, waiter.max_wait or 0.0))
+        self._queue = kept
+        if late is not None:
+            raise late
+
+    def _leave(self, me: _Waiter) -> None:
+        """Leave the queue; a head that leaves makes the next caller the head."""
+        was_head = bool(self._queue) and self._queue[0] is me
+        with contextlib.suppress(ValueError):
+            self._queue.remove(me)
+        if was_head and self._queue and not self._queue[0].woken.done():
+            self._queue[0].woken.set_result(None)
 
     def _ready(self, bucket: _Bucket | None) -> float:
         """0 when the caller may go now (a token taken), else seconds to wait first."""
@@ -134,14 +226,14 @@ class FixedRate:
         self._clock = clock
         self._bucket = _Bucket(rate, clock)
         self._pause = _Pause(clock)
-        self._gate = _Gate(self._pause, sleep)
+        self._gate = _Gate(self._pause, sleep, clock)
 
     @property
     def rate(self) -> float:
         return self._bucket.rate
 
-    async def before_attempt(self) -> float:
-        await self._gate.wait(lambda: self._bucket)
+    async def before_attempt(self, max_wait: float | None = None) -> float:
+        await self._gate.wait(lambda: self._bucket, max_wait)
         return self._clock()
 
     def after_response(self, status: int, headers: Mapping[str, str], sent_at: float) -> None:
@@ -155,7 +247,7 @@ class AdaptiveRate:
     def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self._clock = clock
         self._pause = _Pause(clock)
-        self._gate = _Gate(self._pause, sleep)
+        self._gate = _Gate(self._pause, sleep, clock)
         self._bucket: _Bucket | None = None  # None: not throttled yet, no limit
         self._measured = 0.0
         self._bucket_start = math.floor(clock() / _MEASURE_BUCKET) * _MEASURE_BUCKET
@@ -170,8 +262,8 @@ class AdaptiveRate:
         """The current send limit in requests per second, None while unthrottled."""
         return None if self._bucket is None else self._bucket.rate
 
-    async def before_attempt(self) -> float:
-        await self._gate.wait(lambda: self._bucket)
+    async def before_attempt(self, max_wait: float | None = None) -> float:
+        await self._gate.wait(lambda: self._bucket, max_wait)
         now = self._clock()
         if self._started is None:
             self._started = now

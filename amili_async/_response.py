@@ -1,23 +1,45 @@
 """The response pipeline: status -> exception, body -> model, body -> page.
 
 Every answer the SDK reads passes through here, whoever asked for it: resource calls, listing
-pages and the token request. So a body is parsed as JSON in one place (`_serde.parse`), a
-decode error is built in one place (:func:`decode_error`) and the next page token is read in
-one place (:func:`decode_page`).
+pages and the token request. So a body is parsed as JSON in one place (`_serde.parse`), an
+error is built from an answer in one place (:func:`error_for_response`: the ProblemDetails
+summary, masked and bounded; :func:`decode_error`) and the next page token is read in one
+place (:func:`decode_page`).
 """
 
 from __future__ import annotations
 
+import itertools
+import re
+import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from http import HTTPStatus
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
 from . import _gc, _serde, models
+from ._config import REQUEST_ID_HEADER
+from ._logging import path_of, strip_query
 from ._pagination import PendingPage
-from .errors import APIStatusError, ResponseDecodeError, error_for_response
+from ._time import parse_retry_after
+from .errors import STATUS_CLASSES, APIStatusError, ResponseDecodeError
 
 T = TypeVar("T")
+
+# Enough of an undecodable body to recognise it (an HTML error page, a truncated document)
+# while keeping a debtor's record out of reach of casual logging.
+BODY_SNIPPET_CHARS: Final = 200
+# Media types whose body we parse as a ProblemDetails document (RFC 9457 and plain JSON).
+_JSON_MEDIA_TYPES: Final = frozenset({"application/json", "application/problem+json"})
+# The server's explanation in a message: long enough for a title, a detail and a handful of
+# field errors, short enough for one log line whatever the server sends.
+EXPLANATION_CHARS: Final = 600
+# Field errors named in a message; the rest are counted ("+3 more"), all stay in `.body`.
+EXPLAINED_FIELDS: Final = 8
+# A Norwegian national identity number (11 digits, sometimes written 6+5) or a bearer token
+# echoed by a server: masked wherever the server's text reaches a message.
+_SECRETS: Final = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)|(?i:bearer)\s+[\w.~+/=-]+")
 
 
 @attrs.frozen
@@ -76,6 +98,100 @@ def raise_for_status(
     )
 
 
+def error_for_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    method: str,
+    url: str,
+    *,
+    error_class: type[APIStatusError] | None = None,
+    now: Callable[[], float] = time.time,
+) -> APIStatusError:
+    """Build the exception for an error answer; ``error_class`` overrides the status table.
+
+    A JSON or problem+json body is parsed (garbage is tolerated: ``body`` None, ``text``
+    kept); the message shows status, method, path, request id and the problem's summary.
+    ``now`` (unix time) reads a Retry-After given as a date.
+    """
+    cls = error_class or STATUS_CLASSES.get(status, APIStatusError)
+    parsed = _problem_json(headers.get("Content-Type"), body)
+    url = strip_query(url)
+    message = (
+        f"{status} {_reason(status)}: {method} {path_of(url)}"
+        f"{_request_id_part(headers.get(REQUEST_ID_HEADER))}"
+    )
+    summary = _summary(parsed)
+    if summary:
+        message = f"{message}: {summary}"
+    return cls(
+        message,
+        status_code=status,
+        headers=headers,
+        body=parsed,
+        text=body.decode("utf-8", "replace"),
+        method=method,
+        url=url,
+        retry_after=parse_retry_after(headers.get("Retry-After"), now()),
+    )
+
+
+def _problem_json(content_type: str | None, body: bytes) -> Any:
+    """The JSON document in ``body`` when the media type says JSON and it parses, else None."""
+    if not content_type or not body:
+        return None
+    if content_type.split(";", 1)[0].strip().lower() not in _JSON_MEDIA_TYPES:
+        return None
+    try:
+        return _serde.parse(body)
+    except _serde.StructureError:
+        return None
+
+
+def _summary(parsed: Any) -> str | None:
+    """The server's explanation on one line: ProblemDetails ``title``, ``detail`` and the
+    ``errors`` map (field -> messages), or OAuth's ``error``/``error_description``; bounded,
+    with identity numbers and tokens masked."""
+    if not isinstance(parsed, dict):
+        return None
+    parts: list[str] = []
+    for key in ("title", "detail", "error", "error_description"):
+        value = parsed.get(key)
+        if isinstance(value, str) and value.strip() and value.strip() not in parts:
+            parts.append(value.strip())
+    fields = parsed.get("errors")
+    if isinstance(fields, Mapping) and fields:
+        named = [
+            f"{name}: {_messages(messages)}"
+            for name, messages in itertools.islice(fields.items(), EXPLAINED_FIELDS)
+        ]
+        more = len(fields) - len(named)
+        parts.append("; ".join(named) + (f" (+{more} more)" if more > 0 else ""))
+    if not parts:
+        return None
+    text = _SECRETS.sub("***", " ".join(" - ".join(parts).split()))
+    if len(text) > EXPLANATION_CHARS:
+        text = text[: EXPLANATION_CHARS - 1] + "\u2026"
+    return text
+
+
+def _messages(messages: Any) -> str:
+    if isinstance(messages, list):
+        return " ".join(str(m) for m in messages)
+    return str(messages)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown Status"
+
+
+def _request_id_part(request_id: str | None) -> str:
+    return f" (request id {request_id})" if request_id else ""
+
+
 def decode_error(
     response: Response, reason: str, *, sensitive: bool = False
 ) -> ResponseDecodeError:
@@ -83,13 +199,16 @@ def decode_error(
 
     ``sensitive`` keeps no snippet of the body (a token answer is a credential).
     """
+    url = strip_query(response.url)
+    snippet = b"" if sensitive else response.content[:BODY_SNIPPET_CHARS]
     return ResponseDecodeError(
-        reason,
+        f"cannot decode {response.status_code} response to {response.method} {path_of(url)}"
+        f"{_request_id_part(response.request_id)}: {reason}",
         status_code=response.status_code,
         request_id=response.request_id,
-        body=b"" if sensitive else response.content,
+        body_snippet=snippet.decode("utf-8", "replace"),
         method=response.method,
-        url=response.url,
+        url=url,
     )
 
 

@@ -1,9 +1,10 @@
 """Every retry decision of the SDK: what is retried, how often, and how long to wait.
 
 The transport describes each attempt's outcome (an exception, or a status with its headers)
-and asks :class:`RetryState` what to do: retry after N seconds, refresh the token and retry,
-or stop. Pure functions of their inputs (the clock and the random source are passed in), so
-tests need neither a clock nor a sleep.
+and asks :class:`RetryState` what to do: retry after N seconds, or stop. Tokens are not its
+business: the refresh and resend after a 401 is :mod:`amili_async._auth`'s. Pure functions
+of their inputs (the clock and the random source are passed in), so tests need neither a
+clock nor a sleep.
 
 Bulk submission (``amili_async.bulk``) sits above this: a chunk whose POST outcome stays
 unknown after the transport's own retries is looked up by its idempotency key and, if not
@@ -14,17 +15,15 @@ same idempotency key.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import aiohttp
 import attrs
 
 from amili_async._config import BACKOFF_BASE, BACKOFF_CAP, DEFAULT_MAX_RETRIES, MAX_RETRY_AFTER
-from amili_async._time import as_utc
+from amili_async._time import parse_retry_after
 
 # Statuses that say "try again later" rather than "your request is wrong": request timeout,
 # rate limit, and the server-side failures a load balancer or a restart produces.
@@ -34,9 +33,6 @@ RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_ERRORS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 # Connection errors a retry cannot fix: the server's certificate will not change in a second.
 FINAL_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
-# A rejected token is refreshed once per call: a second 401 with a fresh token means the
-# credentials themselves are refused, and asking again would only hammer the token endpoint.
-_REFRESH_STATUS: Final = 401
 
 Random = Callable[[], float]
 """A source of floats in ``[0, 1)``, ``random.random`` outside tests."""
@@ -86,13 +82,7 @@ class Retry:
     reason: str
 
 
-@attrs.frozen
-class Refresh:
-    """The token was rejected: get a fresh one and retry (does not count as a retry)."""
-
-
-REFRESH: Final = Refresh()
-Decision = Retry | Refresh | None
+Decision = Retry | None
 """What to do after an attempt; None means stop (return the answer or raise the error)."""
 
 
@@ -120,12 +110,12 @@ class RetryPolicy:
         """The decision state of one call.
 
         ``max_retries`` overrides the policy's; ``may_retry`` False allows no retry at all (a
-        POST when POST retries are switched off), only the token refresh after a 401, which the
-        server refused before doing anything. ``deadline`` is a ``monotonic()`` time no wait
-        may pass. ``retry_for`` is a budget in time: retries go on past ``max_retries`` for
-        that many seconds from the start of the call (a long export riding out an outage).
-        ``budget``, when given, must pay for every retry (see :class:`RetryBudget`), except
-        within ``retry_for``: an explicit time budget overrides the shared one.
+        POST when POST retries are switched off; the auth's resend after a 401 is not a
+        retry). ``deadline`` is a ``monotonic()`` time no wait may pass. ``retry_for`` is a
+        budget in time: retries go on past ``max_retries`` for that many seconds from the
+        start of the call (a long export riding out an outage). ``budget``, when given, must
+        pay for every retry (see :class:`RetryBudget`), except within ``retry_for``: an
+        explicit time budget overrides the shared one.
         """
         limit = self.max_retries if max_retries is None else max_retries
         now = monotonic()
@@ -176,7 +166,6 @@ class RetryState:
     """Past ``max_retries``, retries go on until this ``monotonic()`` time (None: they stop)."""
     budget: RetryBudget | None = None
     retries: int = 0
-    refreshed: bool = False
     _last_cost: int = 0
 
     def _may_retry(self) -> bool:
@@ -199,16 +188,8 @@ class RetryState:
         delay = self.policy.backoff(self.retries, self.rng)
         return self._retry(delay, type(error).__name__, cost)
 
-    def after_response(
-        self, status: int, headers: Mapping[str, str], *, can_refresh: bool
-    ) -> Decision:
-        """An attempt got an answer: refresh on a first 401, retry retryable statuses.
-
-        ``can_refresh`` says the request carried a token that the auth could replace.
-        """
-        if status == _REFRESH_STATUS and can_refresh and not self.refreshed:
-            self.refreshed = True
-            return REFRESH
+    def after_response(self, status: int, headers: Mapping[str, str]) -> Decision:
+        """An attempt got an answer: retry retryable statuses while retries are left."""
         if status not in RETRYABLE_STATUS:
             if self.budget is not None and status < 400:
                 # A success refills the budget: a first try by one token, a successful retry by
@@ -233,27 +214,3 @@ class RetryState:
             # else: the caller asked to ride out an outage (retry_for); backoff paces it.
         self.retries += 1
         return Retry(delay, reason)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a Retry-After header asks us to wait, None when absent or unreadable.
-
-    ``value`` is delta-seconds or an HTTP date; ``now`` is the current unix time. A date in
-    the past or a negative number means "now" (0).
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # float() also reads "nan" and "inf", which are not delta-seconds.
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    # RFC 9110 dates are always GMT; parsedate_to_datetime leaves "-0000" naive.
-    return max(0.0, as_utc(when).timestamp() - now)

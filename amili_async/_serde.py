@@ -24,7 +24,6 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._error_base import AmiliError
 from ._structure_compiler import (
     compile_structure_fn,
     is_list,
@@ -33,6 +32,7 @@ from ._structure_compiler import (
     optional_inner,
 )
 from ._time import as_utc, format_datetime
+from .errors import AmiliError
 
 T = TypeVar("T")
 _Hook = Callable[[Any, Any], Any]

@@ -1,9 +1,12 @@
-"""Date-times on the wire: one rule for naive values, one way to write them."""
+"""Date-times on the wire: one rule for naive values, one way to write them, and how long a
+server's Retry-After asks us to wait."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
+from email.utils import parsedate_to_datetime
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -37,3 +40,27 @@ def split_window(
     step = (end - start) / parts
     bounds = [start + step * i for i in range(parts)] + [end]
     return list(itertools.pairwise(bounds))
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds a Retry-After header asks us to wait, None when absent or unreadable.
+
+    ``value`` is delta-seconds or an HTTP date; ``now`` is the current unix time. A date in
+    the past or a negative number means "now" (0).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        # float() also reads "nan" and "inf", which are not delta-seconds.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # RFC 9110 dates are always GMT; parsedate_to_datetime leaves "-0000" naive.
+    return max(0.0, as_utc(when).timestamp() - now)

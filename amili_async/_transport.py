@@ -1,8 +1,9 @@
 """Sends requests over one aiohttp session: auth, idempotency keys, retries, hooks, logging.
 
 It returns the last answer whatever its status: turning a status into an exception is the
-response pipeline's job (:mod:`amili_async._response`), and every retry decision is
-:mod:`amili_async._retry`'s; this module only carries them out.
+response pipeline's job (:mod:`amili_async._response`), every retry decision is
+:mod:`amili_async._retry`'s and the token of each attempt, with the resend after a 401, is
+:mod:`amili_async._auth`'s; this module only carries them out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from amili_async._auth import Auth
+from amili_async._auth import Auth, BearerAuth
 from amili_async._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -30,15 +31,16 @@ from amili_async._config import (
     origin_of,
 )
 from amili_async._logging import logger, path_of, redact_headers, strip_query
-from amili_async._ratelimit import RateLimiter
+from amili_async._ratelimit import RateLimiter, StartTooLate
 from amili_async._request import Request, check_header_value
 from amili_async._response import Response
-from amili_async._retry import REFRESH, Random, Retry, RetryBudget, RetryPolicy, RetryState
+from amili_async._retry import Random, Retry, RetryBudget, RetryPolicy, RetryState
 from amili_async.errors import (
     AmiliError,
     APIConnectionError,
     APITimeoutError,
     ClientClosedError,
+    RateLimitWaitTimeoutError,
     ResponseTooLargeError,
 )
 
@@ -125,7 +127,7 @@ class Transport:
         self._base_url = base_url.rstrip("/")
         self._origin = origin_of(self._base_url)
         self._base_path = urlsplit(self._base_url).path
-        self._auth = auth
+        self._bearer = None if auth is None else BearerAuth(auth, self._fetch_token)
         self._timeout = (
             timeout
             if isinstance(timeout, aiohttp.ClientTimeout)
@@ -141,8 +143,6 @@ class Transport:
         self._retry_for = retry_for
         self._limiter = rate_limiter
         self._budget = retry_budget
-        self._bearer_token: str | None = None
-        self._bearer = ""
         self._base_headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._session = session
         self._owns_session = session is None
@@ -254,6 +254,9 @@ class Transport:
                 timeout=self._timeout,
                 raise_for_status=False,
                 trace_configs=self._trace_configs,
+                # An API client has no use for cookies: none is stored, none is sent back
+                # (a cookie set by the token endpoint or an error page would ride along).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return session
 
@@ -269,7 +272,7 @@ class Transport:
 
         Hooks run only for API calls (``authenticate``): a token response body is a credential.
         """
-        auth = self._auth if authenticate else None
+        flow = self._bearer.start() if authenticate and self._bearer is not None else None
         # The limiter and the budget govern API calls; the token endpoint is another server.
         limiter = self._limiter if authenticate else None
         deadline = None if call.deadline is None else self._monotonic() + call.deadline
@@ -287,13 +290,8 @@ class Transport:
         while True:
             attempt += 1
             self._live_session()  # refuses a closed client, or one from another loop
-            token = None
-            if auth is not None:
-                token = await auth.token(self._fetch_token)
-                if token is not self._bearer_token:
-                    # One header string per token, not one per attempt.
-                    self._bearer_token, self._bearer = token, "Bearer " + token
-                call.headers["Authorization"] = self._bearer
+            if flow is not None:
+                call.headers["Authorization"] = await flow.authorization()
             if authenticate and self._on_request is not None:
                 info = RequestInfo(call.method, call.url, redact_headers(call.headers), attempt)
                 await _run_hook(self._on_request, info)
@@ -318,19 +316,13 @@ class Transport:
                 limiter.after_response(response.status_code, response.headers, sent_at)
             if authenticate and self._on_response is not None:
                 await _run_hook(self._on_response, response)
-            decision = decisions.after_response(
-                response.status_code, response.headers, can_refresh=token is not None
-            )
-            if isinstance(decision, Retry):
-                await self._pause(call, decision)
+            if flow is not None and await flow.resend(response.status_code):
+                logger.info("retrying %s %s with a fresh token (401)", call.method, call.path)
                 continue
-            if decision is REFRESH and auth is not None and token is not None:
-                auth.invalidate(token)
-                # Retry only when there is a different token to try (not for a static one).
-                if await auth.token(self._fetch_token) != token:
-                    logger.info("retrying %s %s with a fresh token (401)", call.method, call.path)
-                    continue
-            return response
+            decision = decisions.after_response(response.status_code, response.headers)
+            if decision is None:
+                return response
+            await self._pause(call, decision)
 
     async def _attempt(
         self, call: _Call, attempt: int, decisions: RetryState, limiter: RateLimiter | None
@@ -340,8 +332,9 @@ class Transport:
         It first waits for one of ``max_connections`` slots (bounded by the call's deadline,
         not by the attempt's timeout), then for the rate limiter: holding a slot while rate
         limited keeps the attempts that passed the limiter few, so a throttled client learns
-        before it has sent a whole queue. The attempt's timeout starts after both. Returns the
-        answer and the limiter's send time.
+        before it has sent a whole queue. The attempt's timeout starts after the slot, so the
+        limiter's wait counts against it (and against the deadline). Returns the answer and
+        the limiter's send time.
         """
         slots = self._slots()
         remaining = decisions.remaining()
@@ -354,13 +347,15 @@ class Transport:
             except TimeoutError:
                 raise TimeoutError("no connection became free before the call's deadline") from None
         try:
-            sent_at = 0.0 if limiter is None else await limiter.before_attempt()
+            timeout = call.timeout
+            sent_at = 0.0
+            if limiter is not None:
+                sent_at, timeout = await self._wait_for_limiter(call, attempt, decisions, limiter)
             # The loop check ran before this attempt (in _execute); only closing can have
             # happened while it waited for a slot or the limiter.
             session = self._session
             if self._closed or session is None:
                 raise ClientClosedError("client is closed")
-            timeout = call.timeout
             remaining = decisions.remaining()
             if remaining is not None:
                 if remaining <= 0:
@@ -411,11 +406,46 @@ class Transport:
             )
         return response, sent_at
 
+    async def _wait_for_limiter(
+        self, call: _Call, attempt: int, decisions: RetryState, limiter: RateLimiter
+    ) -> tuple[float, aiohttp.ClientTimeout]:
+        """Wait for the rate limiter; its send time, and the attempt's timeout less the wait.
+
+        The wait counts against the call's deadline and the attempt's timeout: an attempt
+        that cannot start within what is left of either fails at once, unsent, with
+        RateLimitWaitTimeoutError (never retried: another try would queue again).
+        """
+        timeout = call.timeout
+        limits = [t for t in (decisions.remaining(), timeout.total) if t is not None]
+        max_wait = min(limits) if limits else None
+        started = self._monotonic()
+        try:
+            sent_at = await limiter.before_attempt(max_wait)
+            left = None if timeout.total is None else timeout.total - (self._monotonic() - started)
+            if left is not None and left <= 0:  # aiohttp reads a total <= 0 as "no timeout"
+                raise StartTooLate(self._monotonic() - started, timeout.total or 0.0)
+        except StartTooLate as late:
+            raise RateLimitWaitTimeoutError(
+                f"{call.method} {call.path}: the client's rate limit would not let attempt "
+                f"{attempt} start within the {late.max_wait:.3g} s left of its deadline or "
+                f"timeout ({late}); it was not sent",
+                method=call.method,
+                url=call.url,
+            ) from None
+        return sent_at, timeout if left is None else attrs.evolve(timeout, total=left)
+
     async def _read(self, raw: aiohttp.ClientResponse, call: _Call) -> bytes:
-        """The whole body, refused (ResponseTooLargeError) once it passes max_response_size."""
+        """The whole body as decoded bytes, refused (ResponseTooLargeError) once it passes
+        max_response_size, whatever the framing: Content-Length, chunked, gzip or deflate.
+
+        An unencoded body's Content-Length is its size: one larger than the limit is refused
+        before a byte is read, one within it read at once. An encoded body's length says
+        nothing of what it inflates to, so it is read (decoded) a chunk at a time and dropped
+        at the limit: a 500 KB gzip body never becomes 500 MB in memory.
+        """
         limit = self._max_response_size
         length = raw.content_length
-        if length is not None:
+        if length is not None and raw.headers.get("Content-Encoding", "identity") == "identity":
             if length > limit:
                 raise self._too_large(call, limit)
             return await raw.read()

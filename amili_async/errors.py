@@ -1,41 +1,68 @@
 """Exceptions raised by the SDK, one class per HTTP status worth catching on its own.
 
+Only the classes and the status -> class table live here: building an error from an answer
+(parsing a ProblemDetails body, the bounded and masked summary in the message, Retry-After)
+is the response pipeline's job (:mod:`amili_async._response`), so this module imports nothing
+of the SDK but its settings and its log-line helpers.
+
 Messages name the method, the path (never the query: it can carry personal data), the request
-id and the server's own explanation (a ProblemDetails title, detail and per-field errors,
-bounded, identity numbers masked); never a token, a secret, the request body or the raw
+id and the server's own explanation; never a token, a secret, the request body or the raw
 response body.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
-import time
 from collections.abc import Mapping
-from http import HTTPStatus
 from typing import Any, Final
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from amili_async import _serde, models
 from amili_async._config import REQUEST_ID_HEADER
-from amili_async._error_base import AmiliError as AmiliError
 from amili_async._logging import path_of, strip_query
-from amili_async._retry import parse_retry_after
 
-# Enough of an undecodable body to recognise it (an HTML error page, a truncated document)
-# while keeping a debtor's record out of reach of casual logging.
-BODY_SNIPPET_CHARS: Final = 200
-# Media types whose body we parse as a ProblemDetails document (RFC 9457 and plain JSON).
-_JSON_MEDIA_TYPES: Final = frozenset({"application/json", "application/problem+json"})
-# The server's explanation in a message: long enough for a title, a detail and a handful of
-# field errors, short enough for one log line whatever the server sends.
-EXPLANATION_CHARS: Final = 600
-# Field errors named in a message; the rest are counted ("+3 more"), all stay in `.body`.
-EXPLAINED_FIELDS: Final = 8
-# A Norwegian national identity number (11 digits, sometimes written 6+5) or a bearer token
-# echoed by a server: masked wherever the server's text reaches a message.
-_SECRETS: Final = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)|(?i:bearer)\s+[\w.~+/=-]+")
+__all__ = [
+    "STATUS_CLASSES",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmiliError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "BatchWaitTimeoutError",
+    "ClientClosedError",
+    "ConflictError",
+    "ErrorResponse",
+    "InternalServerError",
+    "LockedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RateLimitWaitTimeoutError",
+    "RepeatedPageTokenError",
+    "ResponseDecodeError",
+    "ResponseTooLargeError",
+    "ServerNotImplementedError",
+    "ServiceUnavailableError",
+    "UnprocessableEntityError",
+]
+
+
+def _restore(cls: type[AmiliError], args: tuple[Any, ...]) -> AmiliError:
+    """Unpickle helper: rebuild without calling ``__init__`` (its signature is keyword-only)."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
+class AmiliError(Exception):
+    """Base of every exception the SDK raises (StructureError from amili_async._serde too)."""
+
+    resume_token: str | None = None
+    """Set by the pagination layer: the page token to resume an interrupted listing from."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args), self.__dict__)
 
 
 class APIConnectionError(AmiliError):
@@ -55,11 +82,20 @@ class ClientClosedError(AmiliError):
     """The client was closed (`aclose()`) before or while this call was made."""
 
 
-class ResponseTooLargeError(APIConnectionError):
-    """The answer's body passed ``max_response_size``; it was dropped unread past the limit."""
+class RateLimitWaitTimeoutError(APITimeoutError):
+    """The client-side rate limiter could not let this attempt start within the call's
+    deadline or timeout: the attempt was not sent (it fails at once instead of waiting)."""
+
+
+class ResponseTooLargeError(AmiliError):
+    """The answer's body passed ``max_response_size`` (decoded bytes); it was dropped unread
+    past the limit. Not a connection error: the same request would get the same answer, so
+    the SDK never retries it (and neither should code that retries connection errors)."""
 
     def __init__(self, message: str, *, method: str, url: str, limit: int) -> None:
-        super().__init__(message, method=method, url=url)
+        super().__init__(message)
+        self.method = method
+        self.url = strip_query(url)
         self.limit = limit
 
 
@@ -70,17 +106,64 @@ class RepeatedPageTokenError(AmiliError):
     """
 
 
+class ErrorResponse:
+    """What an :class:`APIStatusError` shows of the answer: status, headers, request method
+    and path, request id. Read-only, and holds no body; its repr shows no header (a server
+    may echo credentials in one)."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: APIStatusError) -> None:
+        self._error = error
+
+    @property
+    def status_code(self) -> int:
+        return self._error.status_code
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The answer's headers, case-insensitive and read-only."""
+        return CIMultiDictProxy(self._error.headers)
+
+    @property
+    def method(self) -> str:
+        """The request's method."""
+        return self._error.method
+
+    @property
+    def url(self) -> str:
+        """The request URL without its query string."""
+        return self._error.url
+
+    @property
+    def path(self) -> str:
+        """The request's path (what messages show)."""
+        return path_of(self._error.url)
+
+    @property
+    def request_id(self) -> str | None:
+        return self._error.request_id
+
+    def __repr__(self) -> str:
+        return (
+            f"ErrorResponse(status_code={self.status_code}, method={self.method!r}, "
+            f"path={self.path!r}, request_id={self.request_id!r})"
+        )
+
+
 class APIStatusError(AmiliError):
     """The server answered with a 4xx or 5xx status."""
 
     status_code: int
-    headers: Mapping[str, str]
+    headers: CIMultiDict[str]
     request_id: str | None
     body: Any
     """The parsed JSON body (usually ProblemDetails), None when it was not JSON."""
     text: str
     method: str
     url: str
+    retry_after: float | None
+    """Seconds the server asked us to wait (Retry-After), None when it did not say."""
 
     def __init__(
         self,
@@ -92,6 +175,7 @@ class APIStatusError(AmiliError):
         text: str,
         method: str,
         url: str,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -102,16 +186,12 @@ class APIStatusError(AmiliError):
         self.text = text
         self.method = method
         self.url = strip_query(url)
+        self.retry_after = retry_after
 
-
-class _RetryAfterError(APIStatusError):
-    """Adds ``retry_after``: seconds the server asked us to wait, None when it did not say."""
-
-    retry_after: float | None
-
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = parse_retry_after(self.headers.get("Retry-After"), time.time())
+    @property
+    def response(self) -> ErrorResponse:
+        """The answer as a small read-only view (status, headers, method, path, request id)."""
+        return ErrorResponse(self)
 
 
 class BadRequestError(APIStatusError):
@@ -142,7 +222,7 @@ class LockedError(APIStatusError):
     """423: the resource is locked by another operation."""
 
 
-class RateLimitError(_RetryAfterError):
+class RateLimitError(APIStatusError):
     """429: too many requests."""
 
 
@@ -158,7 +238,7 @@ class BadGatewayError(APIStatusError):
     """502: a proxy in front of the API got no valid answer."""
 
 
-class ServiceUnavailableError(_RetryAfterError):
+class ServiceUnavailableError(APIStatusError):
     """503: the service is down or overloaded."""
 
 
@@ -178,27 +258,25 @@ class ResponseDecodeError(AmiliError):
 
     def __init__(
         self,
-        reason: str,
+        message: str,
         *,
         status_code: int,
         request_id: str | None,
-        body: bytes,
+        body_snippet: str,
         method: str,
         url: str,
     ) -> None:
-        url = strip_query(url)
-        super().__init__(
-            f"cannot decode {status_code} response to {method} {path_of(url)}"
-            f"{_request_id_part(request_id)}: {reason}"
-        )
+        super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
-        self.body_snippet = body[:BODY_SNIPPET_CHARS].decode("utf-8", "replace")
+        self.body_snippet = body_snippet
         self.method = method
-        self.url = url
+        self.url = strip_query(url)
 
 
-_STATUS_CLASSES: Final[Mapping[int, type[APIStatusError]]] = {
+# The status -> class table, applied by `_response.error_for_response`; any other status
+# raises the plain APIStatusError.
+STATUS_CLASSES: Final[Mapping[int, type[APIStatusError]]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
@@ -214,106 +292,15 @@ _STATUS_CLASSES: Final[Mapping[int, type[APIStatusError]]] = {
 }
 
 
-def error_for_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    method: str,
-    url: str,
-    *,
-    error_class: type[APIStatusError] | None = None,
-) -> APIStatusError:
-    """Build the exception for an error response; ``error_class`` overrides the status table.
-
-    A JSON or problem+json body is parsed (garbage is tolerated: ``body`` None, ``text``
-    kept); the message shows status, method, path, request id and the problem's title.
-    """
-    cls = error_class or _STATUS_CLASSES.get(status, APIStatusError)
-    text = body.decode("utf-8", "replace")
-    parsed = _parse_json(headers.get("Content-Type"), body)
-    url = strip_query(url)
-    message = (
-        f"{status} {_reason(status)}: {method} {path_of(url)}"
-        f"{_request_id_part(headers.get(REQUEST_ID_HEADER))}"
-    )
-    summary = _summary(parsed)
-    if summary:
-        message = f"{message}: {summary}"
-    return cls(
-        message,
-        status_code=status,
-        headers=headers,
-        body=parsed,
-        text=text,
-        method=method,
-        url=url,
-    )
-
-
-def _parse_json(content_type: str | None, body: bytes) -> Any:
-    """The JSON document in ``body`` when the media type says JSON and it parses, else None."""
-    if not content_type or not body:
-        return None
-    if content_type.split(";", 1)[0].strip().lower() not in _JSON_MEDIA_TYPES:
-        return None
-    try:
-        return _serde.parse(body)
-    except _serde.StructureError:
-        return None
-
-
-def _summary(parsed: Any) -> str | None:
-    """The server's explanation on one line: ProblemDetails ``title``, ``detail`` and the
-    ``errors`` map (field -> messages), or OAuth's ``error``/``error_description``; bounded,
-    with identity numbers and tokens masked."""
-    if not isinstance(parsed, dict):
-        return None
-    parts: list[str] = []
-    for key in ("title", "detail", "error", "error_description"):
-        value = parsed.get(key)
-        if isinstance(value, str) and value.strip() and value.strip() not in parts:
-            parts.append(value.strip())
-    fields = parsed.get("errors")
-    if isinstance(fields, Mapping) and fields:
-        named = [
-            f"{name}: {_messages(messages)}"
-            for name, messages in itertools.islice(fields.items(), EXPLAINED_FIELDS)
-        ]
-        more = len(fields) - len(named)
-        parts.append("; ".join(named) + (f" (+{more} more)" if more > 0 else ""))
-    if not parts:
-        return None
-    text = _SECRETS.sub("***", " ".join(" - ".join(parts).split()))
-    if len(text) > EXPLANATION_CHARS:
-        text = text[: EXPLANATION_CHARS - 1] + "\u2026"
-    return text
-
-
-def _messages(messages: Any) -> str:
-    if isinstance(messages, list):
-        return " ".join(str(m) for m in messages)
-    return str(messages)
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown Status"
-
-
-def _request_id_part(request_id: str | None) -> str:
-    return f" (request id {request_id})" if request_id else ""
-
-
 class BatchWaitTimeoutError(AmiliError):
     """A batch was still not finished (SUCCESS, PARTIAL or FAILED) when the wait timed out.
 
     ``batch`` is the last state seen; waiting again later is safe.
     """
 
-    batch: models.Batch
+    batch: Any
+    """The last ``models.Batch`` seen (typed loosely: this module sits below the models)."""
 
-    def __init__(self, message: str, *, batch: models.Batch) -> None:
+    def __init__(self, message: str, *, batch: Any) -> None:
         super().__init__(message)
         self.batch = batch

@@ -1,4 +1,5 @@
-"""errors.py: the status table, ProblemDetails parsing, messages without personal data."""
+"""errors.py (the classes, the status table) and _response.py's error building: ProblemDetails
+parsing, messages without personal data."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import pickle
 import orjson
 import pytest
 
-from amili_async._response import Response, parse_json
+from amili_async._response import EXPLANATION_CHARS, Response, error_for_response, parse_json
 from amili_async.errors import (
-    EXPLANATION_CHARS,
     AmiliError,
     APIConnectionError,
     APIStatusError,
@@ -20,7 +20,6 @@ from amili_async.errors import (
     RateLimitError,
     ResponseDecodeError,
     ServiceUnavailableError,
-    error_for_response,
 )
 
 from ._statuses import STATUS_CLASSES
@@ -215,7 +214,7 @@ def test_connection_errors_drop_the_query() -> None:
         error_for_response(404, PROBLEM_HEADERS, orjson.dumps(PROBLEM), "GET", URL),
         APIConnectionError("boom", method="GET", url=URL),
         ResponseDecodeError(
-            "bad", status_code=200, request_id=None, body=b"x", method="GET", url=URL
+            "bad", status_code=200, request_id=None, body_snippet="x", method="GET", url=URL
         ),
     ],
     ids=["rate-limit", "not-found", "connection", "decode"],

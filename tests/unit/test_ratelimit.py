@@ -144,7 +144,7 @@ def run_calls(calls: int, fail_rate: float, budget: RetryBudget | None, seed: in
         while True:
             attempts += 1
             status = 503 if server.random() < fail_rate else 200
-            if state.after_response(status, {}, can_refresh=False) is None:
+            if state.after_response(status, {}) is None:
                 break
     return attempts / calls
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from email.utils import formatdate
 
 import aiohttp
 import pytest
 
+import amili_async._retry
 from amili_async._retry import (
-    REFRESH,
     RETRYABLE_STATUS,
     Retry,
     RetryPolicy,
     RetryState,
-    parse_retry_after,
 )
+from amili_async._time import parse_retry_after
+from amili_async.errors import APIConnectionError, ResponseTooLargeError
 
 NOW = 1_700_000_000.0
 
@@ -122,22 +124,34 @@ def test_final_and_foreign_errors_stop_at_once(error: BaseException) -> None:
     assert state().after_error(error) is None
 
 
-def test_a_first_401_refreshes_once_and_never_counts_as_a_retry() -> None:
-    decisions = state(max_retries=0)
-    assert decisions.after_response(401, {}, can_refresh=True) is REFRESH
-    assert decisions.after_response(401, {}, can_refresh=True) is None
-    assert state().after_response(401, {}, can_refresh=False) is None
+def test_a_401_is_not_a_retry_decision() -> None:
+    """The refresh and resend after a 401 is the auth's (test_auth.py), never the policy's."""
+    decisions = state(max_retries=3)
+    assert decisions.after_response(401, {}) is None
+    assert decisions.retries == 0
+    assert not hasattr(amili_async._retry, "REFRESH")
+    assert list(inspect.signature(RetryState.after_response).parameters) == [
+        "self",
+        "status",
+        "headers",
+    ]
+
+
+def test_a_body_too_large_is_never_retried() -> None:
+    error = ResponseTooLargeError("too large", method="GET", url="https://x.invalid/a", limit=1)
+    assert not isinstance(error, APIConnectionError)
+    assert state(max_retries=5).after_error(error) is None
 
 
 def test_retryable_statuses_follow_retry_after_and_its_bound() -> None:
     decisions = state(max_retries=3)
-    assert decisions.after_response(503, {"Retry-After": "2"}, can_refresh=True) == Retry(2, "503")
-    assert decisions.after_response(429, {}, can_refresh=True) == Retry(0.5, "429")
-    assert decisions.after_response(503, {"Retry-After": "3600"}, can_refresh=True) is None
-    assert decisions.after_response(404, {}, can_refresh=True) is None
-    assert decisions.after_response(200, {}, can_refresh=True) is None
+    assert decisions.after_response(503, {"Retry-After": "2"}) == Retry(2, "503")
+    assert decisions.after_response(429, {}) == Retry(0.5, "429")
+    assert decisions.after_response(503, {"Retry-After": "3600"}) is None
+    assert decisions.after_response(404, {}) is None
+    assert decisions.after_response(200, {}) is None
 
 
 def test_a_per_call_limit_overrides_the_policy() -> None:
     decisions = RetryPolicy(max_retries=5).start(lambda: 0.5, lambda: NOW, 0)
-    assert decisions.after_response(503, {}, can_refresh=True) is None
+    assert decisions.after_response(503, {}) is None
