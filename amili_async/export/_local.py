@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from .._client import AmiliClient
+from ..errors import AmiliError
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
@@ -46,7 +47,7 @@ class ExportResult:
         return sum(u.skipped for u in self.units)
 
 
-class ExportFailedError(Exception):
+class ExportFailedError(AmiliError):
     """Some units failed; the others are done (and stay done: run the plan again to finish)."""
 
     def __init__(self, failures: dict[str, BaseException], result: ExportResult) -> None:

@@ -1,16 +1,24 @@
-"""_auth.py: token sources, caching, single-flight refresh and secret hygiene."""
+"""_auth.py: token sources, caching, single-flight refresh, the 401 flow, token times and
+secret hygiene."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import pytest
 
-from amili_async._auth import CallableTokenAuth, ClientCredentialsAuth, StaticTokenAuth
+from amili_async._auth import (
+    BearerAuth,
+    CallableTokenAuth,
+    ClientCredentialsAuth,
+    StaticTokenAuth,
+)
+from amili_async._config import MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME
 from amili_async._response import Response
 from amili_async.errors import (
     AuthenticationError,
@@ -36,7 +44,8 @@ def token_response(status: int = 200, body: Any = None, content: bytes | None = 
     return Response(
         status_code=status,
         headers={"Content-Type": "application/json"},
-        content=content if content is not None else orjson.dumps(body),
+        # The standard library's encoder: it writes integers of any size, orjson does not.
+        content=content if content is not None else json.dumps(body).encode(),
         method="POST",
         url=TOKEN_URL,
         request_id=None,
@@ -300,3 +309,123 @@ def test_client_credentials_repr_hides_the_secret() -> None:
     assert "client-1" in text
     with pytest.raises(ValueError, match="non-empty"):
         ClientCredentialsAuth("client-1", "", TOKEN_URL)
+
+
+# --- the 401 flow: auth decides whether a rejected token is refreshed and the request resent
+
+
+async def test_a_first_401_is_resent_once_with_a_fresh_token() -> None:
+    endpoint = FakeTokenEndpoint()
+    flow = BearerAuth(credentials(), endpoint).start()
+    assert await flow.authorization() == "Bearer tok-1"
+    assert await flow.resend(200) is False
+    assert await flow.resend(401) is True
+    assert await flow.authorization() == "Bearer tok-2"
+    assert await flow.resend(401) is False  # a second 401: the credentials are refused
+    assert len(endpoint.calls) == 2
+
+
+async def test_a_401_to_a_static_token_is_not_resent() -> None:
+    flow = BearerAuth(StaticTokenAuth("abc"), FakeTokenEndpoint()).start()
+    assert await flow.authorization() == "Bearer abc"
+    assert await flow.resend(401) is False
+
+
+async def test_no_resend_before_a_token_was_sent() -> None:
+    endpoint = FakeTokenEndpoint()
+    flow = BearerAuth(credentials(), endpoint).start()
+    assert await flow.resend(401) is False
+    assert endpoint.calls == []
+
+
+async def test_concurrent_401s_of_one_token_share_one_refresh() -> None:
+    endpoint = FakeTokenEndpoint()
+    policy = BearerAuth(credentials(), endpoint)
+    flows = [policy.start() for _ in range(50)]
+    for flow in flows:
+        await flow.authorization()
+    assert await asyncio.gather(*(flow.resend(401) for flow in flows)) == [True] * 50
+    assert {await flow.authorization() for flow in flows} == {"Bearer tok-2"}
+    assert len(endpoint.calls) == 2
+
+
+async def test_one_header_string_per_token() -> None:
+    policy = BearerAuth(StaticTokenAuth("abc"), FakeTokenEndpoint())
+    first, second = policy.start(), policy.start()
+    assert await first.authorization() is await second.authorization()
+    assert "abc" not in repr(policy)
+
+
+# --- the token answer's times: any JSON number or numeric string, clamped, never a crash
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        (3600, 3600.0),
+        (3600.0, 3600.0),
+        ("3600", 3600.0),
+        (" 3600.5 ", 3600.5),
+        (1e300, MAX_TOKEN_LIFETIME),
+        ("1e400", MAX_TOKEN_LIFETIME),
+        ("inf", MAX_TOKEN_LIFETIME),
+        (10**400, MAX_TOKEN_LIFETIME),
+        (0, MIN_TOKEN_LIFETIME),
+        (-5, MIN_TOKEN_LIFETIME),
+        (-(10**400), MIN_TOKEN_LIFETIME),
+    ],
+    ids=lambda value: repr(value)[:12],
+)
+async def test_expires_in_of_any_numeric_form_is_clamped(expires_in: Any, lifetime: float) -> None:
+    clock = FakeClock()
+    auth = credentials(clock)
+    endpoint = FakeTokenEndpoint({"expires_in": expires_in})
+    assert await auth.token(endpoint) == "tok-1"
+    refresh_in = lifetime - min(60.0, lifetime / 2)  # the margin, at most half the lifetime
+    clock.now = NOW + refresh_in - 0.001
+    assert await auth.token(endpoint) == "tok-1"
+    clock.now = NOW + refresh_in
+    assert await auth.token(endpoint) == "tok-2"
+
+
+async def test_a_json_number_beyond_a_double_is_read() -> None:
+    """1e400 in the JSON itself (parsed as a Decimal) is a very long lifetime, clamped."""
+    clock = FakeClock()
+    auth = credentials(clock)
+    endpoint = FakeTokenEndpoint()
+    endpoint.failures = [token_response(content=b'{"access_token": "big", "expires_in": 1e400}')]
+    assert await auth.token(endpoint) == "big"
+    clock.now = NOW + MAX_TOKEN_LIFETIME - 60 - 0.001
+    assert await auth.token(endpoint) == "big"
+
+
+@pytest.mark.parametrize("garbage", ["soon", "nan", "", True, [3600], {"s": 1}])
+async def test_an_unreadable_expiry_counts_as_none(garbage: Any) -> None:
+    """Not a number: as if not given (kept until a 401), never an error that breaks calls."""
+    clock = FakeClock()
+    auth = credentials(clock)
+    endpoint = FakeTokenEndpoint({"expires_in": garbage, "expires_on": garbage})
+    assert await auth.token(endpoint) == "tok-1"
+    clock.now = NOW + 10**9
+    assert await auth.token(endpoint) == "tok-1"
+
+
+async def test_expires_in_wins_over_a_skewed_expires_on() -> None:
+    clock = FakeClock()
+    auth = credentials(clock)
+    # expires_on is in the past by our (skewed) clock; expires_in is relative, so it is used.
+    endpoint = FakeTokenEndpoint({"expires_in": 600, "expires_on": int(NOW) - 7200})
+    await auth.token(endpoint)
+    clock.now = NOW + 539
+    assert await auth.token(endpoint) == "tok-1"
+
+
+async def test_a_float_expires_on_and_not_before_are_accepted() -> None:
+    clock = FakeClock()
+    auth = credentials(clock)
+    endpoint = FakeTokenEndpoint({"expires_on": NOW + 3600.5, "not_before": NOW - 0.5})
+    assert await auth.token(endpoint) == "tok-1"
+    clock.now = NOW + 3540
+    assert await auth.token(endpoint) == "tok-1"
+    clock.now = NOW + 3540.5
+    assert await auth.token(endpoint) == "tok-2"

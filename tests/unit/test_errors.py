@@ -8,6 +8,8 @@ import pickle
 import orjson
 import pytest
 
+import amili_async
+from amili_async import errors
 from amili_async._response import EXPLANATION_CHARS, Response, error_for_response, parse_json
 from amili_async.errors import (
     AmiliError,
@@ -16,11 +18,15 @@ from amili_async.errors import (
     APITimeoutError,
     AuthenticationError,
     BadGatewayError,
+    ErrorResponse,
     InternalServerError,
     RateLimitError,
+    RateLimitWaitTimeoutError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     ServiceUnavailableError,
 )
+from amili_async.export import ExportFailedError
 
 from ._statuses import STATUS_CLASSES
 
@@ -226,3 +232,46 @@ def test_errors_survive_pickling(error: AmiliError) -> None:
     assert str(copy) == str(error)
     assert copy.__dict__.keys() == error.__dict__.keys()
     assert copy.resume_token == "page-7"
+
+
+def test_a_status_error_has_a_read_only_response_view_without_secrets() -> None:
+    headers = {**PROBLEM_HEADERS, "WWW-Authenticate": 'Bearer error="invalid_token"'}
+    error = error_for_response(404, headers, orjson.dumps(PROBLEM), "GET", URL + "?SearchTerm=Ola")
+    response = error.response
+    assert isinstance(response, ErrorResponse)
+    assert response.status_code == 404
+    assert response.method == "GET"
+    assert response.path == "/collection/v1/orgs/o1/invoices/i1"
+    assert response.url == URL
+    assert response.request_id == "req-1"
+    assert response.headers["content-type"] == "application/problem+json"
+    with pytest.raises(TypeError):
+        response.headers["X-Other"] = "1"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        response.status_code = 200  # type: ignore[misc]
+    assert not hasattr(response, "content") and not hasattr(response, "body")
+    assert repr(response) == (
+        "ErrorResponse(status_code=404, method='GET', "
+        "path='/collection/v1/orgs/o1/invoices/i1', request_id='req-1')"
+    )
+    assert "invalid_token" not in repr(response) and "Ola" not in repr(response)
+    assert pickle.loads(pickle.dumps(error)).response.status_code == 404
+
+
+def test_a_body_too_large_is_its_own_error_not_a_connection_error() -> None:
+    error = ResponseTooLargeError("too large", method="GET", url=URL + "?q=1", limit=10)
+    assert isinstance(error, AmiliError)
+    assert not isinstance(error, APIConnectionError)
+    assert (error.method, error.url, error.limit) == ("GET", URL, 10)
+
+
+def test_the_public_classes_live_in_errors_and_only_classes_are_exported() -> None:
+    assert AmiliError.__module__ == "amili_async.errors"
+    assert amili_async.AmiliError is AmiliError
+    for name in errors.__all__:
+        value = getattr(errors, name)
+        assert isinstance(value, type) or name == "STATUS_CLASSES", name
+        if isinstance(value, type):
+            assert value.__module__ == "amili_async.errors", name
+    assert issubclass(ExportFailedError, AmiliError)
+    assert issubclass(RateLimitWaitTimeoutError, APITimeoutError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from amili_async._ratelimit import (
     MIN_RATE,
     AdaptiveRate,
     FixedRate,
+    StartTooLate,
     limiter_for,
 )
 from amili_async._retry import (
@@ -161,3 +163,93 @@ def test_a_healthy_client_never_notices_the_budget() -> None:
     assert run_calls(5000, 0.02, budget) == pytest.approx(run_calls(5000, 0.02, None))
     assert budget.refused == 0
     assert budget.tokens == BUDGET_CAPACITY
+
+
+# --- a limit on the wait (what is left of a call's deadline or timeout): fail fast, not late
+
+
+class SharedTime(FakeTime):
+    """FakeTime whose sleep lets the other callers run: only the gate's head ever sleeps, so
+    the clock moves exactly as far as the head waits."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        await asyncio.sleep(0)
+
+
+async def start_all(limiter: FixedRate | AdaptiveRate, clock: FakeTime, waits: list[float]) -> Any:
+    """Queue one caller per max_wait, in order; each one's outcome and start time."""
+
+    async def call(max_wait: float) -> tuple[str, float, float]:
+        arrived = clock()
+        try:
+            started = await limiter.before_attempt(max_wait)
+        except StartTooLate as late:
+            assert late.max_wait == max_wait
+            return "late", arrived, clock()
+        return "started", arrived, started
+
+    return await asyncio.gather(*(call(w) for w in waits))
+
+
+async def test_a_caller_that_cannot_start_in_time_fails_at_once() -> None:
+    clock = SharedTime()
+    limiter = FixedRate(1.0, clock=clock, sleep=clock.sleep)
+    outcomes = await start_all(limiter, clock, [3.5] * 8)
+    # One a second: the first four (t = 0, 1, 2, 3) make it; the rest are told at arrival.
+    assert [o[0] for o in outcomes] == ["started"] * 4 + ["late"] * 4
+    for kind, arrived, at in outcomes:
+        assert at - arrived <= 3.5
+        if kind == "late":
+            assert at == arrived  # failed fast, not after waiting out its time
+    assert clock.now == pytest.approx(1003.0)
+
+
+async def test_callers_queued_when_the_rate_is_cut_are_shed_before_their_deadline() -> None:
+    clock = SharedTime()
+    limiter = AdaptiveRate(clock=clock, sleep=clock.sleep)
+    for _ in range(40):  # ~10 answers a second, then a throttle: a limit near 8/s
+        limiter.after_response(200, {}, clock())
+        clock.now += 0.1
+    limiter.after_response(429, {}, clock())
+    assert limiter.rate is not None and limiter.rate > 4
+
+    async def throttle_forever() -> None:
+        # The server keeps answering 429: the rate falls to its floor while callers wait.
+        for _ in range(100):
+            limiter.after_response(429, {}, clock())
+            await asyncio.sleep(0)  # answers arrive between the head's looks at the clock
+
+    thrower = asyncio.create_task(throttle_forever())
+    outcomes = await start_all(limiter, clock, [2.0] * 12)
+    await thrower
+    kinds = [o[0] for o in outcomes]
+    assert "started" in kinds
+    # Shed while queued: told after arriving, once the cut rate made their start too late.
+    assert any(kind == "late" and at > arrived for kind, arrived, at in outcomes)
+    for _, arrived, at in outcomes:
+        assert at - arrived <= 2.0  # nobody starts, or hears it cannot, after its limit
+
+
+async def test_the_head_fails_when_a_pause_outlasts_its_wait() -> None:
+    clock = SharedTime()
+    limiter = FixedRate(1000.0, clock=clock, sleep=clock.sleep)
+    limiter.after_response(429, {"Retry-After": "30"}, clock())  # pauses MAX_PAUSE
+    with pytest.raises(StartTooLate):
+        await limiter.before_attempt(MAX_PAUSE / 2)
+    assert clock.slept == []
+    assert await limiter.before_attempt(MAX_PAUSE * 2) == pytest.approx(1000.0 + MAX_PAUSE)
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_in_order() -> None:
+    clock = SharedTime()
+    limiter = FixedRate(1.0, clock=clock, sleep=clock.sleep)
+    await limiter.before_attempt()
+    head = asyncio.create_task(limiter.before_attempt(10))
+    middle = asyncio.create_task(limiter.before_attempt(10))
+    last = asyncio.create_task(limiter.before_attempt(10))
+    await asyncio.sleep(0)
+    middle.cancel()
+    assert await head == pytest.approx(1001.0)
+    assert await last == pytest.approx(1002.0)
+    assert middle.cancelled()
