@@ -249,12 +249,14 @@ def test_a_status_error_has_a_read_only_response_view_without_secrets() -> None:
         response.headers["X-Other"] = "1"  # type: ignore[index]
     with pytest.raises(AttributeError):
         response.status_code = 200  # type: ignore[misc]
-    assert not hasattr(response, "content") and not hasattr(response, "body")
+    assert not hasattr(response, "content")
+    assert not hasattr(response, "body")
     assert repr(response) == (
         "ErrorResponse(status_code=404, method='GET', "
         "path='/collection/v1/orgs/o1/invoices/i1', request_id='req-1')"
     )
-    assert "invalid_token" not in repr(response) and "Ola" not in repr(response)
+    assert "invalid_token" not in repr(response)
+    assert "Ola" not in repr(response)
     assert pickle.loads(pickle.dumps(error)).response.status_code == 404
 
 

@@ -185,8 +185,11 @@ async def start_all(limiter: FixedRate | AdaptiveRate, clock: FakeTime, waits: l
         try:
             started = await limiter.before_attempt(max_wait)
         except StartTooLate as late:
-            assert late.max_wait == max_wait
-            return "late", arrived, clock()
+            return (
+                f"late {late.max_wait}" if late.max_wait != max_wait else "late",
+                arrived,
+                clock(),
+            )
         return "started", arrived, started
 
     return await asyncio.gather(*(call(w) for w in waits))
@@ -212,7 +215,8 @@ async def test_callers_queued_when_the_rate_is_cut_are_shed_before_their_deadlin
         limiter.after_response(200, {}, clock())
         clock.now += 0.1
     limiter.after_response(429, {}, clock())
-    assert limiter.rate is not None and limiter.rate > 4
+    assert limiter.rate is not None
+    assert limiter.rate > 4
 
     async def throttle_forever() -> None:
         # The server keeps answering 429: the rate falls to its floor while callers wait.
