@@ -20,6 +20,7 @@ from yarl import URL
 
 from amili_async._auth import ClientCredentialsAuth, StaticTokenAuth
 from amili_async._config import ENVIRONMENTS, origin_of, resolve_environment
+from amili_async._ratelimit import FixedRate
 from amili_async._request import Request, RequestOptions, encode_multipart
 from amili_async._response import Response
 from amili_async._transport import RequestInfo, Transport
@@ -530,6 +531,52 @@ async def test_unreachable_token_endpoint(mocked: Any, make_transport: MakeTrans
         await make_transport(auth=credentials()).send(get())
     assert caught.value.url == TOKEN_URL
     assert len(calls(mocked, "POST", TOKEN_URL)) == 3
+
+
+# --- the rate limiter's wait counts against the attempt's timeout ------------------------------
+
+
+class SharedTime:
+    """The limiter's and the transport's monotonic clock; it moves only when the head sleeps
+    (after letting the others run, so every call arrives at 0)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+        self.now += seconds
+
+
+async def test_a_rate_limit_wait_counts_against_the_timeout(
+    mocked: Any, make_transport: MakeTransport
+) -> None:
+    clock = SharedTime()
+    mocked.get(INVOICES, status=200, repeat=True)
+    transport = make_transport(
+        timeout=2.5,
+        rate_limiter=FixedRate(1.0, clock=clock, sleep=clock.sleep),
+        monotonic=clock,
+        sleep=clock.sleep,
+    )
+    results = await asyncio.gather(
+        *(transport.send(get()) for _ in range(5)), return_exceptions=True
+    )
+    # One a second: the calls starting at 0, 1 and 2 s fit their 2.5 s; the others fail at once.
+    assert [type(r).__name__ for r in results] == ["Response"] * 3 + [
+        "RateLimitWaitTimeoutError"
+    ] * 2
+    assert isinstance(results[3], APITimeoutError)
+    assert str(results[3]).startswith(
+        "GET /collection/v1/orgs/o1/invoices: the client's rate limit"
+    )
+    # What an attempt waited is taken off its timeout.
+    totals = [c.kwargs["timeout"].total for c in calls(mocked, "GET", INVOICES)]
+    assert totals == pytest.approx([2.5, 1.5, 0.5])
+    assert clock.now == pytest.approx(2.0)
 
 
 # --- hooks and logging ------------------------------------------------------------------------
