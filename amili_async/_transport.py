@@ -445,7 +445,10 @@ class Transport:
         """
         limit = self._max_response_size
         length = raw.content_length
-        if length is not None and raw.headers.get("Content-Encoding", "identity") == "identity":
+        if (
+            length is not None
+            and raw.headers.get("Content-Encoding", "identity").lower() == "identity"
+        ):
             if length > limit:
                 raise self._too_large(call, limit)
             return await raw.read()
