@@ -18,7 +18,7 @@ Mount a receiver in an aiohttp service (`GuardedSite` adds header timeouts and a
 limit, which a plain `web.TCPSite` lacks)::
 
     app.router.add_post("/amili/webhooks", webhooks.webhook_handler(on_event, secret=SECRET))
-    runner = webhooks.guarded_runner(app, header_timeout=webhooks.DEFAULT_HEADER_TIMEOUT)
+    runner = webhooks.guarded_runner(app)
     await runner.setup()
     await webhooks.GuardedSite(runner, "0.0.0.0", 8080).start()
 """

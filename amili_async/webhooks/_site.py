@@ -49,7 +49,9 @@ _BUSY = (
 _HEAD_END = b"\r\n\r\n"
 
 
-def guarded_runner(app: web.Application, *, header_timeout: float, **kwargs: Any) -> web.AppRunner:
+def guarded_runner(
+    app: web.Application, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any
+) -> web.AppRunner:
     """An AppRunner for `GuardedSite`: idle kept-alive connections close after
     `header_timeout`, and an unread body is discarded for at most `LINGERING_TIME`."""
     return web.AppRunner(
