@@ -31,6 +31,7 @@ from ..webhooks import (
     WebhookEvent,
     WebhookReceiver,
 )
+from ..webhooks._sqlstore import SqlDedupeStore
 from ._args import integer, positive_float, probability
 
 __all__ = ["add_sandbox_options", "add_webhooks_parser", "run_webhooks", "sandbox_settings"]
@@ -138,32 +139,40 @@ def _store(location: str | None, lease: float) -> DedupeStore:
     return SqliteDedupeStore(location, lease=lease)
 
 
+async def _open(store: SqlDedupeStore) -> None:
+    """Open the store now, so a bad path or DSN ends the start, not every delivery."""
+    try:
+        await store.open()
+    except Exception as error:
+        raise ValueError(f"--store: cannot open it ({type(error).__name__}: {error})") from None
+
+
 async def run_webhooks(args: argparse.Namespace) -> int:
     """Serve `webhooks listen` until interrupted."""
     secret = args.secret or os.environ.get(SECRET_ENV)
     if not secret:
         raise ValueError(f"give --secret or set {SECRET_ENV}")
-    if args.callback_timeout >= args.lease:
-        raise ValueError("--callback-timeout must be shorter than --lease")
     store = _store(args.store, args.lease)
-    receiver = WebhookReceiver(
-        secret=secret,
-        on_event=_print_event,
-        host=args.host,
-        port=args.port,
-        path=args.path,
-        keep=False,  # printed, not kept: a listener may run for days
-        dedupe=store,
-        body_timeout=args.body_timeout,
-        callback_timeout=args.callback_timeout,
-        header_timeout=args.header_timeout,
-        max_connections=args.max_connections,
-    )
     try:
+        receiver = WebhookReceiver(
+            secret=secret,
+            on_event=_print_event,
+            host=args.host,
+            port=args.port,
+            path=args.path,
+            keep=False,  # printed, not kept: a listener may run for days
+            dedupe=store,
+            body_timeout=args.body_timeout,
+            callback_timeout=args.callback_timeout,
+            header_timeout=args.header_timeout,
+            max_connections=args.max_connections,
+        )
+        if isinstance(store, SqlDedupeStore):
+            await _open(store)
         async with receiver:
             print(f"listening for Amili webhooks on {receiver.url}", file=sys.stderr, flush=True)
             await asyncio.Event().wait()
     finally:
-        if isinstance(store, SqliteDedupeStore | PostgresDedupeStore):
+        if isinstance(store, SqlDedupeStore):
             await store.close()
     return 0

@@ -129,6 +129,14 @@ def webhook_handler(
         raise ValueError("max_body_size must be >= 1")
     check: Verifier = verifier if verifier is not None else HmacSha256Verifier(secret or b"")
     store: DedupeStore = dedupe if dedupe is not None else MemoryDedupeStore()
+    lease = getattr(store, "lease", None)  # the SDK's stores say; a custom one may not
+    if (
+        callback_timeout is not None
+        and isinstance(lease, float | int)
+        and callback_timeout >= lease
+    ):
+        # The claim would expire under a live callback and a redelivery would run it twice.
+        raise ValueError("callback_timeout must be shorter than the store's lease")
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:

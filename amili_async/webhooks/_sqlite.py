@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from ._dedupe import DEFAULT_DEDUPE_TTL, DEFAULT_LEASE
@@ -75,19 +74,12 @@ class SqliteDedupeStore(SqlDedupeStore):
         if db is not None:
             db.close()
 
-    async def close(self) -> None:
-        """Close the database and stop the worker thread (the store cannot be used after)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
-
-    async def __aenter__(self) -> Self:
+    async def open(self) -> Self:
+        """Open the database and create the table if needed."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    async def close(self) -> None:
+        """Close the database and stop the worker thread (the store cannot be used after)."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)

@@ -16,7 +16,8 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import attrs
 
@@ -97,6 +98,26 @@ class SqlDedupeStore(ABC):
     @abstractmethod
     async def _fetch(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
         """Run one statement (autocommitted) and return its rows."""
+
+    @abstractmethod
+    async def open(self) -> Self:
+        """Connect and create the table if needed (idempotent; the first statement does it
+        too, so calling it only moves a bad location's error to start-up)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the connection(s)."""
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def claim(self, key: str) -> Claim:
         """See `DedupeStore.claim`: one upsert, then a look at the row when it did not win."""

@@ -40,7 +40,6 @@ import orjson
 import pytest
 
 from amili_async import webhooks
-from amili_async.webhooks._sqlstore import DEFAULT_TABLE
 
 from .conftest import CHILD_TIMEOUT, wait_until
 
@@ -329,9 +328,10 @@ async def test_two_replicas_on_postgres_handle_every_event_exactly_once(
     callbacks = replicas.callbacks()
     assert set(callbacks) == set(ids)
     assert set(callbacks.values()) == {1}
+    table = webhooks.PostgresDedupeStore(postgres).table  # the default, which listen uses
     connection = await asyncpg.connect(postgres)
     try:
-        handled = await connection.fetchval(f"SELECT count(*) FROM {DEFAULT_TABLE} WHERE done")
+        handled = await connection.fetchval(f"SELECT count(*) FROM {table} WHERE done")
     finally:
         await connection.close()
     assert handled == DELIVERIES
