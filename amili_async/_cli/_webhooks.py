@@ -23,7 +23,6 @@ from ..webhooks import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_LEASE,
     MAX_CONNECTIONS,
-    DedupeStore,
     MemoryDedupeStore,
     PostgresDedupeStore,
     SqliteDedupeStore,
@@ -31,7 +30,6 @@ from ..webhooks import (
     WebhookEvent,
     WebhookReceiver,
 )
-from ..webhooks._sqlstore import SqlDedupeStore
 from ._args import integer, positive_float, probability
 
 __all__ = ["add_sandbox_options", "add_webhooks_parser", "run_webhooks", "sandbox_settings"]
@@ -131,7 +129,10 @@ def _print_event(event: WebhookEvent | UnknownEvent) -> None:
     sys.stdout.flush()
 
 
-def _store(location: str | None, lease: float) -> DedupeStore:
+SharedStore = SqliteDedupeStore | PostgresDedupeStore
+
+
+def _store(location: str | None, lease: float) -> MemoryDedupeStore | SharedStore:
     if location is None:
         return MemoryDedupeStore(lease=lease)
     if location.startswith(("postgresql://", "postgres://")):
@@ -139,7 +140,7 @@ def _store(location: str | None, lease: float) -> DedupeStore:
     return SqliteDedupeStore(location, lease=lease)
 
 
-async def _open(store: SqlDedupeStore) -> None:
+async def _open(store: SharedStore) -> None:
     """Open the store now, so a bad path or DSN ends the start, not every delivery."""
     try:
         await store.open()
@@ -167,12 +168,12 @@ async def run_webhooks(args: argparse.Namespace) -> int:
             header_timeout=args.header_timeout,
             max_connections=args.max_connections,
         )
-        if isinstance(store, SqlDedupeStore):
+        if isinstance(store, SharedStore):
             await _open(store)
         async with receiver:
             print(f"listening for Amili webhooks on {receiver.url}", file=sys.stderr, flush=True)
             await asyncio.Event().wait()
     finally:
-        if isinstance(store, SqlDedupeStore):
+        if isinstance(store, SharedStore):
             await store.close()
     return 0
