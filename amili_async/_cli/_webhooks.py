@@ -3,7 +3,9 @@
 `listen` serves `webhooks.webhook_handler` and prints each verified event as one line of JSON
 on stdout (the typed event's wire form, or the raw payload of an unknown event), so it can be
 piped into `jq`; its one status line goes to stderr. The secret comes from `--secret` or
-AMILI_WEBHOOK_SECRET and is never printed.
+AMILI_WEBHOOK_SECRET and is never printed. `--store PATH` remembers handled deliveries in an
+SQLite file (restarts), `--store postgresql://...` in PostgreSQL (several replicas); without it
+they are remembered in memory for the life of the process.
 """
 
 from __future__ import annotations
@@ -15,8 +17,20 @@ import sys
 from typing import Any
 
 from .. import wire
-from ..webhooks import UnknownEvent, WebhookEvent, WebhookReceiver
-from ._args import integer, probability
+from ..webhooks import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CALLBACK_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_LEASE,
+    MAX_CONNECTIONS,
+    MemoryDedupeStore,
+    PostgresDedupeStore,
+    SqliteDedupeStore,
+    UnknownEvent,
+    WebhookEvent,
+    WebhookReceiver,
+)
+from ._args import integer, positive_float, probability
 
 __all__ = ["add_sandbox_options", "add_webhooks_parser", "run_webhooks", "sandbox_settings"]
 
@@ -66,6 +80,47 @@ def add_webhooks_parser(commands: Any) -> None:
     )
     listen.add_argument("--path", default="/webhooks", help="path deliveries are POSTed to")
     listen.add_argument("--secret", help=f"prefer {SECRET_ENV}: flags show in ps")
+    listen.add_argument(
+        "--store",
+        metavar="PATH|DSN",
+        help="remember handled deliveries in this SQLite file, or in PostgreSQL at a "
+        "postgresql:// DSN shared by replicas (default: in memory, forgotten on exit)",
+    )
+    listen.add_argument(
+        "--lease",
+        type=positive_float,
+        default=DEFAULT_LEASE,
+        metavar="S",
+        help="seconds a claimed delivery stays busy before another handler may take it over",
+    )
+    listen.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        metavar="S",
+        help="seconds a connection may take to send its request headers",
+    )
+    listen.add_argument(
+        "--body-timeout",
+        type=positive_float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="S",
+        help="seconds a request body may take to arrive (408 past it)",
+    )
+    listen.add_argument(
+        "--callback-timeout",
+        type=positive_float,
+        default=DEFAULT_CALLBACK_TIMEOUT,
+        metavar="S",
+        help="seconds to print one event before answering 500",
+    )
+    listen.add_argument(
+        "--max-connections",
+        type=integer(1),
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections at most (more are answered 503 and closed)",
+    )
 
 
 def _print_event(event: WebhookEvent | UnknownEvent) -> None:
@@ -74,20 +129,51 @@ def _print_event(event: WebhookEvent | UnknownEvent) -> None:
     sys.stdout.flush()
 
 
+SharedStore = SqliteDedupeStore | PostgresDedupeStore
+
+
+def _store(location: str | None, lease: float) -> MemoryDedupeStore | SharedStore:
+    if location is None:
+        return MemoryDedupeStore(lease=lease)
+    if location.startswith(("postgresql://", "postgres://")):
+        return PostgresDedupeStore(location, lease=lease)
+    return SqliteDedupeStore(location, lease=lease)
+
+
+async def _open(store: SharedStore) -> None:
+    """Open the store now, so a bad path or DSN ends the start, not every delivery."""
+    try:
+        await store.open()
+    except Exception as error:
+        raise ValueError(f"--store: cannot open it ({type(error).__name__}: {error})") from None
+
+
 async def run_webhooks(args: argparse.Namespace) -> int:
     """Serve `webhooks listen` until interrupted."""
     secret = args.secret or os.environ.get(SECRET_ENV)
     if not secret:
         raise ValueError(f"give --secret or set {SECRET_ENV}")
-    receiver = WebhookReceiver(
-        secret=secret,
-        on_event=_print_event,
-        host=args.host,
-        port=args.port,
-        path=args.path,
-        keep=False,  # printed, not kept: a listener may run for days
-    )
-    async with receiver:
-        print(f"listening for Amili webhooks on {receiver.url}", file=sys.stderr, flush=True)
-        await asyncio.Event().wait()
+    store = _store(args.store, args.lease)
+    try:
+        receiver = WebhookReceiver(
+            secret=secret,
+            on_event=_print_event,
+            host=args.host,
+            port=args.port,
+            path=args.path,
+            keep=False,  # printed, not kept: a listener may run for days
+            dedupe=store,
+            body_timeout=args.body_timeout,
+            callback_timeout=args.callback_timeout,
+            header_timeout=args.header_timeout,
+            max_connections=args.max_connections,
+        )
+        if isinstance(store, SharedStore):
+            await _open(store)
+        async with receiver:
+            print(f"listening for Amili webhooks on {receiver.url}", file=sys.stderr, flush=True)
+            await asyncio.Event().wait()
+    finally:
+        if isinstance(store, SharedStore):
+            await store.close()
     return 0

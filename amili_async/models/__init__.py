@@ -102,11 +102,16 @@ class BatchCompletedEvent:
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
-    type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
+    event_type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
     time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: BatchCompletedData | None = attrs.field(default=None, metadata={"wire": "data"})
+
+    @property
+    def type(self) -> WebhookEventType | None:
+        """Deprecated alias of `event_type`, the name every webhook event uses."""
+        return self.event_type
 
 
 @attrs.define(kw_only=True)
@@ -1654,11 +1659,16 @@ class SettlementCreatedEvent:
 
     id: str | None = attrs.field(default=None, metadata={"wire": "id"})
     """Event id."""
-    type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
+    event_type: WebhookEventType | None = attrs.field(default=None, metadata={"wire": "type"})
     source: EventSource | None = attrs.field(default=None, metadata={"wire": "source"})
     time_stamp: dt.datetime | None = attrs.field(default=None, metadata={"wire": "timeStamp"})
     """When the event happened (UTC)."""
     data: SettlementCreatedData | None = attrs.field(default=None, metadata={"wire": "data"})
+
+    @property
+    def type(self) -> WebhookEventType | None:
+        """Deprecated alias of `event_type`, the name every webhook event uses."""
+        return self.event_type
 
 
 @attrs.define(kw_only=True)

@@ -9,12 +9,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from typing import Self
 
 from aiohttp import web
 
-from .._serving import LocalServer
-from ._handler import EventCallback, webhook_handler
+from .._serving import SHUTDOWN_TIMEOUT, LocalServer
+from ._dedupe import DedupeStore
+from ._handler import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CALLBACK_TIMEOUT,
+    MAX_BODY_SIZE,
+    EventCallback,
+    webhook_handler,
+)
 from ._parse import UnknownEvent, WebhookEvent
+from ._site import (
+    DEFAULT_HEADER_TIMEOUT,
+    MAX_CONNECTIONS,
+    ConnectionStats,
+    GuardedSite,
+    guarded_runner,
+)
 from ._verify import Verifier
 
 __all__ = ["WebhookReceiver"]
@@ -23,7 +38,8 @@ Event = WebhookEvent | UnknownEvent
 
 
 class WebhookReceiver(LocalServer):
-    """Serve `webhook_handler` at `http://host:port/path` (port 0: a free one)::
+    """Serve `webhook_handler` at `http://host:port/path` (port 0: a free one) on a
+    `GuardedSite` (header timeout, connection limit)::
 
     async with WebhookReceiver(secret=SECRET) as receiver:
         sandbox.webhooks.register(receiver.url)
@@ -40,6 +56,12 @@ class WebhookReceiver(LocalServer):
         port: int = 0,
         path: str = "/webhooks",
         keep: bool = True,
+        dedupe: DedupeStore | None = None,
+        max_body_size: int = MAX_BODY_SIZE,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        callback_timeout: float | None = DEFAULT_CALLBACK_TIMEOUT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._on_event = on_event
         self._keep = keep
@@ -49,10 +71,53 @@ class WebhookReceiver(LocalServer):
         self.events: list[Event] = []
         self._changed = asyncio.Condition()
         app = web.Application()
-        app.router.add_post(
-            self.path, webhook_handler(self._record, secret=secret, verifier=verifier)
+        handler = webhook_handler(
+            self._record,
+            secret=secret,
+            verifier=verifier,
+            dedupe=dedupe,
+            max_body_size=max_body_size,
+            body_timeout=body_timeout,
+            callback_timeout=callback_timeout,
         )
+        app.router.add_post(self.path, handler)
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self._site: GuardedSite | None = None
         super().__init__(app, host, port)
+
+    async def start(self) -> Self:
+        """Bind and serve (once), on a `GuardedSite`."""
+        if self._runner is not None:
+            raise RuntimeError("WebhookReceiver already started")
+        runner = guarded_runner(
+            self.app,
+            header_timeout=self.header_timeout,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        site = GuardedSite(
+            runner,
+            self.host,
+            self._requested_port,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._site, self._port = runner, site, site.port
+        return self
+
+    @property
+    def connections(self) -> ConnectionStats:
+        """Connections opened, refused over the limit and cut for a late head (after start)."""
+        if self._site is None:
+            raise RuntimeError("WebhookReceiver is not started")
+        return self._site.stats
 
     async def _record(self, event: Event) -> None:
         if self._on_event is not None:

@@ -30,7 +30,7 @@ from amili_async.sandbox import (
     SandboxServer,
 )
 
-from .conftest import connect, created_invoice, new_invoice
+from .conftest import connect, created_invoice, new_invoice, run_cli
 from .test_plugin import INNER_OPTIONS
 
 WAIT = 10.0  # seconds any awaited delivery may take on a loaded 2-core machine
@@ -443,3 +443,21 @@ async def test_a_failed_callback_is_redelivered_and_then_handled_once() -> None:
 def test_a_bad_webhook_url_in_the_config_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="absolute http"):
         SandboxServer(SandboxConfig(invoices=1, webhook_urls=("127.0.0.1:8090/hook",)))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--store", "/nonexistent-dir/webhooks.db"], "--store: cannot open it"),
+        (["--callback-timeout", "600"], "callback_timeout must be shorter than the store's lease"),
+    ],
+)
+async def test_cli_listen_refuses_a_store_it_cannot_open_and_a_timeout_past_the_lease(
+    flags: list[str], message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMILI_")}
+    args = ("webhooks", "listen", "--port", "0", "--secret", "s", *flags)
+    run = await run_cli(*args, env=env, timeout=60)
+    assert run.code == 1
+    assert message in run.stderr
+    assert "listening" not in run.stderr

@@ -1,5 +1,6 @@
-"""`webhook_handler` over real HTTP: 401 / 400 / 500 / 200, de-duplication by IdempotencyKey,
-exactly one callback for concurrent duplicates, redelivery after a failed callback."""
+"""`webhook_handler` over real HTTP: 401 / 400 / 500 / 200, de-duplication on the signed
+payload (its `id`, else the body's digest; never the unsigned `IdempotencyKey`), exactly one
+callback for concurrent duplicates, redelivery after a failed callback."""
 
 from __future__ import annotations
 
@@ -76,16 +77,26 @@ async def test_a_verified_delivery_reaches_the_callback_once(
     assert isinstance(seen[0], models.CaseEvent)
     assert await harness.post(case_body) == (200, "duplicate")
     assert len(seen) == 1
-    assert (await harness.post(case_body, key="k2"))[0] == 200
-    assert len(seen) == 2
+    # Another (unsigned) IdempotencyKey, or none, does not make it a new delivery.
+    assert await harness.post(case_body, key="k2") == (200, "duplicate")
+    assert await harness.post(case_body, key=None) == (200, "duplicate")
+    assert len(seen) == 1
 
 
-async def test_no_idempotency_key_means_no_deduplication(mount: Mount, case_body: bytes) -> None:
+async def test_deliveries_are_told_apart_by_their_signed_id_or_body(mount: Mount) -> None:
     seen: list[Any] = []
     harness = await mount(seen.append)
-    for _ in range(2):
-        assert (await harness.post(case_body, key=None))[0] == 200
-    assert len(seen) == 2
+    first = b'{"id": "e-1", "type": "INVOICE_ARCHIVED", "data": {"n": 1}}'
+    same_id = b'{"id": "e-1", "type": "INVOICE_ARCHIVED", "data": {"n": 2}}'
+    no_id = [b'{"type": "INVOICE_ARCHIVED", "data": {"n": %d}}' % n for n in (1, 2)]
+    assert await harness.post(first, key="a") == (200, "ok")
+    assert await harness.post(same_id, key="b") == (200, "duplicate")  # one event id
+    for body in no_id:  # no id: the digest of the signed body identifies the delivery
+        assert await harness.post(body, key="a") == (200, "ok")
+        assert await harness.post(body, key=None) == (200, "duplicate")
+    assert len(seen) == 3
+    assert webhooks.delivery_key(seen[0], first) == "event:e-1"
+    assert webhooks.delivery_key(seen[1], no_id[0]).startswith("sha256:")
 
 
 @pytest.mark.parametrize(
@@ -204,7 +215,7 @@ async def test_a_custom_verifier_and_store_are_used(mount: Mount, case_body: byt
     harness = await mount(seen.append, secret=None, verifier=TokenVerifier(), dedupe=store)
     assert (await harness.post(case_body))[0] == 401
     assert (await harness.post(case_body, **{"X-Token": "let-me-in"}))[0] == 200
-    assert await store.claim("k1") == "done"
+    assert await store.claim("event:897e1f80-ceb5-4b58-a2aa-c895aff6ce3e") == "done"
     assert len(seen) == 1
 
 

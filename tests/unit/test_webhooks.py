@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from amili_async import models, webhooks
+from amili_async.wire import to_json
 
 SECRET = "whsec-test"
 
@@ -34,11 +35,27 @@ def test_documented_examples_parse_to_their_event(docs_dir: Path, name: str) -> 
     assert event.data is not None
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_event_names_its_type_in_event_type(docs_dir: Path, name: str) -> None:
+    """One attribute on every event, whether the wire says `type` or `eventType` (issue 25)."""
+    body = (docs_dir / "examples" / name).read_bytes()
+    event = webhooks.parse_event(body)
+    assert not isinstance(event, webhooks.UnknownEvent)
+    wire = json.loads(body)
+    assert event.event_type == (wire.get("type") or wire["eventType"])
+    if "type" in wire:  # the deprecated alias of the two events that spell it `type`
+        assert event.type == event.event_type  # type: ignore[union-attr]
+    assert json.loads(to_json(event))["type" if "type" in wire else "eventType"] == event.event_type
+    unknown = webhooks.parse_event(b'{"type": "NEW_KIND"}')
+    assert isinstance(unknown, webhooks.UnknownEvent)
+    assert unknown.event_type == "NEW_KIND"
+
+
 def test_batch_completed_fields(docs_dir: Path) -> None:
     body = (docs_dir / "examples" / "webhooks-batch-completed-event.json").read_bytes()
     event = webhooks.parse_event(body)
     assert isinstance(event, models.BatchCompletedEvent)
-    assert event.type is models.WebhookEventType.BATCH_COMPLETED
+    assert event.event_type is models.WebhookEventType.BATCH_COMPLETED
     assert event.data is not None
     assert event.data.status is models.BatchStatus.SUCCESS
     assert event.data.organization_id == "db6a7ff4-3a20-4042-b271-a9485ded6334"
