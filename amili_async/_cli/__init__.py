@@ -26,6 +26,8 @@ from ._args import (
     MAX_CHUNK_SIZE,
     MAX_PAGE_SIZE,
     Parser,
+    delimiter,
+    encoding,
     faults,
     hint_and_exit,
     input_file,
@@ -162,6 +164,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--resume", action="store_true", help="continue an interrupted export")
     export.add_argument("--force", action="store_true", help="overwrite an existing output file")
     export.add_argument("--no-progress", action="store_true", help="no progress line")
+    export.add_argument(
+        "--csv-raw",
+        action="store_true",
+        help="CSV: write text cells as they are, for programs; by default a text cell "
+        "beginning with = + - @ tab or CR gets a leading ' so no spreadsheet runs it as a "
+        "formula (submit reads either back)",
+    )
     add_unit_arguments(export)
 
     submit = commands.add_parser(
@@ -189,6 +198,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--concurrency", type=integer(1), default=DEFAULT_CONCURRENCY, help="chunks in flight"
+    )
+    submit.add_argument(
+        "--encoding",
+        type=encoding,
+        default="utf-8",
+        help="text encoding of FILE: cp1252 for Excel's plain 'CSV' on Windows (Latin-1 too); "
+        "a UTF-8 byte order mark is always accepted",
+    )
+    submit.add_argument(
+        "--delimiter",
+        type=delimiter,
+        help="CSV separator, e.g. ';' or tab (default: sniffed from the header: , ; or tab)",
     )
     submit.add_argument("--no-progress", action="store_true", help="no progress line")
     submit.add_argument(
@@ -293,12 +314,13 @@ async def _run(args: argparse.Namespace) -> int:
                     partitions=args.partitions,
                     progress=not args.no_progress,
                     force=args.force,
+                    csv_raw=args.csv_raw,
                 ),
             )
             resumed = f" (resumed at {summary.resumed_from:,})" if summary.resumed_from else ""
             print(f"exported {plural(summary.count, args.what)} to {summary.out}{resumed}")
             return 0
-        from ._submit import submit
+        from ._submit import Reading, submit
 
         result = await submit(
             client,
@@ -310,6 +332,7 @@ async def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=not args.no_progress,
             fresh_keys=args.fresh_keys,
+            reading=Reading(args.encoding, args.delimiter),
         )
         print(
             f"{result.ok:,} succeeded, {result.failed:,} failed, {result.unknown:,} unknown; "
