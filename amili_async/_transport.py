@@ -254,6 +254,7 @@ class Transport:
                 timeout=self._timeout,
                 raise_for_status=False,
                 trace_configs=self._trace_configs,
+                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as curl and requests honour them
             )
         return session
 
