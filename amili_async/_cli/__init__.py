@@ -403,9 +403,13 @@ def _sandbox_banner(as_json: bool) -> Callable[[SandboxServer], None]:
     multi-organisation export needs them all), and the webhook secret; or one JSON object."""
 
     def ready(server: SandboxServer) -> None:
+        from ..sandbox import DEFAULT_WEBHOOK_SECRET
         from ..sandbox._requestlog import describe_faults
 
         config = server.config
+        # The public default is shown; a secret of the user's own (--webhook-secret) never is.
+        public = server.webhook_secret == DEFAULT_WEBHOOK_SECRET
+        secret = server.webhook_secret if public else None
         orgs = [
             {"id": org.id, "name": org.name, "invoices": server.state.orgs[org.id].invoice_count}
             for org in config.orgs
@@ -418,7 +422,7 @@ def _sandbox_banner(as_json: bool) -> Callable[[SandboxServer], None]:
                 "client_secret": server.client_secret,
                 "default_org_id": server.default_org_id,
                 "orgs": orgs,
-                "webhook_secret": server.webhook_secret,
+                "webhook_secret": secret,  # null: the one given with --webhook-secret
                 "webhook_urls": list(config.webhook_urls),
             }), flush=True)  # fmt: skip
             return
@@ -432,10 +436,8 @@ def _sandbox_banner(as_json: bool) -> Callable[[SandboxServer], None]:
         for org in orgs:
             print(f"  org {org['id']}  {org['invoices']:,} invoices  {org['name']}", flush=True)
         webhooks = ", ".join(config.webhook_urls) or "none yet (POST /_sandbox/webhooks)"
-        print(
-            f"  webhooks signed with secret {server.webhook_secret!r}, sent to {webhooks}",
-            flush=True,
-        )
+        signed = f"secret {secret!r}" if public else "the --webhook-secret given"
+        print(f"  webhooks signed with {signed}, sent to {webhooks}", flush=True)
 
     return ready
 

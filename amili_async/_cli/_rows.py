@@ -249,9 +249,11 @@ def _csv_records(path: Path, stream: IO[str], delimiter: str | None) -> Iterator
     header = next(reader, [])
     for problem in header_problems(header):
         yield Record(0, problem=f"{path.name}: {problem}")
-    for number, cells in enumerate(reader, 1):
+    number = 0
+    for cells in reader:
         if not any(cells):
-            continue  # a blank line (Excel writes ";;;" for an empty row)
+            continue  # a blank line (Excel writes ";;;" for an empty row): not a row
+        number += 1
         yield _csv_record(path.name, number, header, cells)
 
 
@@ -322,12 +324,16 @@ def _undecodable(path: Path, codec: str) -> str:
                 where = offset - len(pending) + error.start
                 byte = (pending + chunk)[error.start]
             offset += len(chunk)
-    name = "UTF-8" if codecs.lookup(codec).name.startswith("utf-8") else codec
-    found = f"byte offset {where:,} (0x{byte:02x})" if where is not None else "its end"
-    return (
-        f"{path.name}: not {name} text at {found}: pass --encoding cp1252 (Excel on Windows, "
-        "also for Latin-1 files) or the file's encoding, or save it as CSV UTF-8"
-    )
+    if where is None:  # the file ends inside a character
+        pending = decoder.getstate()[0]
+        where, byte = offset - len(pending), pending[0]
+    found = f"byte offset {where:,} (0x{byte:02x})"
+    if codecs.lookup(codec).name.startswith("utf-8"):
+        return (
+            f"{path.name}: not UTF-8 text at {found}: pass --encoding cp1252 (Excel on "
+            "Windows, also for Latin-1 files) or the file's encoding, or save it as CSV UTF-8"
+        )
+    return f"{path.name}: not {codec} text at {found}: pass --encoding with the file's encoding"
 
 
 def unflatten(row: Mapping[str, str]) -> dict[str, Any]:

@@ -130,13 +130,13 @@ def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, 
         classify(column)
     jsonl = file_format(path) == "jsonl"
     problems: list[str] = []
-    header: list[str] = []
+    header_issues: list[str] = []
     bad_rows: set[int] = set()
     rows = 0
     for record in read_records(path, encoding=reading.encoding, delimiter=reading.delimiter):
         number, row = record.number, record.data
         if number == 0:  # the header names a column twice, or one field two ways
-            header.append(record.problem or "")
+            header_issues.append(record.problem or "")
             continue
         rows += 1
         if row is None:  # not a JSON object, or cells the header does not name
@@ -151,7 +151,7 @@ def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, 
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
             bad_rows.add(number)
-    details = header + [
+    details = header_issues + [
         f"{path.name}: unknown column {column!r}"
         + (f" (did you mean {suggestion!r}?)" if suggestion else "")
         for column, suggestion in unknown.items()
@@ -162,8 +162,8 @@ def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, 
     details += problems
     if details:
         parts = []
-        if header:
-            parts.append(plural(len(header), "header problems"))
+        if header_issues:
+            parts.append(plural(len(header_issues), "header problems"))
         if unknown:
             parts.append(plural(len(unknown), "unknown columns"))
         if bad_rows:

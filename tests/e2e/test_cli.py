@@ -339,6 +339,26 @@ async def test_sandbox_json_banner_lists_every_org_for_scripts() -> None:
     assert proc.returncode == 130
 
 
+async def test_sandbox_never_prints_a_webhook_secret_of_ones_own() -> None:
+    own = "own-s3cret-never-printed"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "amili_async", "sandbox", "--port", "0", "--invoices", "1",
+        "--json", "--webhook-secret", own,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=base_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            line = await proc.stdout.readline()
+        assert orjson.loads(line)["webhook_secret"] is None
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            out, err = await proc.communicate()
+    assert own.encode() not in line + out + err
+
+
 # --------------------------------------------------------------------------- submit
 
 
