@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies
 
 import aiohttp
 import attrs
@@ -254,7 +255,8 @@ class Transport:
                 timeout=self._timeout,
                 raise_for_status=False,
                 trace_configs=self._trace_configs,
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as curl and requests honour them
+                # HTTP(S)_PROXY / NO_PROXY as curl honours them; off (no per-request lookup) unset
+                trust_env=bool(getproxies()),
             )
         return session
 
