@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies
 
 import aiohttp
 import attrs
@@ -257,6 +258,8 @@ class Transport:
                 # An API client has no use for cookies: none is stored, none is sent back
                 # (a cookie set by the token endpoint or an error page would ride along).
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # HTTP(S)_PROXY / NO_PROXY as curl honours them; off (no per-request lookup) unset
+                trust_env=bool(getproxies()),
             )
         return session
 

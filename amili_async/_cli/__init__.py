@@ -1,7 +1,8 @@
 """The `amili-async` command line: sandbox, export, submit, demo.
 
-Exit codes: 0 ok, 1 an API or usage error (one line on stderr, no traceback), 2 a bad argument
-(one line naming the flag, before any network call; see `_args`), 130 interrupted.
+Exit codes: 0 ok, 1 an API or usage error (one line on stderr, no traceback), 2 a bad or
+missing argument (one line naming the flag, or the setting and its environment variable,
+before any network call; see `_args`), 130 interrupted.
 Credentials come from flags or AMILI_CLIENT_ID / AMILI_CLIENT_SECRET / AMILI_BASE_URL /
 AMILI_ENVIRONMENT / AMILI_TOKEN_URL; they are never printed.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .._client import AmiliClient
@@ -26,6 +29,8 @@ from ._args import (
     MAX_CHUNK_SIZE,
     MAX_PAGE_SIZE,
     Parser,
+    delimiter,
+    encoding,
     faults,
     hint_and_exit,
     input_file,
@@ -42,6 +47,9 @@ from ._units import check_arguments as check_unit_arguments
 from ._units import export_units
 from ._webhooks import add_sandbox_options, add_webhooks_parser, run_webhooks, sandbox_settings
 
+if TYPE_CHECKING:
+    from ..sandbox import SandboxServer
+
 CLI_RETRY_FOR = 300.0
 """Five minutes of retries for a failing request: a CLI job runs unattended, and a burst of
 503s during a deploy must not end a 200k-invoice export that a human would simply resume."""
@@ -57,6 +65,15 @@ def _faults_help() -> str:
     )
 
 
+def _webhook_secret_help() -> str:
+    from ..sandbox import DEFAULT_WEBHOOK_SECRET
+
+    return (
+        f"\n\nwebhook deliveries are signed with --webhook-secret, by default the public "
+        f"sandbox secret {DEFAULT_WEBHOOK_SECRET!r} (give it to `webhooks listen --secret`)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="amili-async", description="Amili AutoCollect from the command line.")
     parser.add_argument("--version", action="version", version=f"amili-async {__version__}")
@@ -65,8 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox",
         help="serve the embedded sandbox API",
-        description="Serve the embedded sandbox API until interrupted (Ctrl-C).",
-        epilog=_faults_help(),
+        description="Serve the embedded sandbox API until interrupted (Ctrl-C). Its banner "
+        "names the URLs, the client credentials, every organisation (with its seeded "
+        "invoices) and the webhook secret; --json prints the same as one JSON object.",
+        epilog=_faults_help() + _webhook_secret_help(),
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument(
@@ -93,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one line per request on stderr: method, path, status, injected fault "
         "(never bodies, query strings or tokens)",
+    )
+    sandbox.add_argument(
+        "--json",
+        action="store_true",
+        help="print the banner as one JSON object on stdout (for scripts)",
     )
     add_sandbox_options(sandbox)
     add_webhooks_parser(commands)
@@ -162,6 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--resume", action="store_true", help="continue an interrupted export")
     export.add_argument("--force", action="store_true", help="overwrite an existing output file")
     export.add_argument("--no-progress", action="store_true", help="no progress line")
+    export.add_argument(
+        "--csv-raw",
+        action="store_true",
+        help="CSV: write text cells as they are, for programs; by default a text cell "
+        "beginning with = + - @ tab or CR gets a leading ' so no spreadsheet runs it as a "
+        "formula (submit reads either back)",
+    )
     add_unit_arguments(export)
 
     submit = commands.add_parser(
@@ -190,6 +221,18 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--concurrency", type=integer(1), default=DEFAULT_CONCURRENCY, help="chunks in flight"
     )
+    submit.add_argument(
+        "--encoding",
+        type=encoding,
+        default="utf-8",
+        help="text encoding of FILE: cp1252 for Excel's plain 'CSV' on Windows (Latin-1 too); "
+        "a UTF-8 byte order mark is always accepted",
+    )
+    submit.add_argument(
+        "--delimiter",
+        type=delimiter,
+        help="CSV separator, e.g. ';' or tab (default: sniffed from the header: , ; or tab)",
+    )
     submit.add_argument("--no-progress", action="store_true", help="no progress line")
     submit.add_argument(
         "--fresh-keys",
@@ -210,6 +253,41 @@ def _parser() -> argparse.ArgumentParser:
         "--invoices", type=integer(0), default=None, help="invoices to seed (default: 20,000)"
     )
     return parser
+
+
+def _check_configured(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A setting a command needs and neither a flag nor its environment variable gives:
+    exit 2 with one line naming both, like a bad argument, before any network call."""
+    env = os.environ
+    prog = f"{parser.prog} {args.command}"
+    if args.command == "webhooks":
+        from ._webhooks import SECRET_ENV
+
+        if not (args.secret or env.get(SECRET_ENV)):
+            hint_and_exit(f"{prog} {args.webhooks_command}", f"give --secret or set {SECRET_ENV}")
+        return
+    if args.command not in ("export", "submit") or getattr(args, "dask_scheduler", None):
+        return  # the sandbox and the demo need nothing; Dask workers read their own AMILI_*
+    if not (args.environment or args.base_url or env.get("AMILI_ENVIRONMENT")
+            or env.get("AMILI_BASE_URL")):  # fmt: skip
+        hint_and_exit(
+            prog,
+            "no API host: give --environment staging|production or --base-url "
+            "(or set AMILI_ENVIRONMENT or AMILI_BASE_URL)",
+        )
+    missing = [
+        flag
+        for flag, value, name in (
+            ("--client-id", args.client_id, "AMILI_CLIENT_ID"),
+            ("--client-secret", args.client_secret, "AMILI_CLIENT_SECRET"),
+        )
+        if not (value or env.get(name))
+    ]
+    if missing:
+        variables = " and ".join("AMILI_" + flag[2:].replace("-", "_").upper() for flag in missing)
+        hint_and_exit(
+            prog, f"credentials missing: give {' and '.join(missing)} (or set {variables})"
+        )
 
 
 def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -263,7 +341,7 @@ async def _run(args: argparse.Namespace) -> int:
             log_requests=args.log_requests,
             **sandbox_settings(args),
         )
-        await serve_forever(config)
+        await serve_forever(config, ready=_sandbox_banner(args.json))
         return 0
     if args.command == "webhooks":
         return await run_webhooks(args)
@@ -293,12 +371,13 @@ async def _run(args: argparse.Namespace) -> int:
                     partitions=args.partitions,
                     progress=not args.no_progress,
                     force=args.force,
+                    csv_raw=args.csv_raw,
                 ),
             )
             resumed = f" (resumed at {summary.resumed_from:,})" if summary.resumed_from else ""
             print(f"exported {plural(summary.count, args.what)} to {summary.out}{resumed}")
             return 0
-        from ._submit import submit
+        from ._submit import Reading, submit
 
         result = await submit(
             client,
@@ -310,6 +389,7 @@ async def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=not args.no_progress,
             fresh_keys=args.fresh_keys,
+            reading=Reading(args.encoding, args.delimiter),
         )
         print(
             f"{result.ok:,} succeeded, {result.failed:,} failed, {result.unknown:,} unknown; "
@@ -318,10 +398,55 @@ async def _run(args: argparse.Namespace) -> int:
         return 1 if result.failed or result.unknown else 0
 
 
+def _sandbox_banner(as_json: bool) -> Callable[[SandboxServer], None]:
+    """What `sandbox` prints once it serves: every organisation, not only the first (a
+    multi-organisation export needs them all), and the webhook secret; or one JSON object."""
+
+    def ready(server: SandboxServer) -> None:
+        from ..sandbox import DEFAULT_WEBHOOK_SECRET
+        from ..sandbox._requestlog import describe_faults
+
+        config = server.config
+        # The public default is shown; a secret of the user's own (--webhook-secret) never is.
+        public = server.webhook_secret == DEFAULT_WEBHOOK_SECRET
+        secret = server.webhook_secret if public else None
+        orgs = [
+            {"id": org.id, "name": org.name, "invoices": server.state.orgs[org.id].invoice_count}
+            for org in config.orgs
+        ]
+        if as_json:
+            print(json.dumps({
+                "base_url": server.base_url,
+                "token_url": server.token_url,
+                "client_id": server.client_id,
+                "client_secret": server.client_secret,
+                "default_org_id": server.default_org_id,
+                "orgs": orgs,
+                "webhook_secret": secret,  # null: the one given with --webhook-secret
+                "webhook_urls": list(config.webhook_urls),
+            }), flush=True)  # fmt: skip
+            return
+        print(
+            f"Amili sandbox: API {server.base_url}  token {server.token_url}  "
+            f"client {server.client_id} / {server.client_secret}  org {server.default_org_id}\n"
+            f"  {describe_faults(config.faults, config.rate_limit)}"
+            f"{'; logging requests' if config.log_requests else ''}",
+            flush=True,
+        )
+        for org in orgs:
+            print(f"  org {org['id']}  {org['invoices']:,} invoices  {org['name']}", flush=True)
+        webhooks = ", ".join(config.webhook_urls) or "none yet (POST /_sandbox/webhooks)"
+        signed = f"secret {secret!r}" if public else "the --webhook-secret given"
+        print(f"  webhooks signed with {signed}, sent to {webhooks}", flush=True)
+
+    return ready
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
+    _check_configured(parser, args)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

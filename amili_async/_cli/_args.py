@@ -9,6 +9,7 @@ gets the same behaviour by using these types; help shows every flag's default.
 from __future__ import annotations
 
 import argparse
+import codecs
 import datetime as dt
 import sys
 from collections.abc import Callable
@@ -159,6 +160,31 @@ def _parent_exists(path: Path, text: str) -> None:
         raise argparse.ArgumentTypeError(
             f"{shown(text)}: directory {shown(str(parent))} does not exist (create it first)"
         )
+
+
+def encoding(text: str) -> str:
+    """A text encoding Python knows (`utf-8`, `cp1252`, `latin-1`...)."""
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(
+            f"unknown encoding {shown(text)} (e.g. utf-8, cp1252, latin-1)"
+        ) from None
+    return text
+
+
+# Names for a separator that is awkward to type on a command line.
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
+
+
+def delimiter(text: str) -> str:
+    """One CSV separator character (`;`, `,`, `|`; `tab` for a tab)."""
+    value = _DELIMITER_NAMES.get(text.lower(), text)
+    if len(value) != 1 or value in '"\r\n' or value.isalnum():
+        raise argparse.ArgumentTypeError(
+            f"not a separator: {shown(text)} (one character such as ';' or ',', or 'tab')"
+        )
+    return value
 
 
 def faults(text: str) -> Any:

@@ -22,6 +22,11 @@ DEMO_INVOICES = 20_000
 """Seeded invoices: a real bulk export (20 pages of 1,000) that still runs in seconds."""
 EXPORT_PAGE_SIZE = 1000
 """The API's inferred maximum page size: fewest round trips for a bulk export."""
+REFUSED_ON_PURPOSE = {
+    19: "it repeats row 1's uniqueSourceInvoiceId",
+    20: "it is due before it was issued",
+}
+"""The CSV's rows that are wrong on purpose (see `_write_new_invoices`), and why."""
 
 
 def _write_new_invoices(path: Path) -> int:
@@ -88,12 +93,23 @@ async def run_demo(out_dir: Path, *, invoices: int = DEMO_INVOICES) -> None:
                 client, "invoices", org, source, report=out_dir / "new-invoices.report.csv"
             )
             print(
-                f"   {result.ok} created, {result.failed} failed; per-row report: {result.report}"
+                f"   {result.ok} created, {result.failed} refused; per-row report: {result.report}"
+            )
+            print(
+                f"   rows {' and '.join(map(str, REFUSED_ON_PURPOSE))} are wrong on purpose, to "
+                "show how refused rows are reported (the others are still created):"
             )
             with result.report.open(newline="", encoding="utf-8") as stream:
-                for row in csv.DictReader(stream):
-                    if row["status"] != "succeeded":
-                        print(f"   row {row['row']}: {row['reason']}")
+                refused = {
+                    int(row["row"]): row["reason"]
+                    for row in csv.DictReader(stream)
+                    if row["status"] != "succeeded"
+                }
+            for number, reason in refused.items():
+                why = REFUSED_ON_PURPOSE.get(number, "NOT EXPECTED")
+                print(f"   row {number} ({why}): {reason}")
+            if refused.keys() != REFUSED_ON_PURPOSE.keys():
+                raise SystemExit(1)
 
             created = client.invoices.list(org, unique_source_invoice_id="demo-erp-0001")
             invoice = (await created.collect(limit=1))[0]

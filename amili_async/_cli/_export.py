@@ -59,6 +59,7 @@ class ExportOptions:
     partitions: int | None = None
     progress: bool = True
     force: bool = False
+    csv_raw: bool = False  # CSV text cells verbatim, not neutralised (see _rows.neutralise)
 
 
 @attrs.frozen
@@ -154,6 +155,7 @@ def _identity(opts: ExportOptions) -> dict[str, Any]:
         "to": opts.to,
         "page_size": opts.page_size,
         "partitions": opts.partitions,
+        "csv_raw": opts.csv_raw,
     }
 
 
@@ -212,7 +214,9 @@ async def _write(
     checkpoint = checkpoint_path(opts.out)
     parts = len(tokens)
     with opts.out.open("a" if opts.resume else "w", encoding="utf-8", newline="") as stream:
-        writer = RowWriter(stream, fmt, LISTINGS[opts.what], header=not opts.resume)
+        writer = RowWriter(
+            stream, fmt, LISTINGS[opts.what], header=not opts.resume, raw=opts.csv_raw
+        )
 
         def checkpoint_at() -> None:
             """Everything written so far is on disk first; then the checkpoint says so."""

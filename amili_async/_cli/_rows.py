@@ -7,10 +7,18 @@ submitted again. A list of objects gets the dotted columns of its first item
 filled instead when the list has more than one item, so no row ever loses an item; lists of
 scalars are JSON in one cell. Reading lets the model's field types turn CSV text into booleans
 and numbers.
+
+Written CSV text that a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first) gets a
+leading `'` (OWASP's advice against formula injection; numbers stay numbers), and reading drops
+it again. Reading takes what Excel writes: a UTF-8 byte order mark, `,` `;` or tab separators
+(sniffed from the header line), other encodings by name; a header that names a column twice
+(or one field two ways) is refused, as is a value under no column name.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import datetime as dt
 import difflib
@@ -95,12 +103,43 @@ def unknown_column(column: str, cls: type[Any]) -> str | None:
     return None
 
 
-class RowWriter:
-    """Writes models as JSON Lines or CSV rows to an open text file."""
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")."""
+TEXT_MARK = "'"
+"""Prefixed to such a text cell: spreadsheets show the text and evaluate nothing (OWASP's
+advice). Also prefixed to text that begins with it, so reading strips exactly one."""
 
-    def __init__(self, stream: IO[str], fmt: str, cls: type[Any], *, header: bool) -> None:
+
+def neutralise(value: Any) -> Any:
+    """A CSV cell that no spreadsheet evaluates: text beginning with a formula trigger (or
+    with TEXT_MARK) gets TEXT_MARK in front. Numbers are written as they are: `-100.50` is a
+    number to a spreadsheet, never a formula, and `submit` reads it back as it was."""
+    if isinstance(value, str) and value[:1] in (*FORMULA_TRIGGERS, TEXT_MARK):
+        return TEXT_MARK + value
+    return value
+
+
+def unquote_cell(text: str) -> str:
+    """A CSV cell as `neutralise` found it: one leading TEXT_MARK before a trigger (or before
+    another TEXT_MARK) dropped, as a spreadsheet does when it shows the cell."""
+    if text[:1] == TEXT_MARK and text[1:2] in (*FORMULA_TRIGGERS, TEXT_MARK):
+        return text[1:]
+    return text
+
+
+class RowWriter:
+    """Writes models as JSON Lines or CSV rows to an open text file.
+
+    CSV text cells are neutralised against formula injection (`neutralise`) unless `raw`:
+    an export is opened in spreadsheets, and a debtor's name or a description is not ours.
+    """
+
+    def __init__(
+        self, stream: IO[str], fmt: str, cls: type[Any], *, header: bool, raw: bool = False
+    ) -> None:
         self._stream = stream
         self._fmt = fmt
+        self._raw = raw
         self._csv: csv.DictWriter[str] | None = None
         if fmt == "csv":
             self._csv = csv.DictWriter(stream, fieldnames=columns(cls), extrasaction="ignore")
@@ -111,38 +150,190 @@ class RowWriter:
         if self._csv is None:
             self._stream.write(wire.to_json(model).decode())
             self._stream.write("\n")
-        else:
-            self._csv.writerow(flatten(wire.to_wire(model)))
+            return
+        row = flatten(wire.to_wire(model))
+        if not self._raw:
+            row = {column: neutralise(value) for column, value in row.items()}
+        self._csv.writerow(row)
 
 
 # -- reading ----------------------------------------------------------------------------------
 
+DEFAULT_ENCODING = "utf-8"
+"""What files are read as unless `--encoding` says otherwise; a UTF-8 byte order mark (Excel's
+"CSV UTF-8") is accepted and dropped."""
 
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Wire-shaped dicts from a JSON Lines or CSV file, one per non-empty line/row."""
+DELIMITERS = (",", ";", "\t")
+"""The separators sniffed from a CSV header line: comma, semicolon (Excel's default where the
+decimal separator is a comma, as in Norway) and tab; `--delimiter` names any other."""
+
+
+@attrs.frozen
+class Record:
+    """One data row of a file: `data` (wire-shaped) or the `problem` that keeps it from being
+    read. `number` counts data rows from 1 (the report's `row`); 0 is the header."""
+
+    number: int
+    data: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+def read_records(
+    path: Path, *, encoding: str = DEFAULT_ENCODING, delimiter: str | None = None
+) -> Iterator[Record]:
+    """Every row of a JSON Lines or CSV file, a row that cannot be read included (with why),
+    so a check can list every problem at once; CSV header problems come first (number 0)."""
     fmt = file_format(path)
-    with path.open(newline="" if fmt == "csv" else None, encoding="utf-8") as stream:
+    with _text(path, encoding) as stream:
         if fmt == "jsonl":
-            for number, line in enumerate(stream, 1):
-                if line.strip():
-                    try:
-                        yield orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        raise ValueError(f"{path.name}:{number}: not a JSON object") from None
-            return
-        for number, row in enumerate(csv.DictReader(stream), 1):
-            try:
-                yield unflatten({k: v for k, v in row.items() if k and v not in (None, "")})
-            except ValueError as error:
-                raise ValueError(f"{path.name} row {number}: {error}") from None
+            yield from _jsonl_records(path, stream)
+        else:
+            yield from _csv_records(path, stream, delimiter)
 
 
-def csv_header(path: Path) -> list[str]:
-    """The column names of a CSV file ([] for JSON Lines)."""
+def read_rows(
+    path: Path, *, encoding: str = DEFAULT_ENCODING, delimiter: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Wire-shaped dicts from a JSON Lines or CSV file, one per non-empty line/row; the first
+    problem raises ValueError (`read_records` lists them all)."""
+    for record in read_records(path, encoding=encoding, delimiter=delimiter):
+        if record.problem is not None:
+            raise ValueError(record.problem)
+        assert record.data is not None
+        yield record.data
+
+
+def csv_header(
+    path: Path, *, encoding: str = DEFAULT_ENCODING, delimiter: str | None = None
+) -> list[str]:
+    """The column names of a CSV file ([] for JSON Lines), unnamed columns left out."""
     if file_format(path) != "csv":
         return []
-    with path.open(newline="", encoding="utf-8") as stream:
-        return [name for name in next(csv.reader(stream), []) if name]
+    with _text(path, encoding) as stream:
+        first = stream.readline()
+        header = next(csv.reader([first], delimiter=delimiter or sniff_delimiter(first)), [])
+        return [name for name in header if name]
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The separator of a CSV file from its header line: the most frequent of DELIMITERS
+    (a comma when none occurs: a one-column file)."""
+    counts = {candidate: header_line.count(candidate) for candidate in DELIMITERS}
+    best = max(DELIMITERS, key=counts.__getitem__)
+    return best if counts[best] else ","
+
+
+def _jsonl_records(path: Path, stream: IO[str]) -> Iterator[Record]:
+    number = 0
+    for line_number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            yield Record(number, data)
+        else:
+            yield Record(
+                number, problem=f"{path.name} row {number} (line {line_number}): not a JSON object"
+            )
+
+
+def _csv_records(path: Path, stream: IO[str], delimiter: str | None) -> Iterator[Record]:
+    first = stream.readline()
+    reader = csv.reader(
+        itertools.chain([first], stream), delimiter=delimiter or sniff_delimiter(first)
+    )
+    header = next(reader, [])
+    for problem in header_problems(header):
+        yield Record(0, problem=f"{path.name}: {problem}")
+    number = 0
+    for cells in reader:
+        if not any(cells):
+            continue  # a blank line (Excel writes ";;;" for an empty row): not a row
+        number += 1
+        yield _csv_record(path.name, number, header, cells)
+
+
+def _csv_record(name: str, number: int, header: list[str], cells: list[str]) -> Record:
+    row: dict[str, str] = {}
+    for position, value in enumerate(cells):
+        if not value:
+            continue
+        column = header[position] if position < len(header) else ""
+        if not column:  # a value the header gives no name: it would be lost
+            return Record(
+                number,
+                problem=f"{name} row {number}: a value in column {position + 1}, which the "
+                "header does not name",
+            )
+        row[column] = unquote_cell(value)
+    try:
+        return Record(number, unflatten(row))
+    except ValueError as error:
+        return Record(number, problem=f"{name} row {number}: {error}")
+
+
+def header_problems(header: list[str]) -> list[str]:
+    """Why a CSV header cannot be read unambiguously: a column named twice, or two names for
+    the same field (`amount` and `Amount`, the wire name `invoiceDate` and the attribute
+    name `invoice_date`). Either way one value would silently win over the other."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for column in dict.fromkeys(header):
+        if not column:
+            continue
+        if (times := header.count(column)) > 1:
+            problems.append(f"column {column!r} appears {times} times")
+        key = ".".join(part.replace("_", "").lower() for part in column.split("."))
+        other = seen.setdefault(key, column)
+        if other != column:
+            problems.append(f"columns {other!r} and {column!r} name the same field")
+    return problems
+
+
+@contextlib.contextmanager
+def _text(path: Path, encoding: str) -> Iterator[IO[str]]:
+    """`path` open as text in `encoding` (UTF-8: with or without a byte order mark); bytes
+    that do not decode end the read with one line naming the file, the offset and the fix."""
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        with path.open(newline="", encoding=codec) as stream:
+            yield stream
+    except UnicodeDecodeError:
+        raise ValueError(_undecodable(path, codec)) from None
+
+
+_DECODE_CHUNK = 1 << 16
+"""Bytes decoded at a time while looking for the first undecodable byte (memory stays flat)."""
+
+
+def _undecodable(path: Path, codec: str) -> str:
+    """Where `path` stops being `codec` text, and what to do about it."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset = 0
+    where: int | None = None
+    with path.open("rb") as stream:
+        while where is None and (chunk := stream.read(_DECODE_CHUNK)):
+            pending = decoder.getstate()[0]  # a character begun in the previous chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                where = offset - len(pending) + error.start
+                byte = (pending + chunk)[error.start]
+            offset += len(chunk)
+    if where is None:  # the file ends inside a character
+        pending = decoder.getstate()[0]
+        where, byte = offset - len(pending), pending[0]
+    found = f"byte offset {where:,} (0x{byte:02x})"
+    if codecs.lookup(codec).name.startswith("utf-8"):
+        return (
+            f"{path.name}: not UTF-8 text at {found}: pass --encoding cp1252 (Excel on "
+            "Windows, also for Latin-1 files) or the file's encoding, or save it as CSV UTF-8"
+        )
+    return f"{path.name}: not {codec} text at {found}: pass --encoding with the file's encoding"
 
 
 def unflatten(row: Mapping[str, str]) -> dict[str, Any]:

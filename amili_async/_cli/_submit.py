@@ -35,7 +35,15 @@ from ..bulk import (
 )
 from ._args import shown
 from ._progress import Progress, plural
-from ._rows import coerce, csv_header, file_format, read_rows, unknown_column
+from ._rows import (
+    DEFAULT_ENCODING,
+    coerce,
+    csv_header,
+    file_format,
+    read_records,
+    read_rows,
+    unknown_column,
+)
 
 MODELS: dict[str, type[Any]] = {
     "invoices": models.NewInvoice,
@@ -82,17 +90,26 @@ class InvalidInputError(ValueError):
         self.details = details
 
 
-def _models(path: Path, cls: type[Any]) -> Iterator[Any]:
+@attrs.frozen
+class Reading:
+    """How to read the input file: its text encoding and CSV separator (None: sniffed)."""
+
+    encoding: str = DEFAULT_ENCODING
+    delimiter: str | None = None
+
+
+def _models(path: Path, cls: type[Any], reading: Reading) -> Iterator[Any]:
     """Each row as a checked request model (the rows were validated first: see `validate`)."""
-    for row in read_rows(path):
+    for row in read_rows(path, encoding=reading.encoding, delimiter=reading.delimiter):
         yield _requests.request_item(coerce(row, cls), cls)
 
 
-def validate(path: Path, what: str) -> tuple[int, list[str]]:
+def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, list[str]]:
     """(rows, read-only columns ignored) after checking every row and column of `path`.
 
-    Raises InvalidInputError listing every unknown column (with a suggestion) and every
-    invalid row: its number, the column, the value (shortened) and why.
+    Raises InvalidInputError listing every header problem, every unknown column (with a
+    suggestion) and every invalid row or line: its number, the column, the value (shortened)
+    and why.
     """
     cls, listing = MODELS[what], LISTINGS.get(what)
     unknown: dict[str, str] = {}
@@ -109,14 +126,23 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
         else:
             unknown[column] = suggestion
 
-    for column in csv_header(path):
+    for column in csv_header(path, encoding=reading.encoding, delimiter=reading.delimiter):
         classify(column)
     jsonl = file_format(path) == "jsonl"
     problems: list[str] = []
+    header_issues: list[str] = []
     bad_rows: set[int] = set()
     rows = 0
-    for number, row in enumerate(read_rows(path), 1):
+    for record in read_records(path, encoding=reading.encoding, delimiter=reading.delimiter):
+        number, row = record.number, record.data
+        if number == 0:  # the header names a column twice, or one field two ways
+            header_issues.append(record.problem or "")
+            continue
         rows += 1
+        if row is None:  # not a JSON object, or cells the header does not name
+            problems.append(record.problem or "")
+            bad_rows.add(number)
+            continue
         if jsonl:
             for key in row:
                 classify(key)
@@ -125,7 +151,7 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
             bad_rows.add(number)
-    details = [
+    details = header_issues + [
         f"{path.name}: unknown column {column!r}"
         + (f" (did you mean {suggestion!r}?)" if suggestion else "")
         for column, suggestion in unknown.items()
@@ -136,6 +162,8 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
     details += problems
     if details:
         parts = []
+        if header_issues:
+            parts.append(plural(len(header_issues), "header problems"))
         if unknown:
             parts.append(plural(len(unknown), "unknown columns"))
         if bad_rows:
@@ -173,10 +201,11 @@ async def submit(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: bool = True,
     fresh_keys: bool = False,
+    reading: Reading = Reading(),
 ) -> SubmitSummary:
     """Submit every row of `source` and write the per-row report."""
     # Two passes, memory flat: validate every row before sending any, then stream them.
-    total, ignored = validate(source, what)
+    total, ignored = validate(source, what, reading)
     if ignored:
         names = ", ".join(ignored[:5]) + (
             f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
@@ -198,7 +227,7 @@ async def submit(
         stream.flush()
         async for result in resource.create_many(
             organization_id,
-            _models(source, MODELS[what]),
+            _models(source, MODELS[what], reading),
             chunk_size=chunk_size,
             concurrency=concurrency,
             chunk_key=chunk_key,

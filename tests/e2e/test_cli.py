@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from amili_async import AmiliClient
-from amili_async.sandbox import SandboxConfig, SandboxServer
+from amili_async.sandbox import DEFAULT_WEBHOOK_SECRET, SandboxConfig, SandboxServer, make_orgs
 
 from .conftest import Run, assert_one_line_error, run_cli, sandbox_invoice_count, seeded_ids
 
@@ -258,6 +258,8 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
         "--faults",
         "503=0.2,retry_after=0,seed=4",
         "--log-requests",
+        "--orgs",
+        "3",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=base_env(),
@@ -267,6 +269,13 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
         async with asyncio.timeout(CHILD_TIMEOUT):
             banner = (await proc.stdout.readline()).decode()
             settings = (await proc.stdout.readline()).decode()
+            orgs = [(await proc.stdout.readline()).decode() for _ in range(3)]
+            webhooks = (await proc.stdout.readline()).decode()
+        # Every organisation is listed, with its seeded invoices, and the webhook secret.
+        listed = [re.fullmatch(r"  org (\S+)  30 invoices  .+\n", line) for line in orgs]
+        assert all(listed), orgs
+        assert [m.group(1) for m in listed if m] == [o.id for o in make_orgs(3)]
+        assert f"webhooks signed with secret {DEFAULT_WEBHOOK_SECRET!r}" in webhooks
         assert "faults 503=0.2 seed=4 retry_after=0s; rate limit none" in settings
         assert "logging requests" in settings
         found = re.search(r"API (\S+)\s+token (\S+)\s+client .*\s+org (\S+)", banner)
@@ -299,6 +308,55 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
     assert "PageSize" not in log
     assert "sandbox-secret" not in log
     assert "Bearer" not in log
+
+
+async def test_sandbox_json_banner_lists_every_org_for_scripts() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "amili_async", "sandbox", "--port", "0", "--invoices", "4",
+        "--orgs", "3", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=base_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            banner = orjson.loads(await proc.stdout.readline())
+        assert [o["id"] for o in banner["orgs"]] == [o.id for o in make_orgs(3)]
+        assert [o["invoices"] for o in banner["orgs"]] == [4, 4, 4]
+        assert banner["webhook_secret"] == DEFAULT_WEBHOOK_SECRET
+        async with AmiliClient(
+            client_id=banner["client_id"],
+            client_secret=banner["client_secret"],
+            base_url=banner["base_url"],
+            token_url=banner["token_url"],
+        ) as client:
+            for org in banner["orgs"]:
+                assert len(await client.invoices.list(org["id"]).collect()) == 4
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            await proc.communicate()
+    assert proc.returncode == 130
+
+
+async def test_sandbox_never_prints_a_webhook_secret_of_ones_own() -> None:
+    own = "own-s3cret-never-printed"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "amili_async", "sandbox", "--port", "0", "--invoices", "1",
+        "--json", "--webhook-secret", own,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=base_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            line = await proc.stdout.readline()
+        assert orjson.loads(line)["webhook_secret"] is None
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            out, err = await proc.communicate()
+    assert own.encode() not in line + out + err
 
 
 # --------------------------------------------------------------------------- submit
@@ -639,7 +697,7 @@ async def test_bad_arguments_exit_2_with_one_line_naming_the_flag(tmp_path: Path
         assert lines[0].endswith("--help)")
 
 
-async def test_missing_credentials_exit_1_without_echoing_secrets(
+async def test_missing_settings_exit_2_naming_them_without_echoing_secrets(
     amili_sandbox: SandboxServer, org: str, tmp_path: Path
 ) -> None:
     secret = "s3cr3t-9f1c-never-print-me"
@@ -652,15 +710,32 @@ async def test_missing_credentials_exit_1_without_echoing_secrets(
         AMILI_BASE_URL=amili_sandbox.base_url, AMILI_CLIENT_ID="sandbox", AMILI_CLIENT_SECRET=secret
     )
 
-    runs = await asyncio.gather(*(cli(*export, env=e) for e in (no_id, no_secret, no_host, wrong)))
+    runs = await asyncio.gather(
+        *(cli(*export, env=e) for e in (no_id, no_secret, no_host, wrong)),
+        cli("webhooks", "listen", "--port", "0", env=base_env()),
+    )
 
+    for run in runs[:3] + runs[4:]:
+        assert run.code == 2, run
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, run.stderr
+        assert "Traceback" not in run.stderr
+        assert lines[0].endswith("--help)")
     for run in runs:
-        assert_one_line_error(run)
         assert secret not in run.stderr + run.stdout
-    assert "credentials missing" in runs[0].stderr
-    assert "credentials missing" in runs[1].stderr
-    assert "base_url" in runs[2].stderr
-    assert "401" in runs[3].stderr
+    assert "error: credentials missing: give --client-id (or set AMILI_CLIENT_ID)" in (
+        runs[0].stderr
+    )
+    assert "error: credentials missing: give --client-secret (or set AMILI_CLIENT_SECRET)" in (
+        runs[1].stderr
+    )
+    assert "error: no API host: give --environment staging|production or --base-url" in (
+        runs[2].stderr
+    )
+    assert "401" in assert_one_line_error(runs[3])  # given but wrong: the API says so
+    assert runs[4].stderr.startswith(
+        "amili-async webhooks listen: error: give --secret or set AMILI_WEBHOOK_SECRET"
+    )
     assert not out.exists() or not out.read_text()
 
 
@@ -693,6 +768,10 @@ async def test_demo(tmp_path: Path) -> None:
     report = read_report(out / "new-invoices.report.csv")
     assert [r["status"] for r in report].count("succeeded") == 18
     assert "matches" in run.stdout
+    # The two refused rows are announced as deliberate, each with why and the server's reason.
+    assert "rows 19 and 20 are wrong on purpose" in run.stdout
+    assert "row 19 (it repeats row 1's uniqueSourceInvoiceId): uniqueSourceInvoiceId" in run.stdout
+    assert "row 20 (it is due before it was issued): dueDate" in run.stdout
 
 
 async def test_resume_with_other_filters_is_refused(
