@@ -115,13 +115,17 @@ class _Ledger:
     finished (`finished`). The count stays balanced and no collection runs merely because
     pages stream. (A `pages()` caller holds the previous page itself while asking for the
     next, so only its document is balanced there.)
+
+    Reads run ahead of builds by at most the read-ahead depth (the prefetch slots, or a
+    merged listing's shared gate), so the documents kept for reads to free plus the pages
+    read and waiting never exceed that depth: keeping them costs no more than reading ahead.
     """
 
-    __slots__ = ("document", "page")
+    __slots__ = ("documents", "page")
 
     def __init__(self) -> None:
-        self.document: Any = None
-        """The document of the page built last, freed by the next read."""
+        self.documents: list[Any] = []
+        """Documents of built pages, each freed by a later read."""
         self.page: Page[Any] | None = None
         """The page the item stream has finished, freed by the next build."""
 
@@ -129,7 +133,8 @@ class _Ledger:
         """The answer parsed, in a pause that frees the last built page's document."""
         with _resume_at(token), _gc.paused():
             raw = source.read(answer)
-            self.document = None
+            if self.documents:
+                self.documents.pop()
         return raw
 
     def build(self, entry: _Entry[T]) -> Page[T]:
@@ -140,7 +145,7 @@ class _Ledger:
         with _resume_at(entry.token), _gc.paused():
             items = entry.source.build(raw)
             self.page = None
-            self.document = raw.document
+            self.documents.append(raw.document)
         return Page(items, raw.next_page_token, entry.token, entry.part)
 
     def finished(self, page: Page[Any]) -> None:
