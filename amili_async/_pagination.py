@@ -1,8 +1,9 @@
 """Async iteration over token-paged listings, with prefetch, resume and partitions.
 
-A listing is described by one coroutine function, `fetch(token) -> Page | PendingPage`, that the
-resource builds with its filters and page size already bound, so every page request carries
-them. The pager only moves tokens: it never knows the endpoint's spelling of its token parameter.
+A listing is described by a :class:`Source` that the resource builds with its filters and page
+size already bound, so every page request carries them: how to fetch a page, read it (parse,
+next token) and build its items. The pager only moves tokens (it never knows the endpoint's
+spelling of its token parameter) and decides when pages are read, built and let go.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import contextlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterator,
     Sequence,
 )
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -26,6 +26,7 @@ from ._tasks import cancel_and_wait
 from .errors import AmiliError, RepeatedPageTokenError
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 DEFAULT_PREFETCH = 1
 """Pages fetched ahead of the caller: one hides a round trip per page (the big win) while
@@ -44,20 +45,32 @@ class Page(Generic[T]):
 
 
 @attrs.frozen
-class PendingPage(Generic[T]):
-    """A page fetched and parsed just far enough to know the next token.
+class RawPage:
+    """A page read just far enough to know the next token: its parsed document, not yet built.
 
-    Its items are built (structured into models) when the caller takes the page, so with
-    prefetch the request for the following page is already on the wire while they are built:
-    the server's time and the client's decoding overlap instead of adding up.
+    ``answer`` is what the source's `fetch` returned (the response), for the build's errors.
     """
 
-    build: Callable[[], Sequence[T]]
+    answer: Any = attrs.field(repr=False)
+    document: Any = attrs.field(repr=False)
     next_page_token: str | None
-    token: str | None = None
 
 
-Fetch = Callable[[str | None], Awaitable[Page[T] | PendingPage[T]]]
+class Source(Protocol[T_co]):
+    """What a resource tells a pager about one listing: the pager only moves tokens and owns
+    when pages are read, built and let go (see :class:`_Ledger`)."""
+
+    async def fetch(self, token: str | None) -> Any:
+        """The answer for the page at `token` (None: the first page)."""
+        ...
+
+    def read(self, answer: Any) -> RawPage:
+        """The answer parsed: its document and the next page's token."""
+        ...
+
+    def build(self, page: RawPage) -> Sequence[T_co]:
+        """The page's items (models), from its document."""
+        ...
 
 
 @attrs.frozen
@@ -78,10 +91,66 @@ def _resume_at(token: str | None) -> Iterator[None]:
         raise
 
 
-async def _fetch_marked(fetch: Fetch[T], token: str | None) -> Page[T] | PendingPage[T]:
-    """Fetch one page, marking a failure with its token."""
-    with _resume_at(token):
-        return await fetch(token)
+@attrs.define(slots=True, eq=False)
+class _Entry(Generic[T]):
+    """A page read and waiting to be taken; taking it frees the slots it holds, building it
+    takes its page out (None afterwards), so no frame that saw the entry keeps the document."""
+
+    raw: RawPage | None
+    token: str | None
+    source: Source[T]
+    part: int | None
+    slots: tuple[asyncio.Semaphore, ...] = ()
+
+
+class _Ledger:
+    """The pager's side of cyclic GC while streaming: one per iteration, the only owner.
+
+    The collector counts allocations minus deallocations and runs when the count passes its
+    threshold. A page parsed (~12k containers) and its models built (~7k objects) all survive
+    their step, so counted as they are they would make the collector run over them again and
+    again, pushing them into the old generations that full collections walk. So each step runs
+    in a GC pause (`_gc.paused`) that also lets go of the previous page's equivalent: a read
+    frees the document of the page built before it; a build frees the page the item stream
+    finished (`finished`). The count stays balanced and no collection runs merely because
+    pages stream. (A `pages()` caller holds the previous page itself while asking for the
+    next, so only its document is balanced there.)
+
+    Reads run ahead of builds by at most the read-ahead depth (the prefetch slots, or a
+    merged listing's shared gate), so the documents kept for reads to free plus the pages
+    read and waiting never exceed that depth: keeping them costs no more than reading ahead.
+    """
+
+    __slots__ = ("documents", "page")
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        """Documents of built pages, each freed by a later read."""
+        self.page: Page[Any] | None = None
+        """The page the item stream has finished, freed by the next build."""
+
+    def read(self, source: Source[T], answer: Any, token: str | None) -> RawPage:
+        """The answer parsed, in a pause that frees the last built page's document."""
+        with _resume_at(token), _gc.paused():
+            raw = source.read(answer)
+            if self.documents:
+                self.documents.pop()
+        return raw
+
+    def build(self, entry: _Entry[T]) -> Page[T]:
+        """The entry's items built, in a pause that frees the finished page; its document is
+        kept for the next read to free (so the caller must let go of the entry)."""
+        raw, entry.raw = entry.raw, None
+        assert raw is not None, "an entry is built once"
+        with _resume_at(entry.token), _gc.paused():
+            items = entry.source.build(raw)
+            self.page = None
+            self.documents.append(raw.document)
+        return Page(items, raw.next_page_token, entry.token, entry.part)
+
+    def finished(self, page: Page[Any]) -> None:
+        """The item stream is done with `page`: the ledger holds it until the next build."""
+        self.page = page
 
 
 class _Tokens:
@@ -92,64 +161,83 @@ class _Tokens:
     def __init__(self, start: str | None) -> None:
         self._seen = {start} if start else set()
 
-    def follow(self, page: Page[T] | PendingPage[T]) -> str | None:
+    def follow(self, next_token: str | None, token: str | None) -> str | None:
         """The next token to fetch, None at the end; RepeatedPageTokenError on a repeat."""
-        token = page.next_page_token
-        if not token:
+        if not next_token:
             return None
-        if token in self._seen:
+        if next_token in self._seen:
             error = RepeatedPageTokenError(
                 "the server answered a page token this listing had already followed; "
                 "following it again would repeat pages forever"
             )
-            error.resume_token = page.token
+            error.resume_token = token
             raise error
-        self._seen.add(token)
-        return token
+        self._seen.add(next_token)
+        return next_token
 
 
-def _ready(entry: Page[T] | PendingPage[T], done: list[Page[T]] | None = None) -> Page[T]:
-    """The page with its items built (a build failure is marked with the page's token).
-
-    ``done`` holds the page the caller has finished with: it is let go in the same GC pause,
-    after the new page's models exist. The collector counts allocations minus deallocations, so
-    the page freed balances the page built and no collection runs over the new models merely
-    because they were just allocated (a quarter of streaming CPU otherwise).
-    """
-    if isinstance(entry, Page):
-        return entry
-    with _resume_at(entry.token), _gc.paused():
-        items = entry.build()
-        if done:
-            done.clear()
-    return Page(items=items, next_page_token=entry.next_page_token, token=entry.token)
+Put = Callable[[Any], None]
 
 
 class AsyncPager(Generic[T]):
     """A listing: `async for item in pager`, `async for page in pager.pages()`, `collect()`.
 
-    Subclasses say how pages are produced; iteration and collection are shared.
+    Subclasses say how pages are fetched and read (`_produce`); taking, building and
+    letting go of pages is shared, so items and pages stream alike.
     """
 
-    def pages(self) -> AsyncGenerator[Page[T], None]:
+    async def _produce(
+        self, put: Put, ledger: _Ledger, gate: asyncio.Semaphore | None, part: int | None
+    ) -> None:
+        """Fetch and read pages, `put` each as an `_Entry` holding its slots (and `gate`)."""
         raise NotImplementedError
 
-    def _item_pages(self, done: list[Page[T]]) -> AsyncGenerator[Page[T], None]:
-        """The pages behind the item stream; ``done`` holds the one the caller has finished."""
-        return self.pages()
+    async def _entries(self, ledger: _Ledger) -> AsyncGenerator[_Entry[T], None]:
+        """The entries a producer task reads ahead, each taken (its slots freed) in turn."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        producer = asyncio.create_task(self._run(queue, ledger))
+        async with contextlib.aclosing(_drain(queue, producer)) as entries:
+            async for entry in entries:
+                for slot in entry.slots:
+                    slot.release()
+                # Let the producer send the next request before this page's items are built.
+                await asyncio.sleep(0)
+                yield entry
+                del entry  # the ledger owns its document now
+
+    async def _run(self, queue: asyncio.Queue[Any], ledger: _Ledger) -> None:
+        try:
+            await self._produce(queue.put_nowait, ledger, None, None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            queue.put_nowait(_Failure(error))
+            return
+        queue.put_nowait(_END)
+
+    async def _built(self, ledger: _Ledger) -> AsyncGenerator[Page[T], None]:
+        async with contextlib.aclosing(self._entries(ledger)) as entries:
+            async for entry in entries:
+                page = ledger.build(entry)
+                del entry
+                yield page
+                del page
+
+    def pages(self) -> AsyncGenerator[Page[T], None]:
+        """Yield whole pages (`.items`, `.next_page_token`, `.token`, `.part`)."""
+        return self._built(_Ledger())
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
 
     async def _items(self) -> AsyncGenerator[T, None]:
-        done: list[Page[T]] = []
-        async with contextlib.aclosing(self._item_pages(done)) as pages:
+        ledger = _Ledger()
+        async with contextlib.aclosing(self._built(ledger)) as pages:
             async for page in pages:
                 for item in page.items:
                     yield item
-                # Its only holder now: a pager that builds pages frees it with the next one.
-                done.clear()
-                done.append(page)
+                # Its only holder now: the next build frees it.
+                ledger.finished(page)
                 del page
 
     async def collect(self, limit: int | None = None) -> list[T]:
@@ -181,6 +269,7 @@ async def _drain(
             if isinstance(entry, _Failure):
                 raise entry.error
             yield entry
+            del entry
     finally:
         await cancel_and_wait([producer])
 
@@ -193,69 +282,74 @@ class TokenPager(AsyncPager[T]):
     """
 
     def __init__(
-        self, fetch: Fetch[T], *, page_token: str | None = None, prefetch: int = DEFAULT_PREFETCH
+        self, source: Source[T], *, page_token: str | None = None, prefetch: int = DEFAULT_PREFETCH
     ) -> None:
         if prefetch < 0:
             raise ValueError("prefetch must be >= 0")
-        self._fetch = fetch
+        self._source = source
         self._start = page_token
         self._prefetch = prefetch
 
-    def pages(self) -> AsyncGenerator[Page[T], None]:
-        """Yield whole pages (`.items`, `.next_page_token`, `.token`)."""
-        return self._pages(None)
+    def _entries(self, ledger: _Ledger) -> AsyncGenerator[_Entry[T], None]:
+        return super()._entries(ledger) if self._prefetch else self._in_turn(ledger)
 
-    def _item_pages(self, done: list[Page[T]]) -> AsyncGenerator[Page[T], None]:
-        return self._pages(done)
-
-    async def _pages(self, done: list[Page[T]] | None) -> AsyncGenerator[Page[T], None]:
-        if self._prefetch == 0:
-            tokens = _Tokens(self._start)
-            token = self._start
-            while True:
-                page = _ready(await _fetch_marked(self._fetch, token), done)
-                yield page
-                token = tokens.follow(page)
-                if token is None:
-                    return
-        # One producer task runs at most `prefetch` pages ahead of the caller: it takes a slot
-        # before each fetch and the caller frees it on taking the page, so fetched-but-not-taken
-        # pages (including one in flight) never exceed the depth, whatever the listing's size.
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        slots = asyncio.Semaphore(self._prefetch)
-        producer = asyncio.create_task(self._produce(queue, slots))
-        async with contextlib.aclosing(_drain(queue, producer)) as entries:
-            async for entry in entries:
-                slots.release()
-                # Let the producer send the next request before this page's items are built.
-                await asyncio.sleep(0)
-                yield _ready(entry, done)
-
-    async def _produce(self, queue: asyncio.Queue[Any], slots: asyncio.Semaphore) -> None:
+    async def _in_turn(self, ledger: _Ledger) -> AsyncGenerator[_Entry[T], None]:
+        """Without prefetch: each page fetched and read only when the caller asks for it."""
         tokens = _Tokens(self._start)
         token = self._start
-        try:
-            while True:
-                await slots.acquire()
-                page = await _fetch_marked(self._fetch, token)
-                queue.put_nowait(page)
-                token = tokens.follow(page)
-                if token is None:
-                    break
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            queue.put_nowait(_Failure(error))
-            return
-        queue.put_nowait(_END)
+        while True:
+            raw = await self._fetch_and_read(ledger, token)
+            yield _Entry(raw, token, self._source, None)
+            token = tokens.follow(raw.next_page_token, token)
+            del raw
+            if token is None:
+                return
+
+    async def _fetch_and_read(self, ledger: _Ledger, token: str | None) -> RawPage:
+        with _resume_at(token):
+            answer = await self._source.fetch(token)
+        return ledger.read(self._source, answer, token)
+
+    async def _produce(
+        self, put: Put, ledger: _Ledger, gate: asyncio.Semaphore | None, part: int | None
+    ) -> None:
+        # Runs at most `prefetch` pages ahead of the caller (at least one inside a merged
+        # listing): it takes a slot before each fetch and the caller frees it on taking the
+        # page, so fetched-but-not-taken pages (including one in flight) never exceed the
+        # depth, whatever the listing's size. `gate`, shared by a merged listing's parts,
+        # bounds the pages read and waiting across all of them (a read page is ~5 MB).
+        slots = asyncio.Semaphore(max(1, self._prefetch))
+        held = (slots,) if gate is None else (slots, gate)
+        tokens = _Tokens(self._start)
+        token = self._start
+        while True:
+            await slots.acquire()
+            with _resume_at(token):
+                answer = await self._source.fetch(token)
+            if gate is not None:
+                await gate.acquire()
+            raw = ledger.read(self._source, answer, token)
+            del answer
+            put(_Entry(raw, token, self._source, part, held))
+            token = tokens.follow(raw.next_page_token, token)
+            del raw
+            if token is None:
+                return
+
+
+MERGED_READ_AHEAD = 2
+"""Pages read and waiting for the caller across all parts of a merged listing: one being
+built while the next waits keeps the caller busy; every part may still have its request in
+flight (an answer not yet read costs its bytes, ~1.3 MB a 1,000-invoice page, not ~5 MB)."""
 
 
 class MergedPager(AsyncPager[T]):
     """Several pagers listed concurrently (bounded) and yielded as one stream.
 
     Used for partitioned listings: each part is a disjoint window, so the union has every item
-    exactly once; items arrive in no global order. Pages are bounded per part by the prefetch
-    depth of the shared queue.
+    exactly once; items arrive in no global order. Pages read and not yet taken are bounded
+    across all parts (`MERGED_READ_AHEAD`), and are built as they are taken, with one
+    ledger for the whole stream, so memory and GC stay as flat as a single listing's.
     """
 
     def __init__(self, parts: Sequence[AsyncPager[T]], *, concurrency: int) -> None:
@@ -264,27 +358,19 @@ class MergedPager(AsyncPager[T]):
         self._parts = parts
         self._concurrency = concurrency
 
-    async def pages(self) -> AsyncGenerator[Page[T], None]:
-        """Pages of all parts, interleaved as they arrive."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._concurrency)
-        gate = asyncio.Semaphore(self._concurrency)
+    async def _produce(
+        self, put: Put, ledger: _Ledger, gate: asyncio.Semaphore | None, part: int | None
+    ) -> None:
+        shared = gate or asyncio.Semaphore(MERGED_READ_AHEAD)
+        running = asyncio.Semaphore(self._concurrency)
 
-        async def run(index: int, part: AsyncPager[T]) -> None:
-            async with gate, contextlib.aclosing(part.pages()) as pages:
-                async for page in pages:
-                    await queue.put(attrs.evolve(page, part=index))
+        async def run(index: int, pager: AsyncPager[T]) -> None:
+            async with running:
+                await pager._produce(put, ledger, shared, index)
 
-        async def run_all() -> None:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for index, part in enumerate(self._parts):
-                        group.create_task(run(index, part))
-            except BaseExceptionGroup as failed:
-                await queue.put(_Failure(failed.exceptions[0]))
-                return
-            await queue.put(_END)
-
-        producer = asyncio.create_task(run_all())
-        async with contextlib.aclosing(_drain(queue, producer)) as entries:
-            async for page in entries:
-                yield page
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, pager in enumerate(self._parts):
+                    group.create_task(run(index, pager))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None

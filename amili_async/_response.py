@@ -18,10 +18,10 @@ from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
-from . import _gc, _serde, models
+from . import _serde, models
 from ._config import REQUEST_ID_HEADER
 from ._logging import path_of, strip_query
-from ._pagination import PendingPage
+from ._pagination import RawPage
 from ._time import parse_retry_after
 from .errors import STATUS_CLASSES, APIStatusError, ResponseDecodeError
 
@@ -234,40 +234,15 @@ def decode(response: Response, cls: type[T], *, sensitive: bool = False) -> T:
     return structure(response, parse_json(response, sensitive=sensitive), cls, sensitive=sensitive)
 
 
-def decode_page(
-    response: Response,
-    envelope: type[ListResponse[T]],
-    token: str | None,
-    keep: Callable[[T], bool] | None = None,
-    spent: list[Any] | None = None,
-) -> PendingPage[T]:
-    """A listing page read just far enough to know the next token; items are built later.
+def decode_page(response: Response) -> RawPage:
+    """A listing page read just far enough to know the next token: its document and that token.
 
-    No ``nextPageToken`` (absent, null or "") means the last page. Building the items is left
-    to the pager, so with prefetch the next request is on the wire while they are built.
-    ``spent``, one list per listing, carries a built page's parsed document to the next page's
-    parse, which frees it in its own GC pause: the collector counts allocations minus
-    deallocations, so the document freed balances the one parsed, and no collection runs over
-    the new one (~7k containers a page) merely because it was just allocated.
+    No ``nextPageToken`` (absent, null or "") means the last page. Its items are built by the
+    pager (`structure` into the envelope), which owns when pages are parsed, built and freed.
     """
-    with _gc.paused():
-        data = parse_json(response)
-        if spent:
-            spent.clear()
+    data = parse_json(response)
     summary = data.get("summary") if isinstance(data, dict) else None
     next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
     if next_token is not None and not isinstance(next_token, str):
         raise decode_error(response, "summary.nextPageToken is not a string")
-
-    # Handed over, not kept: the page the caller reads does not hold its parsed document.
-    parsed: list[Any] = [data]
-
-    def build() -> list[T]:
-        # Called by the pager with cyclic GC paused (`_pagination._ready`).
-        document = parsed.pop()
-        items = structure(response, document, envelope).data or []
-        if spent is not None and next_token:  # the last page's is freed with it
-            spent.append(document)
-        return items if keep is None else [item for item in items if keep(item)]
-
-    return PendingPage(build, next_token or None, token)
+    return RawPage(response, data, next_token or None)

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 import orjson
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._structure_compiler import (
     compile_structure_fn,
+    expect_object,
     is_list,
     is_open_enum,
     not_a_list,
@@ -271,13 +273,24 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
         # cattrs' own str/int/bool/float handling (a plain call: bool("no") is True) comes
         # before our exact-type hooks in its dispatch: name ours per field, so the explanation
         # fails where the fast path failed.
+        # Likewise cattrs' list hook takes any iterable ({} or "" read as []): ours refuses
+        # what is not an array first, then lets cattrs' hook name the failing index.
         renames: dict[str, Any] = {
             a.name: override(
-                rename=a.metadata.get("wire", a.name), struct_hook=_primitive_hook(a.type)
+                rename=a.metadata.get("wire", a.name),
+                struct_hook=_primitive_hook(a.type) or _array_hook(a.type, conv),
             )
             for a in attrs.fields(cls)
         }
-        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
+        fields = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
+
+        def structure_object(value: Any, target: Any) -> Any:
+            # cattrs reads any container by key (`"k" in []`): only a JSON object is one.
+            if type(value) is not dict:
+                expect_object(value)
+            return fields(value, target)
+
+        return structure_object
 
     def attrs_unstructure_factory(cls: Any) -> Callable[[Any], Any]:
         renames: dict[str, Any] = _renames(cls)
@@ -317,6 +330,39 @@ def _primitive_hook(tp: Any) -> _Hook | None:
         return None if value is None else primitive(value, target)
 
     return structure_optional
+
+
+def _array_hook(tp: Any, conv: cattrs.Converter) -> _Hook | None:
+    """For a `list[X]` field (optional or not) of the detailed converter: refuse a value that
+    is not a JSON array, as the fast path does, then structure it with ``conv``'s list hook."""
+    inner = optional_inner(tp)
+    array = tp if inner is None else inner
+    if not is_list(array):
+        return None
+    nullable = inner is not None
+    (item,) = typing.get_args(array) or (Any,)
+    # cattrs' list hook would read str/int/bool/float items with its own plain calls too.
+    primitive = _PRIMITIVE_HOOKS.get(item)
+
+    def structure_array(value: Any, _: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if type(value) is not list:
+            not_a_list(value)
+        if primitive is None:
+            return conv.structure(value, array)
+        items, errors = [], []
+        for index, element in enumerate(value):
+            try:
+                items.append(primitive(element, item))
+            except Exception as error:  # noted with its index, as cattrs' list hook does
+                error.add_note(IterableValidationNote(f"@ index {index}", index, item))
+                errors.append(error)
+        if errors:
+            raise IterableValidationError(f"While structuring {array!r}", errors, array)
+        return items
+
+    return structure_array
 
 
 def _renames(cls: Any) -> dict[str, Any]:

@@ -14,6 +14,9 @@ what a value means stays in the converter's scalar hooks, called for everything 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import linecache
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -64,21 +67,22 @@ def not_a_list(value: Any) -> typing.NoReturn:
 # claim carries the invoice's own amounts) and across a page (a third are 0 or 1), while reading
 # a float into an exact Decimal costs ~400 ns (repr + parse); a hit is one dict lookup.
 # Date-times are not remembered: inline, `fromisoformat` costs about what the memo would.
-MEMO: dict[Any, Decimal] = {}
+# Only floats and strings key it: no float equals a string, while an int equals its float
+# (1 == 1.0, one key) yet reads as another Decimal (Decimal("1") vs Decimal("1.0")); ints read
+# in one C call anyway. Bool (an int) is left out, and so are the zeros: 0.0 == -0.0 is one
+# key for Decimal("0.0") and Decimal("-0.0"), so the compiled code reads them from constants.
+MEMO: dict[float | str, Decimal] = {}
 # Bounded so a long export never grows it: 4,096 entries is a few hundred KB, more than one page
 # of distinct values; when full it is simply emptied (cheaper than LRU bookkeeping).
 _MEMO_SIZE = 4096
-# JSON values that key the memo (exact types: bool, a subclass of int, is left out).
-_MEMO_KEY_TYPES = frozenset({float, int, str})
 
 
 def _remembering(hook: _Hook) -> _Hook:
-    """The money hook behind the memo: a hit, else the hook's result, remembered."""
+    """The money hook behind the memo for what is not a float (read inline): a string is a
+    hit, else the hook's result, remembered; anything else goes to the hook."""
 
     def structure_and_remember(value: Any, target: Any) -> Any:
-        # Booleans are equal to 0 and 1 as dict keys: they are never looked up nor remembered,
-        # so True sent for an amount fails in the hook instead of reading as a remembered 1.
-        if type(value) not in _MEMO_KEY_TYPES:
+        if type(value) is not str:  # an int equals its float as a key; bool is an int
             return hook(value, target)
         result = MEMO.get(value)
         if result is None:
@@ -89,6 +93,19 @@ def _remembering(hook: _Hook) -> _Hook:
         return result
 
     return structure_and_remember
+
+
+_generated = itertools.count()
+
+
+def _source_name(cls: type, source: str) -> str:
+    """A file name for the compiled source of `cls`, registered in `linecache` (as attrs and
+    cattrs do) so tracebacks show its lines and `inspect.getsource` finds it."""
+    name = f"<amili_async generated structure {cls.__module__}.{cls.__qualname__}>"
+    if name in linecache.cache:  # compiled again (another converter): a name of its own
+        name = f"{name[:-1]}-{next(_generated)}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    return name
 
 
 # -- the compiler -----------------------------------------------------------------------------
@@ -115,6 +132,9 @@ class _Compiler:
             "memo_size": _MEMO_SIZE,
             "remembered": MEMO.get,
             "remember": _remembering(scalar_hooks[Decimal]),
+            "zero": scalar_hooks[Decimal](0.0, Decimal),
+            "negative_zero": scalar_hooks[Decimal](-0.0, Decimal),
+            "copysign": math.copysign,
             "fromiso": dt.datetime.fromisoformat,
             "date_fromiso": dt.date.fromisoformat,
             "as_utc": as_utc,
@@ -153,8 +173,9 @@ class _Compiler:
         result = self.obj(cls, "o", 1)
         self.emit(1, f"return {result}")
         bound = ", ".join(f"{name}={name}" for name in self.namespace)
-        source = "\n".join([f"def structure(o, _, {bound}):", *self.lines])
-        exec(compile(source, f"<amili_async structure {cls.__name__}>", "exec"), self.namespace)
+        source = "\n".join([f"def structure(o, _, {bound}):", *self.lines]) + "\n"
+        filename = _source_name(cls, source)
+        exec(compile(source, filename, "exec"), self.namespace)
         function: _Hook = self.namespace["structure"]
         return function
 
@@ -223,14 +244,17 @@ class _Compiler:
             return
         if tp is Decimal:
             # The common case inline: a float (what orjson reads a JSON number into) already
-            # remembered. `is None`, not `or`: a remembered Decimal("0") is falsy, yet a hit.
+            # remembered. `is None`, not `or`: a remembered Decimal("0E-2") is falsy, yet a hit.
             self.emit(indent, f"if type({name}) is float:")
-            self.emit(indent + 1, f"hit = remembered({name})")
-            self.emit(indent + 1, "if hit is None:")
-            self.emit(indent + 2, f"hit = {self.hook(tp)}({name}, {target})")
-            self.emit(indent + 2, "if len(memo) >= memo_size: memo.clear()")
-            self.emit(indent + 2, f"memo[{name}] = hit")
-            self.emit(indent + 1, f"{name} = hit")
+            self.emit(indent + 1, f"if not {name}:  # 0.0 or -0.0: one memo key, two Decimals")
+            self.emit(indent + 2, f"{name} = negative_zero if copysign(1.0, {name}) < 0 else zero")
+            self.emit(indent + 1, "else:")
+            self.emit(indent + 2, f"hit = remembered({name})")
+            self.emit(indent + 2, "if hit is None:")
+            self.emit(indent + 3, f"hit = {self.hook(tp)}({name}, {target})")
+            self.emit(indent + 3, "if len(memo) >= memo_size: memo.clear()")
+            self.emit(indent + 3, f"memo[{name}] = hit")
+            self.emit(indent + 2, f"{name} = hit")
             self.emit(indent, f"elif {name} is not None:" if nullable else "else:")
             self.emit(indent + 1, f"{name} = remember({name}, {target})")
             return

@@ -78,14 +78,18 @@ def decoder(kind: str, tmp: str) -> Callable[[bytes], Any]:
     if kind == "orjson":
         return orjson.loads
     if kind == "ours":
-        from amili_async import _response, _structure_compiler, models
+        from amili_async import _gc, _response, _structure_compiler, models
 
         def ours(body: bytes) -> Any:
             _structure_compiler.MEMO.clear()  # cold: a page never seen before
-            # What a listing does with a page: parse, read the next token, build the models.
+            # What a listing does with a page: read it (parse, next token), build the models,
+            # each step in a GC pause (`_pagination._Ledger`).
             response = _response.Response(200, {}, body, "GET", "/invoices", None, 0.0, 1)
-            page = _response.decode_page(response, models.InvoiceListResponse, None)
-            return {"data": page.build()}
+            with _gc.paused():
+                page = _response.decode_page(response)
+            with _gc.paused():
+                envelope = _response.structure(response, page.document, models.InvoiceListResponse)
+            return {"data": envelope.data}
 
         return ours
     sys.path.insert(0, tmp)

@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 from urllib.parse import quote
 
+import attrs
+
 from .. import _response, _serde, models
-from .._pagination import PendingPage, TokenPager
+from .._pagination import RawPage, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
 from .._requests import request_item
 from .._response import ListResponse, Response
@@ -209,16 +211,37 @@ class Resource:
         keep: Callable[[T], bool] | None = None,
     ) -> TokenPager[T]:
         """A pager whose every page request carries the same filters and page size."""
-        base_query = query(params)
-        request_options = options(timeout)
-        sender = self._sender
-        spent: list[Any] = []  # see decode_page: a page's parsed document, freed by the next
+        source = _ListingSource(
+            self._sender, route, query(params), token_param, options(timeout), envelope, keep
+        )
+        depth = self._sender.prefetch if prefetch is None else prefetch
+        return TokenPager(source, page_token=page_token, prefetch=depth)
 
-        async def fetch(token: str | None) -> PendingPage[T]:
-            page_query = base_query if token is None else {**base_query, token_param: token}
-            request = Request("GET", route, params=page_query, options=request_options)
-            response = _response.raise_for_status(await sender.send(request))
-            return _response.decode_page(response, envelope, token, keep, spent)
 
-        depth = sender.prefetch if prefetch is None else prefetch
-        return TokenPager(fetch, page_token=page_token, prefetch=depth)
+@attrs.frozen
+class _ListingSource(Generic[T]):
+    """One listing's requests and pages (see `_pagination.Source`): the filters bound, the
+    token in its endpoint's spelling, the envelope its pages decode into, ``keep`` applied."""
+
+    sender: Sender
+    route: str
+    base_query: dict[str, str]
+    token_param: str
+    request_options: RequestOptions
+    envelope: type[ListResponse[T]]
+    keep: Callable[[T], bool] | None
+
+    async def fetch(self, token: str | None) -> Response:
+        page_query = (
+            self.base_query if token is None else {**self.base_query, self.token_param: token}
+        )
+        request = Request("GET", self.route, params=page_query, options=self.request_options)
+        return _response.raise_for_status(await self.sender.send(request))
+
+    def read(self, answer: Response) -> RawPage:
+        return _response.decode_page(answer)
+
+    def build(self, page: RawPage) -> list[T]:
+        items = _response.structure(page.answer, page.document, self.envelope).data or []
+        keep = self.keep
+        return items if keep is None else [item for item in items if keep(item)]

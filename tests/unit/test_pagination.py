@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import pytest
 from aioresponses import CallbackResult
 
-from amili_async import AmiliClient, APIConnectionError, InternalServerError, Page, models
-from amili_async._pagination import MergedPager, PendingPage, TokenPager
+from amili_async import AmiliClient, APIConnectionError, InternalServerError, _gc, models
+from amili_async._pagination import MERGED_READ_AHEAD, MergedPager, RawPage, TokenPager
 
 BASE = "https://api.test.invalid/collection/v1"
 ORG = "o1"
@@ -63,7 +63,7 @@ class Listing:
     def items(self) -> list[Any]:
         return [item for page in self.pages for item in page]
 
-    async def __call__(self, token: str | None) -> Page[Any]:
+    async def fetch(self, token: str | None) -> RawPage:
         self.calls.append(token)
         self.started[token].set()
         self.in_flight += 1
@@ -84,11 +84,14 @@ class Listing:
         index = self.tokens.index(token)
         last = index + 1 == len(self.tokens)
         self.returned.append(token)
-        return Page(
-            items=self.pages[index],
-            next_page_token=self.last_token if last else self.tokens[index + 1],
-            token=token,
-        )
+        next_token = self.last_token if last else self.tokens[index + 1]
+        return RawPage(token, self.pages[index], next_token)
+
+    def read(self, answer: RawPage) -> RawPage:
+        return answer
+
+    def build(self, page: RawPage) -> list[Any]:
+        return list(page.document)
 
 
 def numbered(pages: int, per_page: int) -> list[list[int]]:
@@ -365,9 +368,13 @@ async def test_a_consumer_cancelled_while_the_prefetch_winds_down_stays_cancelle
     winding_down = asyncio.Event()
     after_loop: list[str] = []
 
-    async def fetch(token: str | None) -> Page[int]:
-        if token is None:
-            return Page(items=[1], next_page_token="t1", token=None)
+    class Hanging(Listing):
+        async def fetch(self, token: str | None) -> RawPage:
+            if token is None:
+                return RawPage(None, [1], "t1")
+            return await hang()
+
+    async def hang() -> RawPage:
         fetching.set()
         try:
             await asyncio.Event().wait()
@@ -377,7 +384,7 @@ async def test_a_consumer_cancelled_while_the_prefetch_winds_down_stays_cancelle
         raise AssertionError("unreachable")
 
     async def consume() -> None:
-        async with contextlib.aclosing(aiter(TokenPager(fetch, prefetch=1))) as items:
+        async with contextlib.aclosing(aiter(TokenPager(Hanging([]), prefetch=1))) as items:
             async for _item in items:
                 await fetching.wait()
                 break
@@ -403,27 +410,23 @@ async def test_merged_pager_yields_every_item_of_every_part_once() -> None:
 
 
 async def test_merged_pager_bounds_concurrency() -> None:
-    active = 0
-    peak = 0
+    meter = {"active": 0, "peak": 0}
 
-    def counting(listing: Listing) -> Callable[[str | None], Awaitable[Page[Any]]]:
-        async def fetch(token: str | None) -> Page[Any]:
-            nonlocal active, peak
-            active += 1
-            peak = max(peak, active)
+    class Counting(Listing):
+        async def fetch(self, token: str | None) -> RawPage:
+            meter["active"] += 1
+            meter["peak"] = max(meter["peak"], meter["active"])
             try:
                 await spin(5)
-                return await listing(token)
+                return await super().fetch(token)
             finally:
-                active -= 1
+                meter["active"] -= 1
 
-        return fetch
-
-    listings = [Listing([[p, p + 100], [p + 200]]) for p in range(6)]
-    merged = MergedPager([TokenPager(counting(x), prefetch=1) for x in listings], concurrency=2)
+    listings = [Counting([[p, p + 100], [p + 200]]) for p in range(6)]
+    merged = MergedPager([TokenPager(x, prefetch=1) for x in listings], concurrency=2)
     got = await bounded(merged.collect())
     assert sorted(got) == sorted(item for listing in listings for item in listing.items)
-    assert peak == 2
+    assert meter["peak"] == 2
 
 
 async def test_merged_pager_refuses_zero_concurrency() -> None:
@@ -437,7 +440,8 @@ async def test_closing_a_merged_listing_cancels_every_part() -> None:
     merged = MergedPager([TokenPager(x, prefetch=1) for x in listings], concurrency=3)
     async with asyncio.timeout(WAIT):
         async with contextlib.aclosing(aiter(merged)) as items:
-            await anext(items)
+            for _ in listings:  # each part's first page taken: each sends its second request
+                await anext(items)
             for listing in listings:
                 await asyncio.wait_for(listing.started["t1"].wait(), WAIT)
     assert [listing.cancelled for listing in listings] == [["t1"]] * 3
@@ -767,33 +771,71 @@ async def test_an_error_in_one_partition_propagates_and_cancels_the_others(
     await settle(lambda: other_tasks() == before)
 
 
-# --- pending pages: items built when taken, after the next fetch has started ------------------
+# --- pages read in the producer, built when taken; the ledger frees them in GC pauses ----------
 
 
-class PendingListing:
-    """Three pages returned as PendingPage; records the order of fetches and builds."""
+class Doc:
+    """A page document that records the GC pause depth at which it is freed."""
 
-    def __init__(self, fail_build: str | None = None) -> None:
+    def __init__(self, index: int, freed: list[tuple[str, int]]) -> None:
+        self.index = index
+        self.freed = freed
+
+    def __del__(self) -> None:
+        self.freed.append((f"doc {self.index}", _gc.depth()))
+
+
+class Item:
+    """An item that records the GC pause depth at which it is freed."""
+
+    def __init__(self, value: int, freed: list[tuple[str, int]]) -> None:
+        self.value = value
+        self.freed = freed
+
+    def __del__(self) -> None:
+        self.freed.append((f"item {self.value}", _gc.depth()))
+
+
+class EventListing:
+    """Three pages (tokens "1", "2"); records fetches, reads, builds (with the GC pause depth
+    each ran at) and when documents and items are freed."""
+
+    def __init__(self, fail_build: str | None = None, pages: int = 3) -> None:
         self.events: list[str] = []
+        self.depths: list[int] = []
+        self.freed: list[tuple[str, int]] = []
         self.fail_build = fail_build
+        self.count = pages
 
-    async def __call__(self, token: str | None) -> PendingPage[int]:
+    async def fetch(self, token: str | None) -> tuple[str | None, int]:
         index = 0 if token is None else int(token)
         self.events.append(f"fetch {index}")
         await asyncio.sleep(0)
+        return token, index
 
-        def build() -> list[int]:
-            self.events.append(f"build {index}")
-            if token is not None and token == self.fail_build:
-                raise boom(token)
-            return [index * 10, index * 10 + 1]
+    def read(self, answer: tuple[str | None, int]) -> RawPage:
+        token, index = answer
+        self.events.append(f"read {index}")
+        self.depths.append(_gc.depth())
+        next_token = str(index + 1) if index + 1 < self.count else None
+        return RawPage(token, Doc(index, self.freed), next_token)
 
-        return PendingPage(build, str(index + 1) if index < 2 else None, token)
+    def build(self, page: RawPage) -> list[Item]:
+        index = page.document.index
+        self.events.append(f"build {index}")
+        self.depths.append(_gc.depth())
+        if page.answer is not None and page.answer == self.fail_build:
+            raise boom(page.answer)
+        return [Item(index * 10, self.freed), Item(index * 10 + 1, self.freed)]
 
 
-async def test_pending_pages_are_built_after_the_next_fetch_started() -> None:
-    listing = PendingListing()
-    items = await bounded(TokenPager(listing, prefetch=1).collect())
+def values(items: Sequence[Item]) -> list[int]:
+    return [item.value for item in items]
+
+
+async def test_pages_are_built_after_the_next_fetch_started() -> None:
+    listing = EventListing()
+    items = values(await bounded(TokenPager(listing, prefetch=1).collect()))
     assert items == [0, 1, 10, 11, 20, 21]
     # With prefetch the request for page 1 goes out before page 0's items are built, so the
     # server's time and the client's decoding overlap.
@@ -801,24 +843,99 @@ async def test_pending_pages_are_built_after_the_next_fetch_started() -> None:
     assert listing.events.index("fetch 2") < listing.events.index("build 1")
 
 
-async def test_pending_pages_without_prefetch_build_in_order() -> None:
-    listing = PendingListing()
-    assert await bounded(TokenPager(listing, prefetch=0).collect()) == [0, 1, 10, 11, 20, 21]
-    assert listing.events == ["fetch 0", "build 0", "fetch 1", "build 1", "fetch 2", "build 2"]
+async def test_pages_without_prefetch_are_read_and_built_in_order() -> None:
+    listing = EventListing()
+    got = values(await bounded(TokenPager(listing, prefetch=0).collect()))
+    assert got == [0, 1, 10, 11, 20, 21]
+    assert listing.events == [
+        f"{step} {i}" for i in range(3) for step in ("fetch", "read", "build")
+    ]
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_items_and_documents_are_freed_inside_the_pause_that_allocates_the_next(
+    prefetch: int,
+) -> None:
+    listing = EventListing(pages=5)
+    count = 0
+    async for _item in TokenPager(listing, prefetch=prefetch):
+        count += 1
+    del _item
+    assert count == 10
+    assert listing.depths == [1] * 10, "every read and every build runs in one GC pause"
+    inside = [name for name, depth in listing.freed if depth == 1]
+    # Each page's items are freed by the next page's build (but its last one, which the
+    # caller's loop variable holds until the next item), each document by a later read (or a
+    # build, when reads ran ahead); only the last page's go when the iteration ends.
+    assert {f"item {i * 10}" for i in range(4)} <= set(inside)
+    assert {f"doc {i}" for i in range(3)} <= set(inside)
+    assert _gc.depth() == 0
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_pages_documents_are_freed_inside_a_pause_too(prefetch: int) -> None:
+    listing = EventListing(pages=5)
+    tokens = []
+    async with contextlib.aclosing(TokenPager(listing, prefetch=prefetch).pages()) as pages:
+        async for page in pages:
+            tokens.append(page.token)
+    assert tokens == [None, "1", "2", "3", "4"]
+    assert listing.depths == [1] * 10
+    inside = {name for name, depth in listing.freed if depth == 1}
+    assert {f"doc {i}" for i in range(3)} <= inside
 
 
 @pytest.mark.parametrize("prefetch", [0, 1])
 async def test_a_failed_build_carries_its_page_token(prefetch: int) -> None:
-    listing = PendingListing(fail_build="1")
+    listing = EventListing(fail_build="1")
     seen: list[int] = []
 
     async def consume() -> None:
         async for item in TokenPager(listing, prefetch=prefetch):
-            seen.append(item)
+            seen.append(item.value)
 
     with pytest.raises(APIConnectionError) as caught:
         await bounded(consume())
     assert seen == [0, 1]
     assert caught.value.resume_token == "1"
-    resumed = await bounded(TokenPager(PendingListing(), page_token="1").collect())
+    assert _gc.depth() == 0, "the pause ended with the failure"
+    resumed = values(await bounded(TokenPager(EventListing(), page_token="1").collect()))
     assert seen + resumed == [0, 1, 10, 11, 20, 21]
+
+
+async def test_a_merged_listing_bounds_the_pages_read_and_waiting_across_its_parts() -> None:
+    listings = [EventListing(pages=4) for _ in range(8)]
+    merged = MergedPager([TokenPager(x, prefetch=1) for x in listings], concurrency=8)
+    waiting = []
+
+    def unbuilt() -> int:
+        events = [event for listing in listings for event in listing.events]
+        return sum(e.startswith("read") for e in events) - sum(
+            e.startswith("build") for e in events
+        )
+
+    async with contextlib.aclosing(merged.pages()) as pages:
+        async for page in pages:
+            await spin()  # a slow consumer: every part's request has had time to be answered
+            waiting.append(unbuilt())
+            assert page.part is not None
+    assert len(waiting) == 32
+    # The page being consumed is built; at most MERGED_READ_AHEAD more are read and waiting.
+    assert max(waiting) == MERGED_READ_AHEAD
+    assert all(depth == 1 for listing in listings for depth in listing.depths)
+
+
+async def test_a_merged_listing_frees_pages_inside_the_pauses() -> None:
+    listings = [EventListing(pages=3) for _ in range(4)]
+    merged = MergedPager([TokenPager(x, prefetch=1) for x in listings], concurrency=4)
+    count = 0
+    async for _item in merged:
+        count += 1
+    del _item
+    assert count == 24
+    freed = [entry for listing in listings for entry in listing.freed]
+    # The first item of every page but the last one taken is freed by a later build.
+    inside = [name for name, depth in freed if depth == 1]
+    assert len([name for name in inside if name.startswith("item") and name.endswith("0")]) == 11
+    # And every document but the last few, by a later read.
+    assert len([name for name in inside if name.startswith("doc")]) >= 12 - 1 - MERGED_READ_AHEAD

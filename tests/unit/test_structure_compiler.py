@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import traceback
 from decimal import Decimal
 from typing import Any
 
@@ -102,3 +104,65 @@ def test_a_recursive_model_compiles_and_reads_every_level() -> None:
     tree = conv.structure({**data, "parent": {"name": "root"}}, Node)
     assert tree.parent == Node(name="root")
     assert tree.children == [Node(name="b", children=[Node(name="c")])]
+
+
+# --- the money memo: one key per JSON value, whatever came first --------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(1, 1.0), (1.0, 1), (0.0, -0.0), (-0.0, 0.0), (0, 0.0), ("1.0", 1.0), (2.5, "2.5", 2.5)],
+    ids=repr,
+)
+def test_an_amount_reads_as_the_detailed_converter_reads_it_whatever_came_before(
+    values: tuple[Any, ...],
+) -> None:
+    """`1 == 1.0` (and `0.0 == -0.0`) are one dict key, yet Decimal("1") and Decimal("1.0") are
+    not the same amount's text: a memo keyed by value alone answered whichever came first."""
+    _structure_compiler.MEMO.clear()
+    for value in values:
+        data = {"id": "a", "paidAmount": value, "claims": [{"paidAmount": value}]}
+        fast = _serde.structure(data, models.Invoice)
+        detailed = _serde._explainer.structure(data, models.Invoice)
+        assert fast.claims is not None
+        assert detailed.claims is not None
+        assert str(fast.paid_amount) == str(detailed.paid_amount), value
+        assert str(fast.claims[0].paid_amount) == str(detailed.claims[0].paid_amount), value
+
+
+# --- generated source in linecache: tracebacks and inspect.getsource ----------------------------
+
+
+def compiled_invoice_structure() -> Any:
+    conv = cattrs.Converter()
+    return compile_structure_fn(models.Invoice, conv, _serde._SCALAR_HOOKS)
+
+
+def test_inspect_finds_the_source_of_a_compiled_function() -> None:
+    function = compiled_invoice_structure()
+    source = inspect.getsource(function)
+    assert source.startswith("def structure(o, _,")
+    assert "expect_object(o)" in source
+    assert inspect.getsourcefile(function) == function.__code__.co_filename
+    assert "Invoice" in function.__code__.co_filename
+
+
+def test_a_traceback_through_a_compiled_function_shows_its_lines() -> None:
+    function = compiled_invoice_structure()
+    with pytest.raises(TypeError) as caught:
+        function({"id": "a", "claims": {"type": "PRINCIPAL"}}, models.Invoice)
+    text = "".join(traceback.format_exception(caught.value))
+    frame = next(
+        entry
+        for entry in traceback.extract_tb(caught.value.__traceback__)
+        if entry.filename == function.__code__.co_filename
+    )
+    assert frame.line is not None
+    assert "not_a_list(" in frame.line
+    assert frame.line in text
+
+
+def test_compiling_a_class_twice_keeps_both_sources() -> None:
+    first, second = compiled_invoice_structure(), compiled_invoice_structure()
+    assert first.__code__.co_filename != second.__code__.co_filename
+    assert inspect.getsource(first) == inspect.getsource(second)
