@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from .. import _requests, models
+from .. import _request_checks, models
 from .._client import AmiliClient
 from ..bulk import (
     DEFAULT_CHUNK_SIZE,
@@ -85,7 +85,7 @@ class InvalidInputError(ValueError):
 def _models(path: Path, cls: type[Any]) -> Iterator[Any]:
     """Each row as a checked request model (the rows were validated first: see `validate`)."""
     for row in read_rows(path):
-        yield _requests.request_item(coerce(row, cls), cls)
+        yield _request_checks.request_item(coerce(row, cls), cls)
 
 
 def validate(path: Path, what: str) -> tuple[int, list[str]]:
@@ -120,7 +120,7 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
         if jsonl:
             for key in row:
                 classify(key)
-        for where, why in _requests.problems(coerce(row, cls), cls):
+        for where, why in _request_checks.problems(coerce(row, cls), cls):
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")

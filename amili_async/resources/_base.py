@@ -19,7 +19,7 @@ from urllib.parse import quote
 from .. import _response, _serde, models
 from .._pagination import PendingPage, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
-from .._requests import request_item
+from .._request_checks import request_item
 from .._response import ListResponse, Response
 from .._time import format_datetime
 
@@ -93,7 +93,7 @@ def query(params: Mapping[str, Any]) -> dict[str, str]:
 
 def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
     """Accept models or dicts (e.g. rows read from JSON) and return models, checked before
-    the network (see `_requests`: float amounts, naive date-times...)."""
+    the network (see `_request_checks`: float amounts, naive date-times...)."""
     return [request_item(item, cls, f"$[{i}]") for i, item in enumerate(items)]
 
 
