@@ -6,6 +6,8 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
         ...
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import models, wire
 from ._client import AmiliClient, RawResponse
 from ._pagination import AsyncPager, Page
@@ -36,7 +38,20 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from .webhooks import WebhookError
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookError
+
+
+def __getattr__(name: str) -> Any:
+    """`WebhookError` on first use: the webhooks package is server side (aiohttp.web), which
+    a client that never receives a webhook should not load."""
+    if name == "WebhookError":
+        from .webhooks import WebhookError
+
+        return WebhookError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "APIConnectionError",
