@@ -9,11 +9,15 @@ from typing import Any
 from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
 from .._time import as_utc, split_window
-from ._base import Resource, as_models, operation, path
+from ._base import as_models, operation, path
+from ._writes import BatchWrites
 
 
-class Invoices(Resource):
-    """`client.invoices`: the Invoice section of the docs."""
+class Invoices(BatchWrites[models.NewInvoice]):
+    """`client.invoices`: the Invoice section of the docs, plus `create_many`."""
+
+    item_model = models.NewInvoice
+    kind = "invoices"
 
     @operation("GetInvoiceById")
     async def get(
