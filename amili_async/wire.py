@@ -49,9 +49,13 @@ def to_json(model: Any) -> bytes:
 
 
 def from_wire(data: Mapping[str, Any], cls: type[M]) -> M:
-    """A model from decoded JSON (or a dict keyed by wire or attribute names)."""
+    """A model from decoded JSON (or a dict keyed by wire or attribute names).
+
+    Decoded JSON carries amounts as JSON numbers or numeric text, read here exactly; a dict
+    handed to `create` must hold Decimals, as the models do (`_request_checks`).
+    """
     if _is_request(cls):
-        return _request_checks.request_item(data, cls)
+        return _request_checks.request_item(data, cls, decoded=True)
     return _serde.structure(_request_checks.wire_keys(data, cls), cls)
 
 
@@ -62,5 +66,5 @@ def from_json(data: bytes | str, cls: type[M]) -> M:
         parsed: Any = _serde.parse(raw)
         if not isinstance(parsed, Mapping):
             raise _serde.StructureError(f"data does not match {cls.__name__}: not an object")
-        return _request_checks.request_item(parsed, cls)
+        return _request_checks.request_item(parsed, cls, decoded=True)
     return _serde.decode(raw, cls)

@@ -89,7 +89,7 @@ class InvalidInputError(ValueError):
 def _models(path: Path, cls: type[Any]) -> Iterator[Any]:
     """Each row as a checked request model (the rows were validated first: see `validate`)."""
     for row in read_rows(path):
-        yield _request_checks.request_item(coerce(row, cls), cls)
+        yield _request_checks.request_item(coerce(row, cls), cls, decoded=True)
 
 
 def validate(path: Path, what: str) -> tuple[int, list[str]]:
@@ -124,7 +124,7 @@ def validate(path: Path, what: str) -> tuple[int, list[str]]:
         if jsonl:
             for key in row:
                 classify(key)
-        for where, why in _request_checks.problems(coerce(row, cls), cls):
+        for where, why in _request_checks.problems(coerce(row, cls), cls, decoded=True):
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")

@@ -9,7 +9,7 @@ from typing import Any
 from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
 from .._time import as_utc, split_window
-from ._base import as_models, operation, path
+from ._base import as_models, operation, path, query
 from ._writes import BatchWrites
 
 
@@ -91,6 +91,7 @@ class Invoices(BatchWrites[models.NewInvoice]):
 
         if partitions is None or partitions == 1:
             return window(from_, to, page_token)
+        query({"From": from_, "To": to})  # the query rules (no naive bound) before splitting
         if from_ is None or to is None or partitions < 1 or not from_ < to:
             raise ValueError("partitions needs from_ < to and partitions >= 1")
         if page_token is not None:
