@@ -9,7 +9,7 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
 from typing import TYPE_CHECKING, Any
 
 from . import models, wire
-from ._client import AmiliClient, RawResponse
+from ._client import AmiliClient, RawResponse, RawResponseUnavailableError
 from ._pagination import AsyncPager, Page
 from ._response import Response
 from ._serde import StructureError
@@ -74,6 +74,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RawResponse",
+    "RawResponseUnavailableError",
     "RepeatedPageTokenError",
     "Response",
     "ResponseDecodeError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -27,13 +28,29 @@ from ._response import Response
 from ._retry import RetryBudget, RetryPolicy
 from ._transport import RequestHook, ResponseHook, Transport
 from ._version import __version__
+from .errors import AmiliError
 from .resources import Batches, Collections, Corrections, Invoices, Legacy, Payments, Settlements
 
 T = TypeVar("T")
 
-_captured: contextvars.ContextVar[list[Response] | None] = contextvars.ContextVar(
+
+@attrs.define
+class _Capture:
+    """The responses one `with_raw_response` call saw: how many, and the last (bodies of the
+    earlier ones are not kept: a long poll must not grow memory)."""
+
+    count: int = 0
+    last: Response | None = None
+
+
+_captured: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
     "amili_async_captured_responses", default=None
 )
+
+
+class RawResponseUnavailableError(AmiliError, TypeError):
+    """`with_raw_response` was given a call it cannot cover: a listing (a pager) or
+    `create_many` (an iterator) streams many responses, not one; nothing was sent."""
 
 
 @attrs.frozen
@@ -42,6 +59,10 @@ class RawResponse(Generic[T]):
 
     data: T
     response: Response
+    """The last response the call received: its only one for a single-request call."""
+    requests: int = 1
+    """How many requests the call sent (more than 1: `batches.wait` polls, `pager.collect()`
+    pages; `response` is then the last of them)."""
 
     @property
     def status_code(self) -> int:
@@ -249,17 +270,26 @@ class AmiliClient:
 
         `raw = await client.with_raw_response(client.invoices.get(org, inv))` gives
         `raw.data`, `raw.status_code`, `raw.headers` and `raw.request_id`. Pass the coroutine
-        itself (not a Task): the capture follows the awaiting task.
+        itself (not a Task): the capture follows the awaiting task. It covers awaitable calls:
+        one request (get, create, a case action) gives its response; a call of several
+        (`batches.wait`, `pager.collect()`) gives its last, with `raw.requests` counting them.
+        A listing (a pager) or `create_many` (an iterator) raises RawResponseUnavailableError
+        before anything is sent: read each page's response with `on_response=` instead.
         """
-        responses: list[Response] = []
-        reset = _captured.set(responses)
+        if not inspect.isawaitable(call):
+            raise RawResponseUnavailableError(
+                f"with_raw_response takes an awaitable call, got {type(call).__name__}: a "
+                "listing or create_many streams many responses; use on_response= to see them"
+            )
+        capture = _Capture()
+        reset = _captured.set(capture)
         try:
             data = await call
         finally:
             _captured.reset(reset)
-        if not responses:
+        if capture.last is None:
             raise ValueError("the awaited call sent no request through this client")
-        return RawResponse(data=data, response=responses[-1])
+        return RawResponse(data=data, response=capture.last, requests=capture.count)
 
 
 @attrs.frozen
@@ -299,7 +329,8 @@ class _Channel:
         response = await self.transport.send(request)
         captured = _captured.get()
         if captured is not None:
-            captured.append(response)
+            captured.count += 1
+            captured.last = response
         return response
 
 
