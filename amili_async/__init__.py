@@ -6,8 +6,10 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
         ...
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import models, wire
-from ._client import AmiliClient, RawResponse
+from ._client import AmiliClient, RawResponse, RawResponseUnavailableError
 from ._pagination import AsyncPager, Page
 from ._response import Response
 from ._serde import StructureError
@@ -37,7 +39,20 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from .webhooks import WebhookError
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookError
+
+
+def __getattr__(name: str) -> Any:
+    """`WebhookError` on first use: the webhooks package is server side (aiohttp.web), which
+    a client that never receives a webhook should not load."""
+    if name == "WebhookError":
+        from .webhooks import WebhookError
+
+        return WebhookError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "APIConnectionError",
@@ -61,6 +76,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitWaitTimeoutError",
     "RawResponse",
+    "RawResponseUnavailableError",
     "RepeatedPageTokenError",
     "Response",
     "ResponseDecodeError",

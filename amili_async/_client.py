@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -27,14 +28,29 @@ from ._response import Response
 from ._retry import RetryBudget, RetryPolicy
 from ._transport import RequestHook, ResponseHook, Transport
 from ._version import __version__
-from .bulk import BulkCorrections, BulkInvoices, BulkPayments
-from .resources import Batches, Collections, Legacy, Settlements
+from .errors import AmiliError
+from .resources import Batches, Collections, Corrections, Invoices, Legacy, Payments, Settlements
 
 T = TypeVar("T")
 
-_captured: contextvars.ContextVar[list[Response] | None] = contextvars.ContextVar(
+
+@attrs.define
+class _Capture:
+    """The responses one `with_raw_response` call saw: how many, and the last (bodies of the
+    earlier ones are not kept: a long poll must not grow memory)."""
+
+    count: int = 0
+    last: Response | None = None
+
+
+_captured: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
     "amili_async_captured_responses", default=None
 )
+
+
+class RawResponseUnavailableError(AmiliError, TypeError):
+    """`with_raw_response` was given a call it cannot cover: a listing (a pager) or
+    `create_many` (an iterator) streams many responses, not one; nothing was sent."""
 
 
 @attrs.frozen
@@ -43,6 +59,10 @@ class RawResponse(Generic[T]):
 
     data: T
     response: Response
+    """The last response the call received: its only one for a single-request call."""
+    requests: int = 1
+    """How many requests the call sent (more than 1: `batches.wait` polls, `pager.collect()`
+    pages; `response` is then the last of them)."""
 
     @property
     def status_code(self) -> int:
@@ -75,10 +95,10 @@ class AmiliClient:
     with their idempotency key unless `retry_posts=False`.
     """
 
-    invoices: BulkInvoices
+    invoices: Invoices
     batches: Batches
-    payments: BulkPayments
-    corrections: BulkCorrections
+    payments: Payments
+    corrections: Corrections
     collections: Collections
     settlements: Settlements
     legacy: Legacy
@@ -123,19 +143,16 @@ class AmiliClient:
             token_url,
             allow_insecure_http=allow_insecure_http,
         )
-        self._auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
-        self.base_url = hosts.api_base_url
-        self.rate_limiter: RateLimiter | None = limiter_for(rate_limit)
-        """The client-side send-rate limiter (None without `rate_limit`)."""
-        self.retry_budget: RetryBudget | None = (
+        auth = _choose_auth(client_id, client_secret, token, token_provider, hosts.token_url)
+        limiter = limiter_for(rate_limit)
+        budget = (
             retry_budget
             if isinstance(retry_budget, RetryBudget)
             else (RetryBudget() if retry_budget else None)
         )
-        """The retry budget shared by every call (None when switched off): `.tokens` for metrics."""
-        self._transport = Transport(
+        transport = Transport(
             base_url=hosts.api_base_url,
-            auth=self._auth,
+            auth=auth,
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             retry=RetryPolicy(max_retries=max_retries),
             max_connections=max_connections,
@@ -143,26 +160,52 @@ class AmiliClient:
             retry_posts=retry_posts,
             deadline=deadline,
             retry_for=retry_for,
-            rate_limiter=self.rate_limiter,
-            retry_budget=self.retry_budget,
+            rate_limiter=limiter,
+            retry_budget=budget,
             session=session,
             on_request=on_request,
             on_response=on_response,
             trace_configs=trace_configs,
             user_agent=f"amili-async/{__version__}",
         )
-        self._attach(_Channel(self._transport, DEFAULT_OPTIONS, prefetch))
+        state = _ClientState(hosts.api_base_url, auth, transport, limiter, budget)
+        self._bind(state, _Channel(transport, DEFAULT_OPTIONS, prefetch))
 
-    def _attach(self, channel: _Channel) -> None:
-        """Give every resource the channel its requests go through."""
+    def _bind(self, state: _ClientState, channel: _Channel) -> None:
+        """The one construction path (`__init__`, `with_options`): the shared state, and this
+        client's channel (its defaults) given to every resource."""
+        self._state = state
         self._channel = channel
         self.batches = Batches(channel)
-        self.invoices = BulkInvoices(channel, self.batches)
-        self.payments = BulkPayments(channel, self.batches)
-        self.corrections = BulkCorrections(channel, self.batches)
+        self.invoices = Invoices(channel)
+        self.payments = Payments(channel)
+        self.corrections = Corrections(channel)
         self.collections = Collections(channel)
         self.settlements = Settlements(channel)
         self.legacy = Legacy(channel)
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL every path is relative to."""
+        return self._state.base_url
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The client-side send-rate limiter (None without `rate_limit`)."""
+        return self._state.rate_limiter
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget shared by every call (None when switched off): `.tokens` for metrics."""
+        return self._state.retry_budget
+
+    @property
+    def _auth(self) -> Auth:
+        return self._state.auth
+
+    @property
+    def _transport(self) -> Transport:
+        return self._state.transport
 
     @property
     def prefetch(self) -> int:
@@ -195,15 +238,9 @@ class AmiliClient:
             retry_posts=retry_posts,
             extra_headers=extra_headers,
         ).over(self._channel.defaults)
-        derived = object.__new__(AmiliClient)
-        derived._auth = self._auth
-        derived.base_url = self.base_url
-        derived.rate_limiter = self.rate_limiter
-        derived.retry_budget = self.retry_budget
-        derived._transport = self._transport
-        derived._attach(
-            _Channel(self._transport, options, self.prefetch if prefetch is None else prefetch)
-        )
+        derived = AmiliClient.__new__(AmiliClient)  # the state exists: only `_bind` is left
+        depth = self.prefetch if prefetch is None else prefetch
+        derived._bind(self._state, _Channel(self._transport, options, depth))
         return derived
 
     def __repr__(self) -> str:
@@ -233,17 +270,39 @@ class AmiliClient:
 
         `raw = await client.with_raw_response(client.invoices.get(org, inv))` gives
         `raw.data`, `raw.status_code`, `raw.headers` and `raw.request_id`. Pass the coroutine
-        itself (not a Task): the capture follows the awaiting task.
+        itself (not a Task): the capture follows the awaiting task. It covers awaitable calls:
+        one request (get, create, a case action) gives its response; a call of several
+        (`batches.wait`, `pager.collect()`) gives its last, with `raw.requests` counting them.
+        A listing (a pager) or `create_many` (an iterator) raises RawResponseUnavailableError
+        before anything is sent: read each page's response with `on_response=` instead.
         """
-        responses: list[Response] = []
-        reset = _captured.set(responses)
+        if not inspect.isawaitable(call):
+            raise RawResponseUnavailableError(
+                f"with_raw_response takes an awaitable call, got {type(call).__name__}: a "
+                "listing or create_many streams many responses; use on_response= to see them"
+            )
+        capture = _Capture()
+        reset = _captured.set(capture)
         try:
             data = await call
         finally:
             _captured.reset(reset)
-        if not responses:
+        if capture.last is None:
             raise ValueError("the awaited call sent no request through this client")
-        return RawResponse(data=data, response=responses[-1])
+        return RawResponse(data=data, response=capture.last, requests=capture.count)
+
+
+@attrs.frozen
+class _ClientState:
+    """What a client and every client `with_options` derives from it share: the hosts, the
+    credentials and token cache, the transport (its connection pool and session), the rate
+    limiter and the retry budget. Settings per derived client live in its `_Channel`."""
+
+    base_url: str
+    auth: Auth
+    transport: Transport
+    rate_limiter: RateLimiter | None
+    retry_budget: RetryBudget | None
 
 
 @attrs.frozen
@@ -270,7 +329,8 @@ class _Channel:
         response = await self.transport.send(request)
         captured = _captured.get()
         if captured is not None:
-            captured.append(response)
+            captured.count += 1
+            captured.last = response
         return response
 
 

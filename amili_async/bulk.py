@@ -1,12 +1,15 @@
-"""Bulk writes, one layer above the resources: any number of items in concurrent chunks.
+"""Bulk writes: any number of items in concurrent chunks, each created at most once.
 
 Writes are asynchronous at Amili: a POST answers 202 with a batch, the batch is QUEUED and later
-SUCCESS, PARTIAL or FAILED with per-item results. `create_many` turns that into one result
+SUCCESS, PARTIAL or FAILED with per-item results. `submit_chunks` turns that into one result
 per input item, in input order, without ever creating anything twice: every chunk carries its
 own idempotency key, and a chunk whose POST outcome is unknown (connection lost after sending)
 is first looked up by that key (GetBatchesByOrganization's `IdempotencyKey` filter) before it is
-sent again. One generic implementation serves invoices, payments and corrections; the client's
-`invoices`, `payments` and `corrections` are the resources with `create_many` added here.
+sent again. With a `Ledger`, items are keyed one by one (`_ledger`), so a re-run chunked in
+another way, in another order or with rows edited creates each unchanged item at most once.
+
+This module knows no resource: the write resources' `create_many` (`resources/_writes.py`)
+hands it three plain callables (send a chunk, wait for a batch, find the batches of a key).
 
 Cost bound: each send of a chunk is one transport call with its own retries (see
 :mod:`amili_async._retry`), and a chunk is sent at most ``RECONCILE_ROUNDS`` times, so one chunk
@@ -22,20 +25,27 @@ import itertools
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
 from . import _serde, models
+from ._ledger import Ledger, LedgerError, chunk_key_of, item_keys
 from ._tasks import cancel_and_wait
 from .errors import AmiliError, APIStatusError, ClientClosedError
-from .resources import Batches, Corrections, Invoices, Payments
-from .resources._base import Resource, Sender
-from .resources.batches import DEFAULT_MAX_WAIT, DEFAULT_POLL_INTERVAL, wait_for_batch
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "ItemResult",
+    "Ledger",
+    "LedgerError",
+    "content_key",
+    "random_key",
+    "submit_chunks",
+]
 
 T = TypeVar("T")
-NewT = TypeVar("NewT")
-NewT_contra = TypeVar("NewT_contra", contravariant=True)
 
 DEFAULT_CHUNK_SIZE = 500
 """Items per POST: half the inferred 1,000-item limit, so a retry stays small."""
@@ -51,20 +61,6 @@ the filter (their keys differ), which must not be taken for "this chunk was crea
 LOOKUP_DELAYS = (0.5, 1.0, 2.0, 4.0)
 """Waits between lookups by key that failed themselves (each with the transport's retries): a
 lookup that fails for ~8 s more leaves the chunk "unknown" rather than risk a second create."""
-
-
-class Writer(Protocol[NewT_contra]):
-    """A write resource: one POST of a list of items, answered with the batch to wait for."""
-
-    async def create(
-        self,
-        organization_id: str,
-        items: Iterable[NewT_contra | Mapping[str, Any]],
-        /,
-        *,
-        idempotency_key: str | None = None,
-        timeout: float | None = None,
-    ) -> models.BatchReference: ...
 
 
 Outcome = Literal["succeeded", "failed", "unknown"]
@@ -92,6 +88,9 @@ class ItemResult(Generic[T]):
     error: AmiliError | None = None
     """Why a whole chunk failed (refused, e.g. 422) or why its outcome is unknown; with
     `batch_id` set, the batch was created but not seen finished (e.g. BatchWaitTimeoutError)."""
+    already_done: bool = False
+    """Created before this call (the ledger knew it, or its earlier chunk's batch said so):
+    nothing was sent for it now."""
 
     @property
     def ok(self) -> bool:
@@ -108,8 +107,12 @@ class ItemResult(Generic[T]):
         return str(self.error) if self.error is not None else self.outcome
 
 
-Submit = Callable[[list[Any], str], Awaitable[models.BatchReference]]
-"""Sends one chunk with the given idempotency key."""
+Send = Callable[[list[Any], str], Awaitable[str]]
+"""Sends one chunk with the given idempotency key; answers the id of the batch it made."""
+Wait = Callable[[str], Awaitable[models.Batch]]
+"""Waits for a batch (by id) until it is finished; raises AmiliError when it cannot."""
+Find = Callable[[str], Awaitable[list[models.Batch]]]
+"""The first `LOOKUP_PAGE` batches the server lists for an idempotency key."""
 ChunkKey = Callable[[int, list[Any]], str]
 """The idempotency key of a chunk, from the index of its first item and its items."""
 
@@ -123,8 +126,8 @@ def content_key(namespace: str) -> ChunkKey:
     """Keys derived from the chunk itself, so submitting the same input again is a no-op.
 
     The key hashes `namespace` (say, the organization and the kind of item), the chunk's
-    position and its items' wire JSON: a re-run of an interrupted job sends every chunk with the
-    key it had, and the server answers with the batch it already made instead of paying twice.
+    position and its items' wire JSON: a re-run chunked the same way sends every chunk with
+    the key it had. For re-runs chunked in another way, use a `Ledger` instead.
     """
 
     def key(start: int, chunk: list[Any]) -> str:
@@ -138,41 +141,48 @@ def content_key(namespace: str) -> ChunkKey:
 
 
 async def submit_chunks(
-    batches: Batches,
-    organization_id: str,
-    submit: Submit,
     items: Iterable[T] | AsyncIterable[T],
     *,
+    send: Send,
+    wait: Wait,
+    find: Find,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
-    max_wait: float | None = DEFAULT_MAX_WAIT,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
     chunk_key: ChunkKey | None = None,
     resend: bool = True,
+    ledger: Ledger | None = None,
+    namespace: str = "",
 ) -> AsyncIterator[ItemResult[T]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
 
     At most `concurrency` chunks are in flight, and results are yielded in input order, so
     memory stays bounded by `concurrency * chunk_size` items whatever the input size.
-    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk);
-    `resend=False` sends each chunk once (an unknown outcome is looked up, never resent).
+    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk, or with
+    a `ledger` a digest of its items' keys); `resend=False` sends each chunk once (an unknown
+    outcome is looked up, never resent). With a `ledger`, items (checked models) are keyed by
+    content within `namespace` (the organization and kind): those the ledger knows as created
+    are not sent again (`already_done`).
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
     chunker = _Chunker(
-        batches,
-        organization_id,
-        submit,
-        max_wait,
-        poll_interval,
-        chunk_key or random_key,
+        send,
+        wait,
+        find,
+        chunk_key or (random_key if ledger is None else None),
         rounds=RECONCILE_ROUNDS if resend else 1,
+        ledger=ledger,
     )
+    key_of = item_keys(namespace) if ledger is not None else None
     window: list[asyncio.Task[list[ItemResult[T]]]] = []
     chunks = _chunks(items, chunk_size)
     try:
         async for start, chunk in chunks:
-            window.append(asyncio.create_task(chunker.run(start, chunk)))
+            pending = [
+                _Item(start + offset, item, key_of(item) if key_of else "")
+                for offset, item in enumerate(chunk)
+            ]
+            window.append(asyncio.create_task(chunker.run(pending)))
             if len(window) >= concurrency:
                 for result in await window.pop(0):
                     yield result
@@ -181,6 +191,8 @@ async def submit_chunks(
                 yield result
     finally:
         await cancel_and_wait(window)
+        if ledger is not None:
+            ledger.close()
 
 
 async def _chunks(
@@ -204,51 +216,126 @@ async def _chunks(
         start += len(chunk)
 
 
+@attrs.frozen
+class _Item(Generic[T]):
+    """One input item on its way: its position in the input, the item, its ledger key."""
+
+    index: int
+    item: T = attrs.field(repr=False)
+    key: str
+
+
 @attrs.define
 class _Chunker:
     """Submits one chunk, reconciles an unknown outcome, waits, and maps per-item results."""
 
-    batches: Batches
-    organization_id: str
-    submit: Submit
-    max_wait: float | None
-    poll_interval: float
-    key_for: ChunkKey = random_key
+    send: Send
+    wait: Wait
+    find: Find
+    key_for: ChunkKey | None = random_key
+    """None: the digest of the items' ledger keys (`chunk_key_of`)."""
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rounds: int = RECONCILE_ROUNDS
     """Sends of one chunk at most: 1 when POST retries are switched off (retry_posts=False)."""
+    ledger: Ledger | None = None
 
-    async def run(self, start: int, chunk: list[T]) -> list[ItemResult[T]]:
+    async def run(self, pending: list[_Item[T]]) -> list[ItemResult[T]]:
         """Every item's result; items a 422 names fail alone, the rest go again (new key)."""
-        positions = list(range(start, start + len(chunk)))
         results: list[ItemResult[T]] = []
-        while positions:
-            done, positions = await self._run_once(start, positions, chunk)
+        if self.ledger is not None:
+            results, pending = await self._recall(self.ledger, pending)
+        while pending:
+            done, pending = await self._run_once(pending)
             results += done
         return sorted(results, key=lambda result: result.index)
 
+    async def _recall(
+        self, ledger: Ledger, pending: list[_Item[T]]
+    ) -> tuple[list[ItemResult[T]], list[_Item[T]]]:
+        """(results the ledger or an earlier run's batch gives, the items still to send).
+
+        An item sent earlier whose outcome was never learnt is looked up by its chunk's key:
+        found, its result is read at its offset; certainly not created, it is sent again; not
+        knowable (lookups failing), it is unknown and not sent.
+        """
+        results: list[ItemResult[T]] = []
+        fresh: list[_Item[T]] = []
+        earlier: dict[str, list[tuple[_Item[T], int]]] = {}
+        for item in pending:
+            entry = ledger.get(item.key)
+            if entry is None or entry.state == "failed":
+                fresh.append(item)  # refused before: nothing was created, so send it again
+            elif entry.state == "succeeded":
+                results.append(
+                    self._done_before(item, entry.chunk_key, entry.batch_id, entry.result)
+                )
+            else:
+                earlier.setdefault(entry.chunk_key, []).append((item, entry.offset))
+        for key, members in earlier.items():
+            cause = AmiliError(f"an earlier run sent chunk {key} and did not learn its outcome")
+            try:
+                batch_id = await self._find_batch(key, cause)
+                if batch_id is None:
+                    fresh += [item for item, _ in members]
+                    continue
+                batch = await self.wait(batch_id)
+            except _Unknown as unknown:
+                results += [
+                    ItemResult(item.index, item.item, "unknown", key, error=unknown.error)
+                    for item, _ in members
+                ]
+                continue
+            except AmiliError as error:
+                results += [
+                    ItemResult(item.index, item.item, "unknown", key, batch_id, error=error)
+                    for item, _ in members
+                ]
+                continue
+            entries = _Entries.of(batch)
+            for item, offset in members:
+                result = entries.result(offset, item.item, item.index, key)
+                if result.outcome == "succeeded":
+                    wire = _serde.unstructure(result.succeeded)
+                    ledger.outcome(item.key, "succeeded", key, offset, batch_id, wire)
+                    results.append(attrs.evolve(result, already_done=True))
+                elif result.outcome == "failed":
+                    fresh.append(item)
+                else:
+                    results.append(result)
+        return results, sorted(fresh, key=lambda item: item.index)
+
+    @staticmethod
+    def _done_before(item: _Item[T], key: str, batch_id: str | None, wire: Any) -> ItemResult[T]:
+        succeeded = None if wire is None else _serde.structure(wire, models.BatchSucceededItem)
+        return ItemResult(
+            item.index, item.item, "succeeded", key, batch_id, succeeded, already_done=True
+        )
+
     async def _run_once(
-        self, start: int, positions: list[int], chunk: list[T]
-    ) -> tuple[list[ItemResult[T]], list[int]]:
-        """Send the items at `positions` once: (their results, positions to send again)."""
-        items = [chunk[p - start] for p in positions]
-        key = self.key_for(positions[0], items)
+        self, pending: list[_Item[T]]
+    ) -> tuple[list[ItemResult[T]], list[_Item[T]]]:
+        """Send `pending` once as one chunk: (their results, items to send again)."""
+        items = [p.item for p in pending]
+        if self.key_for is None:
+            key = chunk_key_of(p.key for p in pending)
+        else:
+            key = self.key_for(pending[0].index, items)
+        if self.ledger is not None:
+            self.ledger.sent(key, [p.key for p in pending])
 
         def every(outcome: Outcome, error: AmiliError, batch_id: str | None = None) -> list[Any]:
             return [
-                ItemResult(p, item, outcome, key, batch_id=batch_id, error=error)
-                for p, item in zip(positions, items, strict=True)
+                ItemResult(p.index, p.item, outcome, key, batch_id=batch_id, error=error)
+                for p in pending
             ]
 
         try:
             created = await self._submit_once(items, key)
         except _Refused as refused:  # the server created nothing
             named = _refused_items(refused.error, len(items))
-            if not named:
-                return every("failed", refused.error), []
             failed = [
                 ItemResult(
-                    positions[offset],
+                    pending[offset].index,
                     items[offset],
                     "failed",
                     key,
@@ -257,20 +344,41 @@ class _Chunker:
                 )
                 for offset, reason in named.items()
             ]
-            return failed, [p for offset, p in enumerate(positions) if offset not in named]
+            if not named:
+                failed = every("failed", refused.error)
+            self._record(key, pending, failed)
+            return failed, [p for offset, p in enumerate(pending) if named and offset not in named]
         except _Unknown as unknown:
             return every("unknown", unknown.error), []
         try:
-            batch = await wait_for_batch(
-                lambda: self.batches.get(self.organization_id, created),
-                max_wait=self.max_wait,
-                poll_interval=self.poll_interval,
-            )
+            batch = await self.wait(created)
         except AmiliError as error:
             # The batch exists but was not seen finished: the caller can wait for batch_id
             # again instead of resubmitting (which would create twice).
             return every("unknown", error, created), []
-        return _map_results(positions, items, batch, key), []
+        entries = _Entries.of(batch)
+        results = [entries.result(offset, p.item, p.index, key) for offset, p in enumerate(pending)]
+        self._record(key, pending, results)
+        return results, []
+
+    def _record(self, key: str, pending: list[_Item[T]], results: list[ItemResult[T]]) -> None:
+        """Write the learnt outcomes to the ledger (unknown ones stay "sent": looked up later)."""
+        if self.ledger is None:
+            return
+        offsets = {p.index: offset for offset, p in enumerate(pending)}
+        keys = {p.index: p.key for p in pending}
+        for result in results:
+            if result.outcome == "unknown":
+                continue
+            wire = None if result.succeeded is None else _serde.unstructure(result.succeeded)
+            self.ledger.outcome(
+                keys[result.index],
+                result.outcome,
+                key,
+                offsets[result.index],
+                result.batch_id,
+                wire,
+            )
 
     async def _submit_once(self, chunk: list[T], key: str) -> str:
         """The batch id of this chunk, created at most once whatever the network does.
@@ -283,7 +391,7 @@ class _Chunker:
         last_error: AmiliError | None = None
         for _ in range(self.rounds):
             try:
-                reference = await self.submit(chunk, key)
+                return await self.send(chunk, key)
             except APIStatusError as error:
                 if error.status_code < 500:
                     raise _Refused(error) from None
@@ -292,8 +400,6 @@ class _Chunker:
                 raise _Unknown(error) from None  # no lookup can be made any more
             except AmiliError as error:
                 last_error = error
-            else:
-                return reference.batch_id
             found = await self._find_batch(key, last_error)
             if found is not None:
                 return found
@@ -309,8 +415,7 @@ class _Chunker:
         """
         for delay in (*LOOKUP_DELAYS, None):
             try:
-                pager = self.batches.list(self.organization_id, idempotency_key=key)
-                batches = await pager.collect(limit=LOOKUP_PAGE)
+                batches = await self.find(key)
             except AmiliError as error:
                 if delay is None:
                     raise _Unknown(error) from None
@@ -367,42 +472,45 @@ def _refused_items(error: AmiliError, size: int) -> dict[int, str]:
     return {offset: "; ".join(reasons) for offset, reasons in named.items()}
 
 
-def _map_results(
-    positions: list[int], chunk: list[T], batch: models.Batch, key: str
-) -> list[ItemResult[T]]:
-    """Pair each item with its succeeded/failed entry by index (or uniqueSourceInvoiceId)."""
-    by_index: dict[int, tuple[bool, Any]] = {}
-    by_source: dict[str, tuple[bool, Any]] = {}
-    for ok, entries in ((True, batch.succeeded or []), (False, batch.failed or [])):
-        for entry in entries:
-            if entry.index is not None:
-                by_index[entry.index] = (ok, entry)
-            elif entry.unique_source_invoice_id:
-                by_source[entry.unique_source_invoice_id] = (ok, entry)
-    results: list[ItemResult[T]] = []
-    for offset, item in enumerate(chunk):
-        match = by_index.get(offset) or by_source.get(_source_id(item) or "")
+@attrs.frozen
+class _Entries:
+    """A finished batch's per-item entries, found by index (or by uniqueSourceInvoiceId)."""
+
+    batch: models.Batch
+    by_index: dict[int, tuple[bool, Any]]
+    by_source: dict[str, tuple[bool, Any]]
+
+    @classmethod
+    def of(cls, batch: models.Batch) -> _Entries:
+        by_index: dict[int, tuple[bool, Any]] = {}
+        by_source: dict[str, tuple[bool, Any]] = {}
+        for ok, entries in ((True, batch.succeeded or []), (False, batch.failed or [])):
+            for entry in entries:
+                if entry.index is not None:
+                    by_index[entry.index] = (ok, entry)
+                elif entry.unique_source_invoice_id:
+                    by_source[entry.unique_source_invoice_id] = (ok, entry)
+        return cls(batch, by_index, by_source)
+
+    def result(self, offset: int, item: T, index: int, key: str) -> ItemResult[T]:
+        """The result of the item sent at `offset` of the batch's chunk (input `index`)."""
+        match = self.by_index.get(offset) or self.by_source.get(_source_id(item) or "")
+        batch_id = self.batch.batch_id
         if match is None:
             # The batch is finished but says nothing of this item: never report it as done,
             # nor as failed.
-            error = AmiliError(f"batch {batch.batch_id} has no result for item {positions[offset]}")
-            results.append(
-                ItemResult(positions[offset], item, "unknown", key, batch.batch_id, error=error)
-            )
-            continue
+            error = AmiliError(f"batch {batch_id} has no result for item {index}")
+            return ItemResult(index, item, "unknown", key, batch_id, error=error)
         ok, entry = match
-        results.append(
-            ItemResult(
-                positions[offset],
-                item,
-                "succeeded" if ok else "failed",
-                key,
-                batch.batch_id,
-                succeeded=entry if ok else None,
-                failed=None if ok else entry,
-            )
+        return ItemResult(
+            index,
+            item,
+            "succeeded" if ok else "failed",
+            key,
+            batch_id,
+            succeeded=entry if ok else None,
+            failed=None if ok else entry,
         )
-    return results
 
 
 def _source_id(item: Any) -> str | None:
@@ -411,58 +519,3 @@ def _source_id(item: Any) -> str | None:
         return value if isinstance(value, str) else None
     value = getattr(item, "unique_source_invoice_id", None)
     return value if isinstance(value, str) else None
-
-
-class _BulkWrites(Resource, Generic[NewT]):
-    """Adds `create_many` to a write resource whose `create` sends one chunk."""
-
-    def __init__(self, sender: Sender, batches: Batches) -> None:
-        super().__init__(sender)
-        self._batches = batches
-
-    def create_many(
-        self,
-        organization_id: str,
-        items: Iterable[NewT | Mapping[str, Any]] | AsyncIterable[NewT | Mapping[str, Any]],
-        *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        max_wait: float | None = DEFAULT_MAX_WAIT,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        chunk_key: ChunkKey | None = None,
-    ) -> AsyncIterator[ItemResult[NewT | Mapping[str, Any]]]:
-        """Submit any number of items in concurrent chunks; one result per item, in order.
-
-        Each chunk is created at most once (see :mod:`amili_async.bulk`), then waited for
-        for at most `max_wait` seconds. `chunk_key=bulk.content_key("...")` derives each
-        chunk's idempotency key from its content, so re-running the same input is safe.
-        """
-        writer = cast(Writer[NewT], self)
-
-        async def submit(chunk: list[Any], key: str) -> models.BatchReference:
-            return await writer.create(organization_id, chunk, idempotency_key=key)
-
-        return submit_chunks(
-            self._batches,
-            organization_id,
-            submit,
-            items,
-            chunk_size=chunk_size,
-            concurrency=concurrency,
-            max_wait=max_wait,
-            poll_interval=poll_interval,
-            chunk_key=chunk_key,
-            resend=self._sender.retry_posts,
-        )
-
-
-class BulkInvoices(_BulkWrites[models.NewInvoice], Invoices):
-    """`client.invoices`: the Invoice operations, plus `create_many`."""
-
-
-class BulkPayments(_BulkWrites[models.NewPayment], Payments):
-    """`client.payments`: the Payment operations, plus `create_many`."""
-
-
-class BulkCorrections(_BulkWrites[models.NewCorrection], Corrections):
-    """`client.corrections`: the Correction operations, plus `create_many`."""

@@ -101,7 +101,9 @@ def main() -> None:
             ):  # fmt: skip
 
                 def on_dask(out: Path, dask: Any = dask) -> int:
-                    return export_dask.run_units(dask, plan, settings=settings, out_dir=out).total
+                    return export_dask.run_units_on_dask(
+                        dask, plan, settings=settings, out_dir=out
+                    ).total
 
                 _timed(on_dask, 1)  # untimed warm-up: the workers import, connect, get a token
                 before = dask.run(time.process_time)

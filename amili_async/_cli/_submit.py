@@ -6,10 +6,12 @@ with the ids Amili assigned, failed with the server's reason, or unknown (the ou
 not be learnt: look at the batch, never resubmit blindly). Lines are flushed chunk by chunk,
 so an interrupted run leaves a true partial report.
 
-Each chunk's idempotency key is derived from the organization, the kind of item, the chunk's
-position and its rows (`bulk.content_key`): running the same file again after an interruption
-re-sends every chunk with the key it had, and nothing is created or paid twice.
-`--fresh-keys` submits the file as new items instead.
+Every row is keyed by its content (organization, kind, the row as sent, its occurrence among
+identical rows) in a ledger beside the file (`<file>.ledger.jsonl`, see `amili_async._ledger`):
+running the file again, after an interruption, with another `--chunk-size` or with rows
+edited, sends only the rows not created yet (an edited row is a new row); the report's
+`already_done` column says which rows an earlier run had created. `--fresh-keys` submits the
+file as new items instead (no ledger).
 """
 
 from __future__ import annotations
@@ -23,16 +25,10 @@ from typing import Any
 
 import attrs
 
-from .. import _requests, models
+from .. import _request_checks, models
 from .._client import AmiliClient
-from ..bulk import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_CONCURRENCY,
-    BulkCorrections,
-    BulkInvoices,
-    BulkPayments,
-    content_key,
-)
+from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, Ledger
+from ..resources._writes import BatchWrites
 from ._args import shown
 from ._progress import Progress, plural
 from ._rows import (
@@ -67,6 +63,7 @@ REPORT_COLUMNS = [
     "invoice_id",
     "case_id",
     "reason",
+    "already_done",
 ]
 
 
@@ -76,10 +73,17 @@ class SubmitSummary:
     failed: int
     report: Path
     unknown: int = 0
+    already_done: int = 0
+    """Rows an earlier run had created: reported as succeeded, not sent again."""
 
 
 def report_path(source: Path) -> Path:
     return source.with_name(source.stem + ".report.csv")
+
+
+def ledger_path(source: Path) -> Path:
+    """Where the rows' outcomes are kept across runs: beside the file, whatever `--report`."""
+    return source.with_name(source.stem + ".ledger.jsonl")
 
 
 class InvalidInputError(ValueError):
@@ -101,7 +105,7 @@ class Reading:
 def _models(path: Path, cls: type[Any], reading: Reading) -> Iterator[Any]:
     """Each row as a checked request model (the rows were validated first: see `validate`)."""
     for row in read_rows(path, encoding=reading.encoding, delimiter=reading.delimiter):
-        yield _requests.request_item(coerce(row, cls), cls)
+        yield _request_checks.request_item(coerce(row, cls), cls, decoded=True)
 
 
 def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, list[str]]:
@@ -146,7 +150,7 @@ def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, 
         if jsonl:
             for key in row:
                 classify(key)
-        for where, why in _requests.problems(coerce(row, cls), cls):
+        for where, why in _request_checks.problems(coerce(row, cls), cls, decoded=True):
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
@@ -211,7 +215,7 @@ async def submit(
             f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
         )
         print(f"{source.name}: ignoring read-only columns of an export: {names}", file=sys.stderr)
-    resources: dict[str, BulkInvoices | BulkPayments | BulkCorrections] = {
+    resources: dict[str, BatchWrites[Any]] = {
         "invoices": client.invoices,
         "payments": client.payments,
         "corrections": client.corrections,
@@ -220,7 +224,8 @@ async def submit(
     report = report or report_path(source)
     counter = Progress(what, total=total) if progress else None
     counts = dict.fromkeys(("succeeded", "failed", "unknown"), 0)
-    chunk_key = None if fresh_keys else content_key(f"{organization_id}/{what}")
+    already_done = 0
+    ledger = None if fresh_keys else Ledger(ledger_path(source))
     with report.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
@@ -230,7 +235,7 @@ async def submit(
             _models(source, MODELS[what], reading),
             chunk_size=chunk_size,
             concurrency=concurrency,
-            chunk_key=chunk_key,
+            ledger=ledger,
         ):
             entry = result.succeeded or result.failed
             writer.writerow(
@@ -242,13 +247,23 @@ async def submit(
                     "invoice_id": getattr(entry, "invoice_id", None) or "",
                     "case_id": getattr(result.succeeded, "case_id", None) or "",
                     "reason": result.reason or "",
+                    "already_done": "yes" if result.already_done else "",
                 }
             )
             counts[result.outcome] += 1
+            already_done += result.already_done
             if (result.index + 1) % chunk_size == 0 or result.index + 1 == total:
                 stream.flush()  # a chunk's rows reach the file before the next chunk's
                 if counter is not None:
                     counter.advance(result.index + 1 - counter.count)
     if counter is not None:
         counter.close()
-    return SubmitSummary(counts["succeeded"], counts["failed"], report, counts["unknown"])
+    if already_done:
+        print(
+            f"{source.name}: {plural(already_done, 'rows')} had been created by an earlier run "
+            "(not sent again; the report's already_done column names them)",
+            file=sys.stderr,
+        )
+    return SubmitSummary(
+        counts["succeeded"], counts["failed"], report, counts["unknown"], already_done
+    )

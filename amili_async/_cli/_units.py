@@ -151,7 +151,7 @@ def _on_dask(
     from ..export import dask as export_dask  # ImportError with the pip hint without Dask
 
     with export_dask.Client(args.dask_scheduler) as dask:  # type: ignore[no-untyped-call]
-        return export_dask.run_units(
+        return export_dask.run_units_on_dask(
             dask,
             units,
             settings=settings.from_environment(),  # the workers may not share our environment

@@ -10,12 +10,12 @@ caller (one machine, or a network file system with working `flock`).
 
     from distributed import Client
     from amili_async.export import ClientSettings, plan_export
-    from amili_async.export.dask import run_units
+    from amili_async.export.dask import run_units_on_dask
 
     units = plan_export(orgs, from_=start, to=end, partitions_per_org=8)
     with Client("tcp://scheduler:8786") as dask:
-        result = run_units(dask, units, settings=ClientSettings(environment="production"),
-                           out_dir="/shared/export", format="parquet")
+        result = run_units_on_dask(dask, units, settings=ClientSettings(environment="production"),
+                                   out_dir="/shared/export", format="parquet")
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ._plan import ExportUnit
 from ._settings import ClientSettings
 from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
 
-__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "Client", "ExportWorkerPlugin", "run_units"]
+__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "Client", "ExportWorkerPlugin", "run_units_on_dask"]
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ def _run_on_worker(unit: ExportUnit, out_dir: str, fmt: str, page_size: int | No
     )
 
 
-def run_units(
+def run_units_on_dask(
     dask: Client,
     units: Iterable[ExportUnit],
     *,

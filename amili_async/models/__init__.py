@@ -11,7 +11,7 @@ from typing import Any, Literal
 import attrs
 
 from amili_async._openenum import OpenEnum
-from amili_async._requests import check_request
+from amili_async._request_checks import check_request
 
 
 @attrs.define(kw_only=True)
@@ -1767,6 +1767,19 @@ class WebhookEventType(OpenEnum):
     CASE = "CASE"
     CASE_UPDATED = "CASE_UPDATED"
 
+
+REQUEST_MODELS: tuple[type[Any], ...] = (
+    CaseActionRequest,
+    CreateCorrectionsRequest,
+    CreateInvoicesRequest,
+    CreatePaymentsRequest,
+    DebtCollectionListRequest,
+    NewCorrection,
+    NewInvoice,
+    NewPayment,
+)
+"""The models the SDK sends (from the spec: reachable from a request body and from no
+response); what they carry is checked before the network (`_request_checks`)."""
 
 __all__ = [
     "Address",

@@ -21,7 +21,7 @@ import attrs
 from .. import _response, _serde, models
 from .._pagination import RawPage, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
-from .._requests import request_item
+from .._request_checks import refuse_naive, request_item
 from .._response import ListResponse, Response
 from .._time import format_datetime
 
@@ -73,13 +73,18 @@ def path(template: str, *ids: str) -> str:
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 
-def wire_value(value: Any) -> str:
-    """A query value as the API expects it (ISO 8601 dates, enum values, true/false)."""
+def wire_value(value: Any, name: str = "query value") -> str:
+    """A query value as the API expects it (ISO 8601 dates, enum values, true/false).
+
+    A date-time without a timezone is refused, as in a request body (one rule: which timezone
+    was meant is not for the SDK to guess); `name` (the wire name) says which parameter.
+    """
     if isinstance(value, str):  # also enums: they are StrEnums
         return str(value.value) if isinstance(value, Enum) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
+        refuse_naive(value, f"query parameter {name}")
         return format_datetime(value)
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -90,12 +95,12 @@ def wire_value(value: Any) -> str:
 
 def query(params: Mapping[str, Any]) -> dict[str, str]:
     """Wire query from {wire name: value}; None means "no filter" and is left out."""
-    return {name: wire_value(value) for name, value in params.items() if value is not None}
+    return {name: wire_value(value, name) for name, value in params.items() if value is not None}
 
 
 def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
     """Accept models or dicts (e.g. rows read from JSON) and return models, checked before
-    the network (see `_requests`: float amounts, naive date-times...)."""
+    the network (see `_request_checks`: float amounts, naive date-times...)."""
     return [request_item(item, cls, f"$[{i}]") for i, item in enumerate(items)]
 
 

@@ -6,11 +6,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import models
-from ._base import Resource, as_models, operation, path
+from ._base import as_models, operation, path
+from ._writes import BatchWrites
 
 
-class Corrections(Resource):
-    """`client.corrections`: the Correction section of the docs."""
+class Corrections(BatchWrites[models.NewCorrection]):
+    """`client.corrections`: the Correction section of the docs, plus `create_many`."""
+
+    item_model = models.NewCorrection
+    kind = "corrections"
 
     @operation("CreateCorrections")
     async def create(

@@ -9,11 +9,15 @@ from typing import Any
 from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
 from .._time import as_utc, split_window
-from ._base import Resource, as_models, operation, path
+from ._base import as_models, operation, path, query
+from ._writes import BatchWrites
 
 
-class Invoices(Resource):
-    """`client.invoices`: the Invoice section of the docs."""
+class Invoices(BatchWrites[models.NewInvoice]):
+    """`client.invoices`: the Invoice section of the docs, plus `create_many`."""
+
+    item_model = models.NewInvoice
+    kind = "invoices"
 
     @operation("GetInvoiceById")
     async def get(
@@ -87,6 +91,7 @@ class Invoices(Resource):
 
         if partitions is None or partitions == 1:
             return window(from_, to, page_token)
+        query({"From": from_, "To": to})  # the query rules (no naive bound) before splitting
         if from_ is None or to is None or partitions < 1 or not from_ < to:
             raise ValueError("partitions needs from_ < to and partitions >= 1")
         if page_token is not None:

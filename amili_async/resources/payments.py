@@ -6,11 +6,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import models
-from ._base import Resource, as_models, operation, path
+from ._base import as_models, operation, path
+from ._writes import BatchWrites
 
 
-class Payments(Resource):
-    """`client.payments`: the Payment section of the docs."""
+class Payments(BatchWrites[models.NewPayment]):
+    """`client.payments`: the Payment section of the docs, plus `create_many`."""
+
+    item_model = models.NewPayment
+    kind = "payments"
 
     @operation("CreatePayments")
     async def create(

@@ -195,7 +195,8 @@ async def test_payments_and_corrections_create_many(
     assert sum((s.amount or Decimal(0) for s in settlements), Decimal(0)) == Decimal("7009.80")
 
     corrections = [
-        {"invoiceId": invoice_id, "amount": "100.10", "currency": "NOK"} for invoice_id in ids[:5]
+        {"invoiceId": invoice_id, "amount": Decimal("100.10"), "currency": "NOK"}
+        for invoice_id in ids[:5]
     ]
     corrected = [
         r

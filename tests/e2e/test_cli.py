@@ -218,7 +218,7 @@ async def test_export_cases_batches_and_settlements(
     amili_client: AmiliClient, env: dict[str, str], org: str, tmp_path: Path
 ) -> None:
     invoice = (await amili_client.invoices.list(org, status="OPEN").collect(limit=1))[0]
-    payment = {"invoiceId": invoice.id, "type": "DIRECT_PAYMENT", "amount": "10.00"}
+    payment = {"invoiceId": invoice.id, "type": "DIRECT_PAYMENT", "amount": 10}
     reference = await amili_client.payments.create(org, [{**payment, "currency": "NOK"}])
     await amili_client.batches.wait(org, reference.batch_id, poll_interval=0.01)
     expected = {

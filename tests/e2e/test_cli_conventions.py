@@ -103,7 +103,7 @@ async def test_the_servers_explanation_is_in_the_message(
     invoice = {
         "type": "BOGUS",
         "invoiceNumber": "E-1",
-        "originalInvoiceAmount": "10.00",
+        "originalInvoiceAmount": 10,  # a number (int or Decimal), as in a model
         "currency": "NOK",
         "invoiceDate": "2024-05-01",
         "dueDate": "2024-05-15",

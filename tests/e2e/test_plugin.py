@@ -40,7 +40,7 @@ async def test_writes(amili_client, amili_sandbox):
     invoice = {
         "type": "NOTICE",
         "invoiceNumber": "PLUGIN-1",
-        "originalInvoiceAmount": "10.00",
+        "originalInvoiceAmount": 10,  # a number (int or Decimal), as in a model
         "currency": "NOK",
         "invoiceDate": "2024-05-01T00:00:00Z",
         "dueDate": "2024-05-15T00:00:00Z",

@@ -225,7 +225,7 @@ async def test_create_accepts_wire_shaped_dicts(amili_client: AmiliClient, org: 
     row = {
         "type": "NOTICE",
         "invoiceNumber": "DICT-1",
-        "originalInvoiceAmount": "199.99",
+        "originalInvoiceAmount": Decimal("199.99"),  # a Decimal, as in a model
         "currency": "NOK",
         "invoiceDate": "2024-05-01T00:00:00Z",
         "dueDate": "2024-05-20T00:00:00Z",

@@ -54,7 +54,7 @@ def dask_run(
     orgs = remote_sandbox.org_ids
     hooks = Both((Once(str(markers[0]), orgs[1], "raise"), Once(str(markers[1]), orgs[2], "kill")))
     settings = attrs.evolve(remote_sandbox.settings, options={"on_request": hooks})
-    result = export_dask.run_units(cluster, plan, settings=settings, out_dir=out)  # type: ignore[arg-type]
+    result = export_dask.run_units_on_dask(cluster, plan, settings=settings, out_dir=out)  # type: ignore[arg-type]
     return DaskRun(out, result, markers, plan)
 
 
@@ -97,7 +97,7 @@ def test_running_the_plan_again_is_a_no_op(
     dask_run: DaskRun, cluster: object, remote_sandbox: RemoteSandbox
 ) -> None:
     before = {p: p.stat().st_mtime_ns for p in dask_run.out.rglob("*") if p.is_file()}
-    again = export_dask.run_units(
+    again = export_dask.run_units_on_dask(
         cluster,  # type: ignore[arg-type]
         dask_run.plan,
         settings=remote_sandbox.settings,

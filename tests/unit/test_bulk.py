@@ -1,8 +1,10 @@
-"""bulk.py with fakes: chunk reconciliation by idempotency key, batch waiting, result mapping."""
+"""bulk.py with fakes: chunk reconciliation by idempotency key, batch waiting, result mapping,
+the item ledger; and bulk's place below the resources."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,21 +14,28 @@ from amili_async import (
     BadRequestError,
     BatchWaitTimeoutError,
     InternalServerError,
+    bulk,
     models,
 )
+from amili_async._ledger import LedgerEntry, item_keys
 from amili_async.bulk import (
     DEFAULT_CONCURRENCY,
     LOOKUP_DELAYS,
     RECONCILE_ROUNDS,
     ItemResult,
+    Ledger,
+    LedgerError,
     _Chunker,
-    _map_results,
+    _Entries,
+    _Item,
     _Refused,
     _Unknown,
     content_key,
     submit_chunks,
 )
 from amili_async.resources.batches import wait_for_batch
+
+from .test_layout import IMPORTS
 
 
 def lost() -> APIConnectionError:
@@ -40,9 +49,9 @@ def status_error(cls: type[Any], code: int) -> Any:
 
 
 class FakeBatches:
-    """`list(idempotency_key=...)` answers from `known`; records lookups.
+    """`find(key)` answers from `known`; records lookups.
 
-    The first `failing` lookups raise, as a lookup during an outage would; `get` answers a
+    The first `failing` lookups raise, as a lookup during an outage would; `wait` answers a
     finished batch with every item succeeded.
     """
 
@@ -54,29 +63,21 @@ class FakeBatches:
         self.appear_after = appear_after
         self.failing = failing
 
-    def list(self, organization_id: str, *, idempotency_key: str) -> Any:
+    async def find(self, idempotency_key: str) -> list[models.Batch]:
         self.lookups.append(idempotency_key)
         visible = len(self.lookups) > self.appear_after
         found = self.known.get(idempotency_key) if visible else None
-        fails = len(self.lookups) <= self.failing
+        if len(self.lookups) <= self.failing:
+            raise lost()
+        if found is None:
+            return []
+        return [
+            models.Batch(
+                batch_id=found, status=models.BatchStatus.QUEUED, idempotency_key=idempotency_key
+            )
+        ]
 
-        class Pager:
-            async def collect(self, limit: int) -> list[models.Batch]:
-                if fails:
-                    raise lost()
-                if found is None:
-                    return []
-                return [
-                    models.Batch(
-                        batch_id=found,
-                        status=models.BatchStatus.QUEUED,
-                        idempotency_key=idempotency_key,
-                    )
-                ]
-
-        return Pager()
-
-    async def get(self, organization_id: str, batch_id: str) -> models.Batch:
+    async def wait(self, batch_id: str) -> models.Batch:
         return models.Batch(
             batch_id=batch_id,
             status=models.BatchStatus.SUCCESS,
@@ -89,11 +90,11 @@ class FakeSubmit:
         self.errors = list(errors)
         self.keys: list[str] = []
 
-    async def __call__(self, chunk: list[Any], key: str) -> models.BatchReference:
+    async def __call__(self, chunk: list[Any], key: str) -> str:
         self.keys.append(key)
         if self.errors:
             raise self.errors.pop(0)
-        return models.BatchReference(batch_id="created")
+        return "created"
 
 
 class Sleeps:
@@ -106,14 +107,16 @@ class Sleeps:
 
 def chunker(batches: FakeBatches, submit: FakeSubmit, sleep: Sleeps | None = None) -> _Chunker:
     return _Chunker(
-        batches,  # type: ignore[arg-type]
-        "org",
         submit,
-        max_wait=1,
-        poll_interval=0.01,
+        batches.wait,
+        batches.find,
         key_for=lambda start, chunk: f"key-{start}",
         sleep=sleep or Sleeps(),
     )
+
+
+def pending(start: int, items: list[Any]) -> list[_Item[Any]]:
+    return [_Item(start + offset, item, "") for offset, item in enumerate(items)]
 
 
 async def test_a_failing_lookup_is_retried_with_backoff_before_resending() -> None:
@@ -128,7 +131,7 @@ async def test_a_failing_lookup_is_retried_with_backoff_before_resending() -> No
 async def test_a_created_chunk_whose_lookups_all_fail_is_unknown_not_failed() -> None:
     batches = FakeBatches({"key-0": "b-1"}, failing=len(LOOKUP_DELAYS) + 1)
     submit = FakeSubmit([lost()])
-    results = await chunker(batches, submit).run(0, [{"a": 1}, {"a": 2}])
+    results = await chunker(batches, submit).run(pending(0, [{"a": 1}, {"a": 2}]))
     assert [r.outcome for r in results] == ["unknown", "unknown"]
     assert not any(r.ok for r in results)
     assert {r.idempotency_key for r in results} == {"key-0"}
@@ -138,10 +141,10 @@ async def test_a_created_chunk_whose_lookups_all_fail_is_unknown_not_failed() ->
 
 async def test_a_refused_chunk_fails_and_a_created_one_succeeds() -> None:
     refused = await chunker(FakeBatches(), FakeSubmit([status_error(BadRequestError, 400)])).run(
-        0, [{"a": 1}]
+        pending(0, [{"a": 1}])
     )
     assert [r.outcome for r in refused] == ["failed"]
-    created = await chunker(FakeBatches(), FakeSubmit([])).run(5, [{"a": 1}])
+    created = await chunker(FakeBatches(), FakeSubmit([])).run(pending(5, [{"a": 1}]))
     assert [(r.outcome, r.ok, r.batch_id, r.index) for r in created] == [
         ("succeeded", True, "created", 5)
     ]
@@ -243,7 +246,10 @@ def test_results_pair_by_index_then_by_source_id_and_never_invent_success() -> N
         ],
     )
     items = [{"uniqueSourceInvoiceId": "u0"}, {"uniqueSourceInvoiceId": "u1"}, {"x": 1}]
-    results = _map_results(list(range(10, 10 + len(items))), items, batch, "key-1")
+    entries = _Entries.of(batch)
+    results = [
+        entries.result(offset, item, 10 + offset, "key-1") for offset, item in enumerate(items)
+    ]
     assert [r.index for r in results] == [10, 11, 12]
     assert {r.idempotency_key for r in results} == {"key-1"}
     assert [r.outcome for r in results] == ["succeeded", "failed", "unknown"]
@@ -260,7 +266,7 @@ async def test_cancelling_the_consumer_cancels_the_chunks_and_propagates() -> No
     started = asyncio.Event()
     cancelled: list[str] = []
 
-    async def submit(chunk: list[Any], key: str) -> models.BatchReference:
+    async def submit(chunk: list[Any], key: str) -> str:
         started.set()
         try:
             await asyncio.Event().wait()  # a POST that never answers
@@ -270,7 +276,11 @@ async def test_cancelling_the_consumer_cancels_the_chunks_and_propagates() -> No
         raise AssertionError("unreachable")
 
     async def consume() -> None:
-        async for _ in submit_chunks(FakeBatches(), "org", submit, range(10), chunk_size=2):  # type: ignore[arg-type]
+        batches = FakeBatches()
+        chunks = submit_chunks(
+            range(10), send=submit, wait=batches.wait, find=batches.find, chunk_size=2
+        )
+        async for _ in chunks:
             pass
 
     before = asyncio.all_tasks()
@@ -281,3 +291,171 @@ async def test_cancelling_the_consumer_cancels_the_chunks_and_propagates() -> No
         await asyncio.wait_for(consumer, 2)
     assert len(cancelled) == DEFAULT_CONCURRENCY  # every chunk in flight was stopped
     assert asyncio.all_tasks() == before
+
+
+def test_bulk_imports_no_resource_module() -> None:
+    # create_many lives on the resources and hands bulk plain callables.
+    assert not {m for m in IMPORTS["amili_async.bulk"] if m.startswith("amili_async.resources")}
+    assert "amili_async.bulk" in IMPORTS["amili_async.resources._writes"]
+
+
+class FakeServer:
+    """A server with idempotent chunks: a key seen before replays its batch (as Amili does);
+    every item of a batch succeeds, with the item itself as its invoice id."""
+
+    def __init__(self, *, lose_answers: int = 0) -> None:
+        self.batches: dict[str, tuple[str, list[Any]]] = {}  # batch id -> (key, items)
+        self.created: list[Any] = []  # every item ever created, in order
+        self.lose_answers = lose_answers  # the first N POSTs are processed, their answer lost
+
+    async def send(self, chunk: list[Any], key: str) -> str:
+        for batch_id, (known, _) in self.batches.items():
+            if known == key:
+                return batch_id
+        batch_id = f"b{len(self.batches)}"
+        self.batches[batch_id] = (key, list(chunk))
+        self.created += chunk
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise lost()
+        return batch_id
+
+    async def wait(self, batch_id: str) -> models.Batch:
+        key, items = self.batches[batch_id]
+        succeeded = [
+            models.BatchSucceededItem(index=i, invoice_id=str(v)) for i, v in enumerate(items)
+        ]
+        return models.Batch(
+            batch_id=batch_id, status=models.BatchStatus.SUCCESS, idempotency_key=key,
+            succeeded=succeeded,
+        )  # fmt: skip
+
+    async def find(self, key: str) -> list[models.Batch]:
+        return [
+            models.Batch(batch_id=b, status=models.BatchStatus.QUEUED, idempotency_key=k)
+            for b, (k, _) in self.batches.items()
+            if k == key
+        ]
+
+    async def submit(self, items: list[Any], ledger: Ledger | None, **options: Any) -> list[Any]:
+        chunks = submit_chunks(
+            items, send=self.send, wait=self.wait, find=self.find, ledger=ledger,
+            namespace="org/payments", **options,
+        )  # fmt: skip
+        return [r async for r in chunks]
+
+
+async def test_a_ledger_makes_a_rerun_in_another_order_and_chunking_create_nothing() -> None:
+    server = FakeServer()
+    ledger = Ledger()
+    items = [f"item-{n}" for n in range(23)] + ["item-0"]  # a repeat is an item of its own
+    first = await server.submit(items, ledger, chunk_size=5)
+    assert all(r.ok and not r.already_done for r in first)
+    assert sorted(server.created) == sorted(items)
+    shuffled = items[::-1]
+    again = await server.submit(shuffled, ledger, chunk_size=7, concurrency=2)
+    assert sorted(server.created) == sorted(items)  # nothing created twice
+    assert [r.item for r in again] == shuffled
+    assert all(r.ok and r.already_done for r in again)
+    assert [r.succeeded.invoice_id for r in again] == shuffled
+    # A third identical item is new: the occurrence count keys it apart from the other two.
+    third = await server.submit([*items, "item-0"], ledger, chunk_size=50)
+    assert [r.already_done for r in third] == [True] * len(items) + [False]
+    assert server.created.count("item-0") == 3
+
+
+async def test_an_edited_item_alone_is_sent_again() -> None:
+    server = FakeServer()
+    ledger = Ledger()
+    items = [f"item-{n}" for n in range(10)]
+    await server.submit(items, ledger, chunk_size=4)
+    edited = [*items[:6], "item-6-edited", *items[7:]]
+    results = await server.submit(edited, ledger, chunk_size=4)
+    assert [r.already_done for r in results] == [n != 6 for n in range(10)]
+    assert server.created == [*items, "item-6-edited"]
+    assert len(server.batches) == 4  # 3 chunks, then one chunk of the edited item alone
+
+
+async def test_a_chunk_sent_without_an_answer_is_read_back_not_resent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first run's POST is processed but its answer is lost and its lookups fail: unknown.
+    monkeypatch.setattr(bulk, "LOOKUP_DELAYS", ())  # one lookup, no backoff
+    server = FakeServer(lose_answers=1)
+    path = tmp_path / "payments.ledger.jsonl"
+    failing_find = server.find
+
+    async def no_lookup(key: str) -> list[models.Batch]:
+        raise lost()
+
+    server.find = no_lookup  # type: ignore[method-assign]
+    chunks = submit_chunks(
+        ["a", "b", "c"], send=server.send, wait=server.wait, find=server.find,
+        ledger=Ledger(path), namespace="org/payments", chunk_size=3,
+    )  # fmt: skip
+    results = [r async for r in chunks]
+    assert [r.outcome for r in results] == ["unknown"] * 3
+    # Run again (a new process: the ledger read from its file), chunked in another way.
+    server.find = failing_find  # type: ignore[method-assign]
+    again = await server.submit(["c", "a", "b", "d"], Ledger(path), chunk_size=2)
+    assert [(r.item, r.outcome, r.already_done) for r in again] == [
+        ("c", "succeeded", True), ("a", "succeeded", True), ("b", "succeeded", True),
+        ("d", "succeeded", False),
+    ]  # fmt: skip
+    assert server.created == ["a", "b", "c", "d"]
+    assert again[0].batch_id == "b0"
+
+
+async def test_a_chunk_the_server_never_got_is_sent_again(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    key = item_keys("org/payments")("x")
+    killed = Ledger(path)
+    killed.sent("chunk-never-posted", [key])  # a run killed right after this line
+    killed.close()
+    server = FakeServer()
+    looked_up: list[str] = []
+    find = server.find
+
+    async def recording_find(chunk_key: str) -> list[models.Batch]:
+        looked_up.append(chunk_key)
+        return await find(chunk_key)
+
+    server.find = recording_find  # type: ignore[method-assign]
+    results = await server.submit(["x"], Ledger(path))
+    assert looked_up == ["chunk-never-posted"]  # certainly not created: so it is sent
+    assert [(r.ok, r.already_done) for r in results] == [(True, False)]
+    assert server.created == ["x"]
+
+
+def test_a_ledger_file_cut_short_keeps_its_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    ledger.sent("c1", ["k1", "k2"])
+    ledger.outcome("k1", "succeeded", "c1", 0, "b1", {"invoiceId": "i1"})
+    ledger.close()
+    with path.open("ab") as stream:
+        stream.write(b'{"succeeded": "k2", "chu')  # killed mid-line
+    again = Ledger(path)
+    assert again.get("k1") == LedgerEntry("succeeded", "c1", 0, "b1", {"invoiceId": "i1"})
+    assert again.get("k2") == LedgerEntry("sent", "c1", 1)
+    again.outcome("k2", "failed", "c1", 1)
+    again.close()
+    entry = Ledger(path).get("k2")
+    assert entry is not None
+    assert entry.state == "failed"
+
+
+def test_a_damaged_ledger_file_is_named_and_not_guessed_at(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b'{"sent": "c1", "items": ["k1"]}\nnot json\n')
+    with pytest.raises(LedgerError, match=r"ledger\.jsonl: line 2 is not a ledger record"):
+        Ledger(path)
+
+
+def test_item_keys_depend_on_content_namespace_and_occurrence() -> None:
+    key = item_keys("org-1/payments")
+    first, second = key({"amount": 1}), key({"amount": 1})
+    assert first != second  # the second identical item is another item
+    assert item_keys("org-1/payments")({"amount": 1}) == first  # stable across runs
+    assert item_keys("org-2/payments")({"amount": 1}) != first
+    assert item_keys("org-1/payments")({"amount": 2}) != first

@@ -13,8 +13,17 @@ import pytest
 from aioresponses import CallbackResult
 from yarl import URL
 
-from amili_async import AmiliClient, AmiliError, NotFoundError, RawResponse, Response, models
+from amili_async import (
+    AmiliClient,
+    AmiliError,
+    NotFoundError,
+    RawResponse,
+    RawResponseUnavailableError,
+    Response,
+    models,
+)
 from amili_async._transport import RequestInfo
+from amili_async.resources import Invoices, Payments
 
 BASE = "https://api.test.invalid/collection/v1"
 ORG = "org-1"
@@ -315,6 +324,37 @@ async def test_raw_response_capture_does_not_leak_to_later_calls(
         await client.with_raw_response(no_request())
 
 
+async def test_with_raw_response_of_several_requests_gives_the_last_and_counts_them(
+    mocked: Any, client: AmiliClient
+) -> None:
+    def batch(status: str, request_id: str) -> dict[str, Any]:
+        return {"payload": {"data": {"batchId": "b", "status": status}},
+                "headers": {"X-Amili-Request-Id": request_id}}  # fmt: skip
+
+    url = f"{BASE}/orgs/{ORG}/batches/b"
+    mocked.get(url, **batch("QUEUED", "req-1"))
+    mocked.get(url, **batch("SUCCESS", "req-2"))
+    raw = await client.with_raw_response(client.batches.wait(ORG, "b", poll_interval=0))
+    assert raw.data.status == models.BatchStatus.SUCCESS
+    assert (raw.requests, raw.request_id) == (2, "req-2")
+
+
+@pytest.mark.parametrize("call", ["listing", "create_many"])
+async def test_with_raw_response_refuses_what_streams_many_responses(
+    mocked: Any, client: AmiliClient, call: str
+) -> None:
+    streaming: Any = (
+        client.invoices.list(ORG)
+        if call == "listing"
+        else client.invoices.create_many(ORG, [{"invoiceNumber": "1"}])
+    )
+    with pytest.raises(RawResponseUnavailableError, match="on_response=") as caught:
+        await client.with_raw_response(streaming)
+    assert isinstance(caught.value, AmiliError)
+    assert isinstance(caught.value, TypeError)
+    assert mocked.requests == {}  # refused before anything was sent
+
+
 async def test_with_raw_response_passes_errors_through(mocked: Any, client: AmiliClient) -> None:
     mocked.get(anywhere(BASE), status=404, payload={"title": "Not Found"})
     with pytest.raises(NotFoundError):
@@ -439,6 +479,27 @@ async def test_with_options_layers_over_the_client_and_shares_its_pool(mocked: A
         assert len(mocked.requests[("GET", URL(url))]) == 4  # the original kept max_retries=0
         assert "X-Trace" not in mocked.requests[("GET", URL(url))][-1].kwargs["headers"]
     assert patient.closed  # one pool: closing the client closed it for both
+
+
+async def test_with_options_shares_one_state_and_exposes_the_same_settings() -> None:
+    async with AmiliClient(
+        token="t", base_url=BASE, rate_limit=5.0, retry_budget=True, prefetch=3
+    ) as client:
+        derived = client.with_options(prefetch=1).with_options(timeout=2)
+        # One construction path: the derived client holds the very state, nothing copied.
+        assert derived._state is client._state
+        assert (derived.base_url, derived.rate_limiter, derived.retry_budget) == (
+            client.base_url,
+            client.rate_limiter,
+            client.retry_budget,
+        )
+        assert derived.rate_limiter is not None
+        assert derived.retry_budget is not None
+        assert (client.prefetch, derived.prefetch) == (3, 1)
+        assert isinstance(derived.invoices, Invoices)  # the plain resources, create_many on it
+        assert type(client.payments) is Payments
+        assert derived.invoices._sender is not client.invoices._sender  # its own defaults
+        assert repr(derived) == repr(client)
 
 
 async def test_a_method_timeout_wins_over_with_options(mocked: Any, client: AmiliClient) -> None:

@@ -93,7 +93,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # log-line helpers (they strip queries); no body decoding, no clock, no retry policy.
     "errors": (frozenset({"errors"}), frozenset({"_config", "_logging"})),
     "serde": (
-        frozenset({"_structure_compiler", "_serde", "_requests", "models", "wire"}),
+        frozenset({"_structure_compiler", "_serde", "_request_checks", "models", "wire"}),
         frozenset({"foundations", "errors", "serde"}),
     ),
     # The response pipeline and the pagers: status -> exception, body -> model, pages.
@@ -113,13 +113,14 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"_transport"}),
         frozenset({"foundations", "errors", "pipeline", "policies", "auth"}),
     ),
+    # Chunking, reconciliation and the re-run ledger over plain callables: no resource.
+    "bulk": (
+        frozenset({"bulk", "_ledger"}),
+        frozenset({"foundations", "errors", "serde", "bulk"}),
+    ),
     "resources": (
         frozenset({"resources"}),  # the package and every module in it
-        frozenset({"foundations", "errors", "serde", "pipeline", "resources"}),
-    ),
-    "bulk": (
-        frozenset({"bulk"}),
-        frozenset({"foundations", "errors", "serde", "pipeline", "resources"}),
+        frozenset({"foundations", "errors", "serde", "pipeline", "bulk", "resources"}),
     ),
     "client": (
         frozenset({"_client"}),
@@ -185,24 +186,24 @@ def test_the_layers_check_catches_a_violation() -> None:
         "amili_async.resources.invoices": {
             "amili_async._transport",
             "amili_async._client",
-            "amili_async.bulk",
             "aiohttp.web",
             "amili_async._response",
         },
         "amili_async._retry": {"amili_async._auth", "amili_async._time", "aiohttp"},
         "amili_async._response": {"amili_async._transport", "amili_async._serde"},
+        "amili_async.bulk": {"amili_async.resources.invoices", "amili_async._ledger"},
         "amili_async.sandbox._app": {"amili_async._transport"},  # not a layer: unchecked
     }
     assert layer_violations(fake) == [
         "amili_async._response -> amili_async._transport (pipeline may not import transport)",
         "amili_async._retry -> amili_async._auth (policies may not import auth)",
+        "amili_async.bulk -> amili_async.resources.invoices (bulk may not import resources)",
         "amili_async.errors -> amili_async._retry (errors may not import policies)",
         "amili_async.errors -> amili_async._serde (errors may not import serde)",
         "amili_async.resources.invoices -> aiohttp.web (no aiohttp in layer resources)",
         "amili_async.resources.invoices -> amili_async._client (resources may not import client)",
         "amili_async.resources.invoices -> amili_async._transport "
         "(resources may not import transport)",
-        "amili_async.resources.invoices -> amili_async.bulk (resources may not import bulk)",
     ]
 
 

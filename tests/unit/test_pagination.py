@@ -708,15 +708,14 @@ async def test_the_window_guard_drops_an_invoice_created_at_to(
     assert got == ["in", "undated"]
 
 
-async def test_a_naive_to_is_read_as_utc(mocked: Any, client: AmiliClient) -> None:
-    server = Server(
-        {None: ([invoice("in", "2024-01-04T23:00:00Z"), invoice("x", stamp(TO))], None)}
-    )
-    mocked.get(route(f"/orgs/{ORG}/invoices"), callback=server, repeat=True)
+async def test_a_naive_to_is_refused_before_anything_is_sent(
+    mocked: Any, client: AmiliClient
+) -> None:
+    # One rule for date-times sent (issue 25.4): a naive one is refused, never taken as UTC.
     naive_to = TO.replace(tzinfo=None)
-    got = [inv.id async for inv in client.invoices.list(ORG, to=naive_to)]
-    assert got == ["in"]
-    assert server.queries == [{"To": "2024-01-05T00:00:00Z"}]
+    with pytest.raises(ValueError, match="query parameter To: a date-time without a timezone"):
+        client.invoices.list(ORG, to=naive_to)
+    assert mocked.requests == {}
 
 
 @pytest.mark.parametrize(

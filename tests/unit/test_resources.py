@@ -3,6 +3,7 @@ path, query wire names and formats, body, headers) and returning the unwrapped m
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import json
 import re
@@ -17,7 +18,8 @@ import pytest
 import yaml
 from yarl import URL
 
-from amili_async import AmiliClient, ResponseDecodeError, models
+from amili_async import AmiliClient, ResponseDecodeError, _serde, models
+from amili_async import wire as amili_wire
 from amili_async.resources._base import OPERATION_ATTR
 
 from ..conftest import SPEC_PATH
@@ -264,8 +266,9 @@ async def test_include_closed_true_is_sent_as_lowercase_true(
 
 
 def wire(value: Any) -> Any:
-    """A JSON round trip with exact money: what a caller reading rows from JSON holds."""
-    return json.loads(json.dumps(value, default=str))
+    """A JSON round trip with exact money (numbers read as Decimal): what a caller reading
+    rows from JSON exactly holds."""
+    return _serde.parse_exact(_serde.dumps(value))
 
 
 @pytest.mark.parametrize(
@@ -286,7 +289,7 @@ async def test_wire_shaped_dicts_give_the_same_body_as_models(
         "CreateCorrections": client.corrections,
     }[op.operation_id]
     (items,) = op.body.values()
-    # Money as JSON text ("4500.10") keeps its exact digits.
+    # Money read from JSON as Decimal keeps its exact digits.
     rows = wire(items)
     assert all(isinstance(row, dict) for row in rows)
     result = await resource.create(ORG, rows, idempotency_key="k")
@@ -479,3 +482,94 @@ async def test_unknown_enum_values_and_extra_fields_do_not_break_a_listing(
     assert unknown.claims is not None
     assert unknown.claims[0].type == "PENALTY"
     assert unknown.claims[0].original_amount == Decimal(10)
+
+
+# --- one rule for dicts and models: money, naive date-times -----------------------------------
+
+WRITES = [op for op in OPS if op.operation_id.startswith("Create")]
+AMOUNT = {"CreateInvoices": "originalInvoiceAmount"}  # payments and corrections: "amount"
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (12.5, r"a float cannot hold money exactly .*use Decimal"),
+        ("12.50", r"expected a Decimal amount, got str"),
+    ],
+)
+@pytest.mark.parametrize("op", WRITES, ids=op_id)
+@pytest.mark.parametrize("how", ["create", "create_many"])
+async def test_a_dict_with_float_or_text_money_is_refused_like_a_model(
+    mocked: Any, client: AmiliClient, op: Op, amount: Any, message: str, how: str
+) -> None:
+    resource = {
+        "CreateInvoices": client.invoices,
+        "CreatePayments": client.payments,
+        "CreateCorrections": client.corrections,
+    }[op.operation_id]
+    (items,) = op.body.values()
+    field = AMOUNT.get(op.operation_id, "amount")
+    row = {**items[0], field: amount}
+    # The model refuses the value with this very message...
+    cls = resource.item_model
+    keywords = _attrs_of(cls, items[0])
+    (name,) = [f.name for f in attrs.fields(cls) if f.metadata["wire"] == field]
+    with pytest.raises(TypeError, match=message) as by_model:
+        cls(**{**keywords, name: amount})
+    # ... and so does `create` / `create_many` given a dict, before anything is sent.
+    with pytest.raises(TypeError, match=message) as by_dict:
+        await (resource.create(ORG, [row]) if how == "create" else _drain(resource, row))
+    assert str(by_dict.value).removeprefix("$[0]") == str(by_model.value).removeprefix("$")
+    assert mocked.requests == {}
+
+
+async def _drain(resource: Any, row: dict[str, Any]) -> None:
+    async for _ in resource.create_many(ORG, [row]):
+        pass
+
+
+def _attrs_of(cls: type[Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keywords of `cls` from a wire dict (the model read the documented way)."""
+    model = amili_wire.from_wire(row, cls)
+    return {f.name: getattr(model, f.name) for f in attrs.fields(cls)}
+
+
+NAIVE = r"a date-time without a timezone: which timezone did you mean\?"
+LISTINGS_WITH_DATETIMES = [
+    ("From", lambda c, when: c.invoices.list(ORG, from_=when)),
+    ("To", lambda c, when: c.invoices.list(ORG, to=when)),
+    ("FromCreatedAt", lambda c, when: c.collections.list_cases(ORG, from_created_at=when)),
+    ("ToCreatedAt", lambda c, when: c.collections.list_cases(ORG, to_created_at=when)),
+    ("fromDate", lambda c, when: c.settlements.list(ORG, from_date=when)),
+    ("toDate", lambda c, when: c.settlements.list(ORG, to_date=when)),
+]
+
+
+@pytest.mark.parametrize(("name", "listing"), LISTINGS_WITH_DATETIMES, ids=lambda v: str(v))
+async def test_a_naive_datetime_in_a_listing_is_refused_like_in_a_request(
+    mocked: Any, client: AmiliClient, name: str, listing: Callable[[AmiliClient, Any], Any]
+) -> None:
+    naive = dt.datetime(2024, 3, 1, 12, 0)
+    with pytest.raises(ValueError, match=NAIVE) as caught:
+        listing(client, naive)
+    assert str(caught.value).startswith(f"query parameter {name}: ")
+    # The very message a request model gives.
+    with pytest.raises(ValueError, match=NAIVE) as by_model:
+        attrs.evolve(new_invoice(), due_date=naive)
+    assert str(caught.value).partition(": ")[2] == str(by_model.value).partition(": ")[2]
+    assert mocked.requests == {}
+    # An aware one is sent, as UTC.
+    mocked.get(ANY_URL, payload={"data": [], "summary": {}})
+    aware = naive.replace(tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert await listing(client, aware).collect() == []
+    _, url, _ = only_request(mocked)
+    assert url.query[name].startswith("2024-03-01")
+
+
+@pytest.mark.parametrize("when", [dt.datetime(2024, 3, 1), dt.datetime(2024, 3, 2)])
+def test_a_naive_window_of_a_partitioned_listing_is_refused(
+    client: AmiliClient, when: dt.datetime
+) -> None:
+    aware = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(ValueError, match=NAIVE):
+        client.invoices.list(ORG, from_=aware, to=when, partitions=4)

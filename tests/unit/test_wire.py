@@ -11,11 +11,13 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+import yaml
 
 import amili_async
 from amili_async import AmiliError, StructureError, models, wire
 from amili_async._openenum import OpenEnum
 from amili_async.resources._base import as_models
+from codegen.generate import SPEC, request_models
 
 UTC = dt.UTC
 
@@ -176,3 +178,28 @@ def test_a_wrong_primitive_in_a_response_is_named_with_its_wire_path() -> None:
     message = str(caught.value)
     assert "$.invoiceNumber: expected a string, got bool" in message
     assert "$.paidAmount:" in message
+
+
+def test_request_models_are_marked_from_the_spec_not_by_name() -> None:
+    # What codegen derives from the spec's request bodies: sent, never read.
+    spec = yaml.safe_load(SPEC.read_text())
+    names, bodies = request_models(spec)
+    assert {cls.__name__ for cls in models.REQUEST_MODELS} == set(names)
+    assert {"CreateInvoicesRequest", "NewInvoice", "NewPayment", "NewCorrection"} <= set(names)
+    assert "CreateInvoicesRequest" in bodies
+    assert "NewInvoice" not in bodies
+    # Read and written (legacy batch), or shared with a response (Debtor): never a request.
+    assert "LegacyBatch" not in names
+    assert "Debtor" not in names
+    assert all(attrs.has(cls) for cls in models.REQUEST_MODELS)
+
+
+def test_a_request_model_is_checked_by_wire_whatever_its_name() -> None:
+    # CaseActionRequest's name says Request; Debtor's says nothing: the marker decides.
+    assert models.CaseActionRequest in models.REQUEST_MODELS
+    debtor = models.Debtor(date_of_birth=dt.datetime(2024, 1, 1))  # type: ignore[arg-type]
+    assert wire.to_wire(debtor)["dateOfBirth"]  # a response model: written leniently
+    invoice = new_invoice()
+    invoice.due_date = dt.datetime(2024, 2, 15)  # naive, set after the model was built
+    with pytest.raises(ValueError, match=r"\$\.dueDate: a date-time without a timezone"):
+        wire.to_wire(invoice)

@@ -3,9 +3,10 @@
 Responses are read leniently (a number where a string is documented becomes text, a naive
 timestamp is UTC, as Amili means it); what *we* send is held to the types the models declare:
 
-- money is a Decimal (or, in a dict from JSON or CSV, a JSON number or numeric text): a float
-  `0.1 + 0.2` would go out as 0.30000000000000004;
-- a number is a number, never a string in a model (`amount="12.50"`);
+- money is a Decimal (or an int), in a model and in a dict alike: a float `0.1 + 0.2` would go
+  out as 0.30000000000000004, and text (`"12.50"`) is not a number; only data decoded from
+  text (`decoded=True`: a CSV row, parsed JSON, whose numbers are read exactly) may carry them;
+- a number is a number, never a string (`amount="12.50"`);
 - a date-time carries its timezone: a naive one is refused, not silently taken as UTC;
 - a field documented as a date takes `datetime.date`.
 
@@ -35,15 +36,22 @@ _NAIVE = (
 )
 
 
-def request_item(item: M | Mapping[str, Any], cls: type[M], path: str = "$") -> M:
-    """`item` as a checked `cls`: a model is checked as it is, a dict is read then checked."""
+def request_item(
+    item: M | Mapping[str, Any], cls: type[M], path: str = "$", *, decoded: bool = False
+) -> M:
+    """`item` as a checked `cls`: a model is checked as it is, a dict is read then checked.
+
+    `decoded`: the dict was decoded from text (a CSV row, parsed JSON): its amounts are numeric
+    text or JSON numbers, read exactly. A dict built in Python holds Decimals, as a model does.
+    """
     if isinstance(item, cls):
         check(item, path)
         return item
     if not isinstance(item, Mapping):
         raise TypeError(f"{path}: expected {cls.__name__} or a dict, got {type(item).__name__}")
     data = wire_keys(item, cls)
-    _check_naive_text(data, cls, path)
+    for where, reason, kind in _dict_problems(data, cls, path, decoded):
+        raise kind(f"{where}: {reason}")
     try:
         model = _serde.structure(data, cls)
     except _serde.StructureError as error:
@@ -51,12 +59,14 @@ def request_item(item: M | Mapping[str, Any], cls: type[M], path: str = "$") -> 
         lines = "; ".join(f"{path}{where.removeprefix('$')}: {why}" for where, why in found)
         raise _serde.StructureError(f"data does not match {cls.__name__}: {lines}") from None
     # No `check` again: reading gave every field its declared type (amounts Decimal, dates
-    # dates), naive date-times were refused above, and request models check themselves as
-    # they are built (`__attrs_post_init__`).
+    # dates), naive date-times and float or text money were refused above, and request
+    # models check themselves as they are built (`__attrs_post_init__`).
     return model
 
 
-def problems(item: Mapping[str, Any], cls: type[Any]) -> list[tuple[str, str]]:
+def problems(
+    item: Mapping[str, Any], cls: type[Any], *, decoded: bool = False
+) -> list[tuple[str, str]]:
     """Every (wire path, reason) that keeps `item` from being sent as `cls`; [] when it can.
 
     What `request_item` raises for, all of it at once (a file's row is fixed in one go).
@@ -65,7 +75,7 @@ def problems(item: Mapping[str, Any], cls: type[Any]) -> list[tuple[str, str]]:
         data = wire_keys(item, cls)
     except ValueError as error:
         return [("$", str(error))]
-    found = [(path, _NAIVE) for path in _naive_paths(data, cls, "$")]
+    found = [(where, reason) for where, reason, _ in _dict_problems(data, cls, "$", decoded)]
     try:
         _serde.structure(data, cls)  # what `request_item` reads, so nothing more to check
     except _serde.StructureError as error:
@@ -163,13 +173,9 @@ def _check_value(value: Any, tp: Any, path: str) -> None:
         check(value, path)
         return
     if tp is Decimal:
-        if kind is float:
-            raise TypeError(
-                f"{path}: a float cannot hold money exactly (0.1 + 0.2 is 0.30000000000000004); "
-                'use Decimal, e.g. Decimal("12.50")'
-            )
-        if kind is not Decimal and kind is not int:
-            raise TypeError(f"{path}: expected a Decimal amount, got {kind.__name__}")
+        wrong = _money_type(value)
+        if wrong is not None:
+            raise TypeError(f"{path}: {wrong}")
         if kind is Decimal and not value.is_finite():
             raise ValueError(f"{path}: amounts must be finite numbers")
     elif tp in (int, float):
@@ -195,33 +201,54 @@ def _check_value(value: Any, tp: Any, path: str) -> None:
         raise TypeError(f"{path}: expected a date, got {kind.__name__}{hint}")
 
 
-def _aware(value: Any, path: str) -> None:
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"{path}: expected a datetime, got {type(value).__name__}")
+def refuse_naive(value: dt.datetime, where: str) -> None:
+    """ValueError naming `where` for a date-time without a timezone: the one rule of request
+    bodies (models and dicts) and query parameters alike."""
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{path}: {_NAIVE}")
-
-
-def _check_naive_text(data: Any, cls: Any, path: str) -> None:
-    """Refuse naive date-times in a request dict before reading it would make them UTC."""
-    for where in _naive_paths(data, cls, path):
         raise ValueError(f"{where}: {_NAIVE}")
 
 
-def _naive_paths(data: Any, cls: Any, path: str) -> list[str]:
-    """Wire paths of the naive date-times (objects or ISO text) in a request dict."""
+def _aware(value: Any, path: str) -> None:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{path}: expected a datetime, got {type(value).__name__}")
+    refuse_naive(value, path)
+
+
+def _money_type(value: Any) -> str | None:
+    """Why `value` cannot be an amount the API gets (None: it can): a Decimal or an int only."""
+    kind = type(value)
+    if kind is float:
+        return (
+            "a float cannot hold money exactly (0.1 + 0.2 is 0.30000000000000004); "
+            'use Decimal, e.g. Decimal("12.50")'
+        )
+    if kind is not Decimal and kind is not int:
+        return f"expected a Decimal amount, got {kind.__name__}"
+    return None
+
+
+def _dict_problems(
+    data: Any, cls: Any, path: str, decoded: bool
+) -> list[tuple[str, str, type[Exception]]]:
+    """(wire path, reason, error class) of what a request dict carries that its model refuses
+    and reading would hide: naive date-times (objects or ISO text: reading makes them UTC) and,
+    unless the dict was decoded from text, money as a float or as text."""
     cls = _unwrap_optional(cls)
     if typing.get_origin(cls) is list and isinstance(data, list):
         (item,) = typing.get_args(cls) or (Any,)
-        return [p for i, v in enumerate(data) for p in _naive_paths(v, item, f"{path}[{i}]")]
+        return [
+            p for i, v in enumerate(data) for p in _dict_problems(v, item, f"{path}[{i}]", decoded)
+        ]
     if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
         return []
-    found: list[str] = []
+    found: list[tuple[str, str, type[Exception]]] = []
     for field in _fields(cls):
         wire = field.metadata.get("wire", field.name)
         value = data.get(wire)
         tp = _unwrap_optional(field.type)
         where = f"{path}.{wire}"
+        if value is None:
+            continue
         if tp in (dt.datetime, dt.date | dt.datetime):
             if isinstance(value, str) and (tp is dt.datetime or len(value) != 10):
                 try:
@@ -229,7 +256,12 @@ def _naive_paths(data: Any, cls: Any, path: str) -> list[str]:
                 except ValueError:
                     continue  # not a date-time at all: the structure step says so
             if isinstance(value, dt.datetime) and value.utcoffset() is None:
-                found.append(where)
+                found.append((where, _NAIVE, ValueError))
+        elif tp is Decimal:
+            # Only what reading would take (a float, numeric text); other types it refuses.
+            wrong = _money_type(value) if isinstance(value, float | str) and not decoded else None
+            if wrong is not None:
+                found.append((where, wrong, TypeError))
         else:
-            found += _naive_paths(value, tp, where)
+            found += _dict_problems(value, tp, where, decoded)
     return found
