@@ -388,8 +388,9 @@ def query_enum(values: list[str], name: str, allowed: tuple[str, ...]) -> frozen
 
 
 def query_datetime(value: str | None, name: str) -> int | None:
-    """A date or date-time query parameter -> epoch ms, or None if absent (400 if invalid)."""
-    if value is None or value == "":
+    """A date or date-time query parameter -> epoch ms, or None if absent (400 if invalid,
+    an empty value too: the spec's date-time refuses it)."""
+    if value is None:
         return None
     try:
         return parse_datetime_ms(value)
