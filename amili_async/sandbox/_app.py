@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import models
 from .._config import IDEMPOTENCY_KEY_HEADER
@@ -441,7 +442,9 @@ def _bool_query(request: web.Request, name: str) -> bool:
 def _as_bad_request(exc: ApiError) -> ApiError:
     """A body refusal of the legacy API: 400, as ASP.NET Core's [ApiController] answers a body
     that does not fit its model (the spec lists no 422 for the legacy POSTs)."""
-    return ApiError(400, exc.detail, title=exc.title, errors=exc.errors) if exc.status == 422 else exc
+    return (
+        ApiError(400, exc.detail, title=exc.title, errors=exc.errors) if exc.status == 422 else exc
+    )
 
 
 async def legacy_get_batch(request: web.Request) -> web.Response:
@@ -509,17 +512,22 @@ async def legacy_attachment(request: web.Request) -> web.Response:
 
 async def _file_part(request: web.Request) -> tuple[bytes, str | None, str | None] | None:
     """(data, filename, content type) of the multipart ``file`` part, None without one; 400
-    for a body aiohttp cannot read as multipart (a malformed part header, a bad boundary)."""
+    for another part (the spec's body has the one part) or a body aiohttp cannot read as
+    multipart (a malformed part header, a bad boundary)."""
+    found = None
     try:
         reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                return None
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                data = bytes(await part.read(decode=True))
-                return data, part.filename, part.headers.get("Content-Type")
-    except (ValueError, LookupError, AssertionError) as exc:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != "file" or found:
+                raise ApiError(
+                    400,
+                    "One or more validation errors occurred.",
+                    errors={"file": ["The multipart body has parts other than one 'file'."]},
+                )
+            data = bytes(await part.read(decode=True))
+            found = data, part.filename, part.headers.get("Content-Type")
+        return found
+    except (HttpProcessingError, ValueError, LookupError, AssertionError) as exc:
         raise ApiError(400, f"The multipart body cannot be read: {type(exc).__name__}.") from None
 
 

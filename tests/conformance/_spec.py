@@ -427,9 +427,9 @@ def agreement(
     documented Sandbox-only rule explains agrees)."""
     if request_problems and status < 400:
         return [f"{op.op_id}: answered {status} to a request the spec refuses: {request_problems}"]
-    if not request_problems and status in SCHEMA_REFUSALS:
-        if not documented_refusal(status, answer):
-            return [f"{op.op_id}: answered {status} to a request the spec accepts"]
+    documented = documented_refusal(status, answer)
+    if not request_problems and status in SCHEMA_REFUSALS and not documented:
+        return [f"{op.op_id}: answered {status} to a request the spec accepts"]
     return []
 
 

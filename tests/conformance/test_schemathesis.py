@@ -14,6 +14,7 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
@@ -21,7 +22,7 @@ from . import _spec
 
 # A few examples per operation keep the run well under a minute on a loaded 2-core machine
 # (24 operations); the fixed seed makes a failure reproducible.
-MAX_EXAMPLES = 5
+MAX_EXAMPLES = 3
 SEED = 21
 API_PREFIX = "/collection/v1"
 
@@ -74,6 +75,11 @@ def sandbox() -> Iterator[ThreadedSandbox]:
 
 @SCHEMA.parametrize()
 @hypothesis.settings(
+    # Generated cases only: the explicit phase builds its cases from the spec's example
+    # values (242 for the legacy batch alone, minutes) and fills a field without one with a
+    # value its own format refuses ("" as a date-time), so it would test the generator; the
+    # spec's examples run against the sandbox in test_conformance and decode in test_spec_truth.
+    phases=[hypothesis.Phase.generate],
     max_examples=MAX_EXAMPLES,
     deadline=None,
     suppress_health_check=list(hypothesis.HealthCheck),
@@ -82,6 +88,22 @@ def sandbox() -> Iterator[ThreadedSandbox]:
 @hypothesis.seed(SEED)
 def test_schemathesis(case: schemathesis.Case, sandbox: ThreadedSandbox) -> None:
     token = sandbox.server.issue_token()
-    case.call_and_validate(
-        base_url=sandbox.server.origin, headers={"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"}
+    response = case.call(base_url=sandbox.server.origin, headers=headers)
+    refused = response.status_code in _spec.SCHEMA_REFUSALS
+    if refused and case.meta is not None and case.meta.generation.mode.is_positive:
+        # positive_data_acceptance, but a refusal docs/DESIGN.md documents as the sandbox's
+        # own (Sandbox-only behaviour) is accepted: only that one, recognised by its errors.
+        rules = _spec.documented_refusal(response.status_code, response.content)
+        assert rules, (
+            f"{case.operation.label}: {response.status_code} to valid data: {response.text}"
+        )
+        excluded = [positive_data_acceptance]
+    else:
+        excluded = []
+    case.validate_response(
+        response,
+        excluded_checks=excluded,
+        headers=headers,
+        transport_kwargs={"base_url": sandbox.server.origin, "headers": headers},
     )

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import json
+import re
+
 import aiohttp
+import yaml
 
 from amili_async.sandbox import SandboxConfig, SandboxServer
+from amili_async.sandbox._shape import NULLABLE, UUIDS
+from tests.conftest import SPEC_PATH
 
 from ._support import Api, loads
 
@@ -154,10 +160,53 @@ async def test_a_multipart_body_that_cannot_be_read_answers_400(api: Api) -> Non
     mistake: 400, never a server error."""
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"fi\"le\"\r\n\r\nx\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="\x10"\r\n\r\nx\r\n'
         f"--{boundary}--\r\n"
     ).encode()
     headers = api.headers({"Content-Type": f"multipart/form-data; boundary={boundary}"})
     url = f"{api.server.origin}/webapi/api/Attachment"
     async with api.session.post(url, data=body, headers=headers) as resp:
         assert resp.status == 400, await resp.text()
+
+
+def test_the_tables_of_the_shape_check_are_the_specs() -> None:
+    """NULLABLE and UUIDS list exactly the properties the spec lets be null and gives format
+    uuid in the LegacyBatch model (the generated models carry neither)."""
+    spec = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    schemas = spec["components"]["schemas"]
+    found: set[tuple[str, str]] = set()
+    uuids: set[tuple[str, str]] = set()
+    todo, seen = ["LegacyBatch"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for prop, schema in schemas[name].get("properties", {}).items():
+            text = json.dumps(schema)
+            todo += [ref.rsplit("/", 1)[1] for ref in re.findall(r'"\$ref": "([^"]+)"', text)]
+            kinds = schema.get("type")
+            if '"null"' in text and (kinds is None or "null" in kinds):
+                found.add((name, prop))
+            if schema.get("format") == "uuid":
+                uuids.add((name, prop))
+    assert found == NULLABLE
+    assert uuids == UUIDS
+
+
+async def test_a_null_uuid_or_date_the_spec_does_not_allow_answers_400(api: Api) -> None:
+    url = f"{api.server.origin}/webapi/api/Batch"
+    headers = api.headers({"Content-Type": "application/json-patch+json"})
+    body = {
+        "settlement": [{"casenumber": None, "settlementId": "7", "settlementDate": "2024-1-5"}],
+        "creditor": [{"parentidnumber": None}],
+        "case": [{"closedAt": None, "caseId": "00000000-0000-4000-8000-000000000000"}],
+    }
+    async with api.session.post(url, json=body, headers=headers) as resp:
+        assert resp.status == 400
+        problem = loads(await resp.text())
+    assert set(problem["errors"]) == {
+        "settlement[0].casenumber",
+        "settlement[0].settlementId",
+        "settlement[0].settlementDate",
+    }
