@@ -95,7 +95,8 @@ def _string(e: Errors, obj: dict[str, Any], key: str, path: str, *, required: bo
         e.add(path, "The value must be a string.")
         return None
     if required and not value.strip():
-        e.add(path, f"The {key} field is required.")
+        # A sandbox-only rule (docs/DESIGN.md), worded apart from a missing field's.
+        e.add(path, f"The {key} field must not be blank.")
         return None
     if len(value) > 500:
         e.add(path, "The value must be at most 500 characters.")

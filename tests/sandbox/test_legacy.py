@@ -210,3 +210,13 @@ async def test_a_null_uuid_or_date_the_spec_does_not_allow_answers_400(api: Api)
         "settlement[0].settlementId",
         "settlement[0].settlementDate",
     }
+
+
+async def test_a_stored_batch_echoes_an_integer_beyond_64_bits_exactly(api: Api) -> None:
+    """JSON integers have no limit and the spec sets none (schemathesis found a 500 here)."""
+    url = f"{api.server.origin}/webapi/api/Batch"
+    headers = api.headers({"Content-Type": "application/json"})
+    body = b'{"creditor": [{"vattype": 123456789012345678901234567890}]}'
+    async with api.session.post(url, data=body, headers=headers) as resp:
+        assert resp.status == 200
+        assert b'"vattype":123456789012345678901234567890' in await resp.read()
