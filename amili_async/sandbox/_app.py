@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import models
 from .._config import IDEMPOTENCY_KEY_HEADER
@@ -284,7 +285,7 @@ async def list_batches(request: web.Request) -> web.Response:
     """``GET /orgs/{org}/batches``: one filtered keyset page, ascending or descending."""
     _, org = _auth_org(request)
     q = request.query
-    direction = (q.get("SortDirection") or "ASC").upper()
+    direction = q.get("SortDirection", "ASC")
     if direction not in tuple(member.value for member in models.SortDirection):
         raise ApiError(400, "Invalid SortDirection.", errors={"SortDirection": ["ASC or DESC."]})
     states = query_enum(q.getall("State", []), "State", BATCH_STATUSES)
@@ -335,7 +336,7 @@ async def list_settlements(request: web.Request) -> web.Response:
     for name in ("fromDate", "toDate"):
         value = request.query.get(name)
         try:
-            dates[name] = parse_date(value) if value else None
+            dates[name] = None if value is None else parse_date(value)
         except ValueError:
             raise ApiError(
                 400, f"Invalid {name}.", errors={name: ["Not an ISO 8601 date."]}
@@ -418,7 +419,8 @@ def _debt_collection_list(action: str) -> Handler:
 
 # --------------------------------------------------------------------------- legacy
 async def legacy_ping(request: web.Request) -> web.Response:
-    """``GET /webapi/api/Ping``: liveness, no authentication."""
+    """``GET /webapi/api/Ping``: liveness, for a valid Bearer token (as the spec's Ping)."""
+    _claims(request)
     return json_response({"message": "pong"})
 
 
@@ -431,10 +433,18 @@ def _legacy_orgs(request: web.Request) -> list[OrgState]:
 
 
 def _bool_query(request: web.Request, name: str) -> bool:
-    value = (request.query.get(name) or "false").lower()
-    if value not in ("true", "false", "1", "0"):
+    value = request.query.get(name, "false")
+    if value not in ("true", "false"):
         raise ApiError(400, f"Invalid {name}.", errors={name: ["true or false."]})
-    return value in ("true", "1")
+    return value == "true"
+
+
+def _as_bad_request(exc: ApiError) -> ApiError:
+    """A body refusal of the legacy API: 400, as ASP.NET Core's [ApiController] answers a body
+    that does not fit its model (the spec lists no 422 for the legacy POSTs)."""
+    return (
+        ApiError(400, exc.detail, title=exc.title, errors=exc.errors) if exc.status == 422 else exc
+    )
 
 
 async def legacy_get_batch(request: web.Request) -> web.Response:
@@ -456,9 +466,12 @@ async def legacy_post_batch(request: web.Request) -> web.Response:
     if request.content_type not in ("application/json-patch+json", "application/json"):
         raise ApiError(415, "Send the batch as application/json-patch+json (or application/json).")
     raw = await request.read()
-    body = parse_json_object(raw)
-    assert body is not None
-    validate_shape(body, models.LegacyBatch)
+    try:
+        body = parse_json_object(raw)
+        assert body is not None
+        validate_shape(body, models.LegacyBatch)
+    except ApiError as exc:
+        raise _as_bad_request(exc) from None
     state = _state(request)
     stored = state.run_idempotent(
         _claims(request).client_id,
@@ -479,27 +492,43 @@ async def legacy_attachment(request: web.Request) -> web.Response:
         raise ApiError(404, f"Case {case_id} was not found.")
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "Send the attachment as multipart/form-data with a 'file' part.")
-    reader = await request.multipart()
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            data = bytes(await part.read(decode=True))
-            filename, content_type = part.filename, part.headers.get("Content-Type")
-            attachment_id = state.run_idempotent(
-                _claims(request).client_id,
-                "legacy-attachment",
-                _idempotency_key(request),
-                [filename, content_type, hashlib.sha256(data).hexdigest(), case_id],
-                functools.partial(state.store_attachment, filename, content_type, data, case_id),
-            )
-            return json_response({"attachmentid": attachment_id})
+    found = await _file_part(request)
+    if found is not None:
+        data, filename, content_type = found
+        attachment_id = state.run_idempotent(
+            _claims(request).client_id,
+            "legacy-attachment",
+            _idempotency_key(request),
+            [filename, content_type, hashlib.sha256(data).hexdigest(), case_id],
+            functools.partial(state.store_attachment, filename, content_type, data, case_id),
+        )
+        return json_response({"attachmentid": attachment_id})
     raise ApiError(
-        422,
+        400,
         "One or more validation errors occurred.",
         errors={"file": ["The multipart body has no 'file' part."]},
     )
+
+
+async def _file_part(request: web.Request) -> tuple[bytes, str | None, str | None] | None:
+    """(data, filename, content type) of the multipart ``file`` part, None without one; 400
+    for another part (the spec's body has the one part) or a body aiohttp cannot read as
+    multipart (a malformed part header, a bad boundary)."""
+    found = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != "file" or found:
+                raise ApiError(
+                    400,
+                    "One or more validation errors occurred.",
+                    errors={"file": ["The multipart body has parts other than one 'file'."]},
+                )
+            data = bytes(await part.read(decode=True))
+            found = data, part.filename, part.headers.get("Content-Type")
+        return found
+    except (HttpProcessingError, ValueError, LookupError, AssertionError) as exc:
+        raise ApiError(400, f"The multipart body cannot be read: {type(exc).__name__}.") from None
 
 
 # --------------------------------------------------------------------------- app

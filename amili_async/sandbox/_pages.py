@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 def parse_page_size(value: str | None, name: str) -> int:
     """The ``name`` query parameter as a page size (default if absent, 400 if invalid)."""
-    if value is None or value == "":
+    if value is None:
         return DEFAULT_PAGE_SIZE
     try:
         size = int(value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import types
 import typing
 from decimal import Decimal
@@ -18,9 +19,43 @@ from .._fields import model_fields
 from .._openenum import OpenEnum
 from ._validate import Errors
 
-__all__ = ["validate_shape"]
+__all__ = ["NULLABLE", "UUIDS", "validate_shape"]
 
 _NONE = type(None)
+# (schema, field) pairs the spec gives format uuid in the legacy batch model (a str in the
+# models); tests/sandbox/test_legacy.py checks this table against the spec too.
+UUIDS = frozenset(
+    {
+        ("CaseDebtor", "debtorId"),
+        ("LegacyCase", "caseId"),
+        ("LegacyCase", "creditorId"),
+        ("LegacyCase", "organizationId"),
+        ("LegacyCaseInvoice", "batchId"),
+        ("LegacyCaseInvoice", "caseId"),
+        ("LegacyCaseInvoice", "invoiceId"),
+        ("LegacySettlement", "settlementId"),
+    }
+)
+# The hyphenated RFC 4122 form, what the uuid format of JSON Schema takes.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339 full-date and date-time, the spec's date and date-time formats.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# (schema, field) pairs the spec lets be null in the legacy batch model; every other field
+# refuses an explicit null (the models make every field optional, not nullable).
+# tests/sandbox/test_legacy.py checks this table against the spec.
+NULLABLE = frozenset(
+    {
+        ("CaseDebtor", "firstName"),
+        ("CaseDebtor", "lastName"),
+        ("LegacyCase", "closedAt"),
+        ("LegacyCase", "closuredate"),
+        ("LegacyCase", "subStatus"),
+        ("LegacyCaseInvoice", "batchId"),
+        ("LegacyCreditor", "lastsettlementid"),
+        ("LegacyCreditor", "parentidnumber"),
+    }
+)
 # JSON types that each annotation accepts (bool is not a number in JSON Schema).
 _SCALARS: dict[Any, tuple[type, ...]] = {
     str: (str,),
@@ -49,8 +84,16 @@ def validate_shape(body: dict[str, Any], cls: type) -> None:
 
 def _check_object(e: Errors, value: dict[str, Any], cls: type, path: str) -> None:
     for wire, tp in _fields(cls):
-        if wire in value:
-            _check(e, value[wire], tp, f"{path}.{wire}" if path else wire)
+        if wire not in value:
+            continue
+        where = f"{path}.{wire}" if path else wire
+        if value[wire] is None and (cls.__name__, wire) not in NULLABLE:
+            e.add(where, "The value must not be null.")
+        elif (cls.__name__, wire) in UUIDS and isinstance(value[wire], str):
+            if not _UUID.fullmatch(value[wire]):
+                e.add(where, "The value is not a UUID.")
+        else:
+            _check(e, value[wire], tp, where)
 
 
 def _check(e: Errors, value: Any, tp: Any, path: str) -> None:
@@ -86,7 +129,24 @@ def _check(e: Errors, value: Any, tp: Any, path: str) -> None:
     elif isinstance(tp, type) and issubclass(tp, OpenEnum):
         if type(value) is not str:
             e.add(path, "The value must be a string.")
+        elif value not in {member.value for member in tp}:
+            e.add(path, f"'{value}' is not one of the spec's {tp.__name__} values.")
     else:
         accepted = _SCALARS.get(tp)
         if accepted is not None and type(value) not in accepted:
             e.add(path, f"The value must be of type {accepted[0].__name__}.")
+        elif tp in (dt.date, dt.datetime) and not _is_date(value, tp is dt.date):
+            e.add(path, f"The value is not an RFC 3339 {'date' if tp is dt.date else 'date-time'}.")
+
+
+def _is_date(text: str, date_only: bool) -> bool:
+    if not (_DATE if date_only else _DATE_TIME).fullmatch(text):
+        return False
+    try:
+        if date_only:
+            dt.date.fromisoformat(text)
+        else:
+            dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True

@@ -95,7 +95,8 @@ def _string(e: Errors, obj: dict[str, Any], key: str, path: str, *, required: bo
         e.add(path, "The value must be a string.")
         return None
     if required and not value.strip():
-        e.add(path, f"The {key} field is required.")
+        # A sandbox-only rule (docs/DESIGN.md), worded apart from a missing field's.
+        e.add(path, f"The {key} field must not be blank.")
         return None
     if len(value) > 500:
         e.add(path, "The value must be at most 500 characters.")
@@ -388,8 +389,9 @@ def query_enum(values: list[str], name: str, allowed: tuple[str, ...]) -> frozen
 
 
 def query_datetime(value: str | None, name: str) -> int | None:
-    """A date or date-time query parameter -> epoch ms, or None if absent (400 if invalid)."""
-    if value is None or value == "":
+    """A date or date-time query parameter -> epoch ms, or None if absent (400 if invalid,
+    an empty value too: the spec's date-time refuses it)."""
+    if value is None:
         return None
     try:
         return parse_datetime_ms(value)

@@ -63,8 +63,27 @@ def _default(obj: object) -> Any:
 
 
 def dumps(obj: object) -> bytes:
-    """Serialise to JSON bytes; Decimal values go out as exact JSON numbers."""
-    return orjson.dumps(obj, default=_default)
+    """Serialise to JSON bytes; Decimal values go out as exact JSON numbers, and so do
+    integers beyond 64 bits (a stored legacy batch echoes what it was sent; JSON has no
+    integer limit)."""
+    try:
+        return orjson.dumps(obj, default=_default)
+    except TypeError:
+        return orjson.dumps(_exact_big_ints(obj), default=_default)
+
+
+# The integers orjson writes itself; a larger one goes out as its exact digits.
+_INT64 = range(-(2**63), 2**64)
+
+
+def _exact_big_ints(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _exact_big_ints(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_exact_big_ints(v) for v in obj]
+    if isinstance(obj, int) and not isinstance(obj, bool) and obj not in _INT64:
+        return orjson.Fragment(str(obj).encode())
+    return obj
 
 
 def _reject_constant(name: str) -> Any:

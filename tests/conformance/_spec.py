@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import jsonschema
 import jsonschema_rs
 import orjson
 import yaml
@@ -26,7 +27,17 @@ from multidict import CIMultiDict
 from amili_async.sandbox._faults import fault_middleware
 from tests.conftest import SPEC_PATH
 
-__all__ = ["Exchange", "Log", "Operation", "Spec", "install", "load"]
+__all__ = [
+    "SANDBOX_ONLY",
+    "Exchange",
+    "Log",
+    "Operation",
+    "SandboxRule",
+    "Spec",
+    "documented_refusal",
+    "install",
+    "load",
+]
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 MULTIPART_UNREAD = b"(multipart body, not read)"
@@ -74,6 +85,9 @@ class Spec:
         # Literal segments win over parameters (none overlap today; the order keeps it so).
         self.operations.sort(key=lambda o: o.template.count("{"))
         self._validators: dict[int, jsonschema_rs.Draft202012Validator] = {}
+        # The second reading (python-jsonschema) runs on the first answer of each (operation,
+        # status) and the first body of each operation: a sample, as it is ~20x slower.
+        self._second_seen: set[tuple[str, str, int]] = set()
 
     def _operation(
         self, prefix: str, template: str, method: str, item: dict[str, Any]
@@ -136,6 +150,44 @@ class Spec:
             f"{where} at /{'/'.join(map(str, e.instance_path))}: {e.message[:200]}"
             for e in self.validator(schema).iter_errors(instance)
         ]
+
+    def second_errors(self, schema: dict[str, Any], instance: Any, where: str) -> list[str]:
+        """The same check by python-jsonschema (another implementation of 2020-12, formats
+        included), so a construct jsonschema-rs reads differently (a float multipleOf) shows."""
+        validator = jsonschema.Draft202012Validator(
+            {**schema, "components": self.components},
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
+        return [
+            f"{where} (python-jsonschema) at /{'/'.join(map(str, e.absolute_path))}: "
+            f"{e.message[:200]}"
+            for e in validator.iter_errors(instance)
+        ]
+
+    def sampled_errors(
+        self, kind: str, op: Operation, status: int, schema: dict[str, Any], instance: Any,
+        where: str,
+    ) -> list[str]:  # fmt: skip
+        """jsonschema-rs on every instance, python-jsonschema on the first of its kind."""
+        found = self.schema_errors(schema, instance, where)
+        key = (kind, op.op_id, status)
+        if key not in self._second_seen:
+            self._second_seen.add(key)
+            found += self.second_errors(schema, instance, where)
+        return found
+
+    def documented_fields(self, op: Operation, status: int) -> list[tuple[str, ...]]:
+        """The field paths the docs' examples show for this answer ("[]" for every item of an
+        array), from the spec's embedded examples (tests/test_spec_docs.py ties them to the
+        docs); the examples of older page versions are left out, as the sandbox serves the
+        newest shape."""
+        response = self.response(op, status)
+        media = (response or {}).get("content", {}).get("application/json", {})
+        paths: set[tuple[str, ...]] = set()
+        for name, example in media.get("examples", {}).items():
+            if not name.startswith("older"):
+                paths |= set(field_paths(example["value"]))
+        return sorted(paths)
 
     def response(self, op: Operation, status: int) -> dict[str, Any] | None:
         responses = op.node["responses"]
@@ -205,7 +257,8 @@ class Spec:
             instance = json.loads(ex.body, parse_float=Decimal)
         except ValueError:
             return [f"{where}: the body is not JSON"]
-        return self.schema_errors(content[media]["schema"], instance, f"{where} body")
+        return self.sampled_errors("request", op, 0, content[media]["schema"], instance,
+                                   f"{where} body")  # fmt: skip
 
     # ------------------------------------------------------------------ answers
     def response_problems(self, op: Operation, ex: Exchange) -> list[str]:
@@ -231,7 +284,37 @@ class Spec:
             body = orjson.loads(ex.response_body)  # a 1,000-item page in milliseconds
         except orjson.JSONDecodeError:
             return [*found, f"{where}: the body is not JSON"]
-        return found + self.schema_errors(content[media]["schema"], body, where)
+        found += self.sampled_errors("response", op, ex.status, content[media]["schema"], body,
+                                     where)  # fmt: skip
+        return found + [
+            f"{where}: the documented field {'.'.join(path)} is missing"
+            for path in self.documented_fields(op, ex.status)
+            if not has_path(body, path)
+        ]
+
+
+def field_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path of a JSON value, an array's items under "[]"."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            found.append((*prefix, key))
+            found += field_paths(item, (*prefix, key))
+        return found
+    if isinstance(value, list):
+        return [p for item in value for p in field_paths(item, (*prefix, "[]"))]
+    return []
+
+
+def has_path(value: Any, path: tuple[str, ...]) -> bool:
+    """Whether ``path`` is in ``value``: every item of an array along it must have it (an
+    empty array, or a null on the way, has nothing to show)."""
+    if not path or value is None:
+        return True
+    head, rest = path[0], path[1:]
+    if head == "[]":
+        return isinstance(value, list) and all(has_path(item, rest) for item in value)
+    return isinstance(value, dict) and head in value and has_path(value[head], rest)
 
 
 @cache
@@ -244,6 +327,89 @@ def load() -> Spec:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Answers a status of which the sandbox says "the request is wrong", per the spec's schemas.
 SCHEMA_REFUSALS = frozenset({400, 422})
+DESIGN_PATH = SPEC_PATH.parent.parent / "docs" / "DESIGN.md"
+SANDBOX_ONLY_HEADING = "## Sandbox-only behaviour"
+
+
+@attrs.frozen
+class SandboxRule:
+    """A refusal by the sandbox of a request the spec accepts: the sandbox's own rule, named
+    (in bold) in docs/DESIGN.md's Sandbox-only behaviour section, recognised by the status
+    and the ``errors`` member of its ProblemDetails (every field named must match)."""
+
+    name: str
+    status: int
+    field: re.Pattern[str]
+    message: re.Pattern[str]
+
+
+# The only refusals of spec-valid requests the conformance checks accept (test_checker ties
+# each name to docs/DESIGN.md).
+SANDBOX_ONLY = (
+    SandboxRule(
+        "Amounts have at most two decimals and stay below 10^12",
+        422,
+        re.compile(r"(invoices|payments|corrections)\[\d+\]\.(originalInvoiceAmount|amount)"),
+        re.compile(r"at most 2 decimal places|too large"),
+    ),
+    SandboxRule(
+        "Page sizes are at most 1000",
+        400,
+        re.compile(r"PageSize|pageSize"),
+        re.compile(r"between 1 and 1000"),
+    ),
+    SandboxRule(
+        "Writes take at most 1000 items",
+        422,
+        re.compile(r"invoices|payments|corrections|caseIds"),
+        re.compile(r"between 1 and 1000 items|At most 1000"),
+    ),
+    SandboxRule(
+        "Page tokens are valid only as issued",
+        400,
+        re.compile(r"PageToken|pageToken"),
+        re.compile(r"Invalid, tampered"),
+    ),
+    SandboxRule(
+        "Strings are at most 500 characters",
+        422,
+        re.compile(r".+"),
+        re.compile(r"at most 500 characters"),
+    ),
+    SandboxRule(
+        "Required strings are not blank",
+        422,
+        re.compile(r".+"),
+        re.compile(r"field must not be blank"),
+    ),
+)
+
+
+def documented_refusal(status: int, body: bytes) -> list[str]:
+    """The Sandbox-only rules that explain this refusal ([] when none does)."""
+    try:
+        problem = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    if not isinstance(errors, dict) or not errors:
+        return []
+    names = []
+    for field, messages in errors.items():
+        rule = next(
+            (
+                r
+                for r in SANDBOX_ONLY
+                if r.status == status
+                and r.field.fullmatch(field)
+                and all(r.message.search(m) for m in messages)
+            ),
+            None,
+        )
+        if rule is None:
+            return []
+        names.append(rule.name)
+    return sorted(set(names))
 
 
 @attrs.define
@@ -254,21 +420,26 @@ class Log:
     problems: list[str] = attrs.Factory(list)
 
 
-def agreement(op: Operation, request_problems: list[str], status: int) -> list[str]:
-    """Where the sandbox's verdict on a request disagrees with the spec's."""
+def agreement(
+    op: Operation, request_problems: list[str], status: int, answer: bytes = b""
+) -> list[str]:
+    """Where the sandbox's verdict on a request disagrees with the spec's (a refusal that a
+    documented Sandbox-only rule explains agrees)."""
     if request_problems and status < 400:
         return [f"{op.op_id}: answered {status} to a request the spec refuses: {request_problems}"]
-    if not request_problems and status in SCHEMA_REFUSALS:
+    documented = documented_refusal(status, answer)
+    if not request_problems and status in SCHEMA_REFUSALS and not documented:
         return [f"{op.op_id}: answered {status} to a request the spec accepts"]
     return []
 
 
-def install(app: web.Application, log: Log) -> None:
-    """Check every request and answer of ``app`` against the spec, recording into ``log``.
+def install(app: web.Application, log: Log, spec: Spec | None = None) -> None:
+    """Check every request and answer of ``app`` against the spec (the project's, or another
+    one: the mutation tests pass a loosened copy), recording into ``log``.
 
     Placed just inside the fault injector, so deliberate faults (HTML pages, dropped
     connections) are not checked, but every answer of the API itself is, errors included."""
-    spec = load()
+    spec = spec or load()
 
     @web.middleware
     async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -299,7 +470,7 @@ def install(app: web.Application, log: Log) -> None:
         )
         request_problems = spec.request_problems(op, path_params, ex)
         log.seen.append((op.op_id, response.status, not request_problems))
-        log.problems += agreement(op, request_problems, response.status)
+        log.problems += agreement(op, request_problems, response.status, ex.response_body)
         log.problems += spec.response_problems(op, ex)
         return response
 

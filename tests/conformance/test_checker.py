@@ -3,6 +3,7 @@ operation does not declare, and a sandbox verdict that differs from the spec's."
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -45,8 +46,12 @@ def exchange(
 
 
 def invoice(**over: Any) -> dict[str, Any]:
-    return {"summary": {"status": "SUCCESS", "nextPageToken": None},
-            "data": {"id": INVOICE, "closedAt": None, **over}}  # fmt: skip
+    """The docs' complete GetInvoiceById example (as the spec embeds it), fields overridden."""
+    op = next(o for o in SPEC.operations if o.op_id == "GetInvoiceById")
+    media = SPEC.response(op, 200)["content"]["application/json"]  # type: ignore[index]
+    answer = copy.deepcopy(media["examples"]["example1"]["value"])
+    answer["data"].update({"id": INVOICE, "closedAt": None, **over})
+    return answer  # type: ignore[no-any-return]
 
 
 def test_an_answer_that_fits_the_spec_passes() -> None:
@@ -58,6 +63,28 @@ def test_an_answer_off_the_spec_is_reported() -> None:
     op, _, ex = exchange("GET", f"/orgs/{ORG}/invoices/{INVOICE}", 200, invoice(closedAt=5))
     (problem,) = SPEC.response_problems(op, ex)
     assert "/data/closedAt" in problem
+
+
+def test_the_second_validator_reads_the_same_schema() -> None:
+    op, _, _ = exchange("GET", f"/orgs/{ORG}/invoices/{INVOICE}", 200, None)
+    schema = SPEC.response(op, 200)["content"]["application/json"]["schema"]  # type: ignore[index]
+    (problem,) = SPEC.second_errors(schema, invoice(closedAt=5), "x")
+    assert "(python-jsonschema) at /data/closedAt" in problem
+    assert SPEC.second_errors(schema, invoice(), "x") == []
+
+
+def test_a_documented_field_the_answer_drops_is_reported() -> None:
+    answer = invoice()
+    del answer["data"]["invoiceNumber"]
+    del answer["data"]["debtors"][0]["emails"][0]["value"]
+    op, _, ex = exchange("GET", f"/orgs/{ORG}/invoices/{INVOICE}", 200, answer)
+    assert SPEC.response_problems(op, ex) == [
+        "GetInvoiceById 200: the documented field data.debtors.[].emails.[].value is missing",
+        "GetInvoiceById 200: the documented field data.invoiceNumber is missing",
+    ]
+    answer["data"]["debtors"] = []  # an empty array has no items to show fields of
+    op, _, ex = exchange("GET", f"/orgs/{ORG}/invoices/{INVOICE}", 200, answer)
+    assert len(SPEC.response_problems(op, ex)) == 1
 
 
 def test_a_status_the_operation_does_not_declare_is_reported() -> None:
@@ -89,8 +116,11 @@ def test_request_checks_follow_the_parameters_and_the_body() -> None:
         "dueDate": "2024-02-15T00:00:00Z",
     }
     op, params, ex = exchange("POST", f"/orgs/{ORG}/invoices", 202, None, body={"invoices": [item]})
-    assert SPEC.request_problems(op, params, ex) == []  # 19.99 is a multiple of 0.01
-    item["originalInvoiceAmount"] = 10.001
+    assert SPEC.request_problems(op, params, ex) == []
+    item["originalInvoiceAmount"] = 10.001  # no precision is published: the spec accepts it
+    op, params, ex = exchange("POST", f"/orgs/{ORG}/invoices", 202, None, body={"invoices": [item]})
+    assert SPEC.request_problems(op, params, ex) == []
+    item["originalInvoiceAmount"] = "10"
     op, params, ex = exchange("POST", f"/orgs/{ORG}/invoices", 202, None, body={"invoices": [item]})
     assert "originalInvoiceAmount" in SPEC.request_problems(op, params, ex)[0]
 
@@ -102,3 +132,29 @@ def test_a_verdict_that_differs_from_the_spec_is_reported() -> None:
     assert _spec.agreement(op, [], 400)
     assert not _spec.agreement(op, ["refused"], 400)
     assert not _spec.agreement(op, [], 404)  # an unknown id is not a schema refusal
+
+
+def problem(errors: dict[str, list[str]]) -> bytes:
+    return orjson.dumps({**PROBLEM, "errors": errors})
+
+
+def test_a_sandbox_refusal_agrees_only_as_documented() -> None:
+    op, _, _ = exchange("POST", f"/orgs/{ORG}/invoices", 422, None)
+    amount = {
+        "invoices[0].originalInvoiceAmount": ["The amount must have at most 2 decimal places."]
+    }
+    assert _spec.documented_refusal(422, problem(amount)) == [
+        "Amounts have at most two decimals and stay below 10^12"
+    ]
+    assert not _spec.agreement(op, [], 422, problem(amount))
+    assert _spec.documented_refusal(400, problem(amount)) == []  # another status: undocumented
+    other = {**amount, "invoices[0].type": ["'X' is not one of: NOTICE."]}
+    assert _spec.agreement(op, [], 422, problem(other))  # one unexplained field is enough
+    assert _spec.agreement(op, [], 422, b"not json")
+
+
+def test_every_sandbox_only_rule_is_documented_in_design() -> None:
+    text = _spec.DESIGN_PATH.read_text(encoding="utf-8")
+    section = text.split(_spec.SANDBOX_ONLY_HEADING, 1)[1].split("\n## ", 1)[0]
+    for rule in _spec.SANDBOX_ONLY:
+        assert f"**{rule.name}**" in section, rule.name

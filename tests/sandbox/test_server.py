@@ -28,7 +28,9 @@ async def test_server_addresses_and_lifecycle(session: aiohttp.ClientSession) ->
         assert (server.client_id, server.client_secret) == ("sandbox", "sandbox-secret")
         assert server.default_org_id == DEFAULT_ORG_ID
         assert server.state.default_org.invoice_count == 50
-        async with session.get(server.origin + "/webapi/api/Ping") as resp:
+        ping = server.origin + "/webapi/api/Ping"
+        auth = {"Authorization": f"Bearer {server.issue_token()}"}
+        async with session.get(ping, headers=auth) as resp:
             assert resp.status == 200
         with pytest.raises(RuntimeError):
             await server.start()
@@ -41,7 +43,8 @@ async def test_serve_forever_until_cancelled(session: aiohttp.ClientSession) -> 
     ready: asyncio.Future[SandboxServer] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve_forever(SandboxConfig(invoices=5), ready=ready.set_result))
     server = await asyncio.wait_for(ready, 5)
-    async with session.get(server.origin + "/webapi/api/Ping") as resp:
+    auth = {"Authorization": f"Bearer {server.issue_token()}"}
+    async with session.get(server.origin + "/webapi/api/Ping", headers=auth) as resp:
         assert await resp.json() == {"message": "pong"}
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
