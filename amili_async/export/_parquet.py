@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
@@ -109,8 +109,8 @@ def _converter(tp: Any) -> Convert:
     return lambda v: None if v is None else _serde.dumps(v).decode()
 
 
-def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
-    """Write JSON Lines rows (wire JSON of `cls`) to a Parquet file at `path`, synced; rows.
+def write_parquet(lines: Iterable[bytes], cls: type[Any], stream: IO[bytes]) -> int:
+    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows.
 
     Each line is decoded by the SDK's own decoder (exact decimals, UTC date-times), so the file
     holds the same values as the JSON Lines export.
@@ -120,7 +120,7 @@ def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
     to_row = _converter(cls)
     rows = 0
     batch: list[dict[str, Any]] = []
-    with path.open("wb") as stream, pq.ParquetWriter(stream, schema) as writer:
+    with pq.ParquetWriter(stream, schema) as writer:
         for line in lines:
             batch.append(to_row(_serde.decode(line, cls)))
             if len(batch) >= ROWS_PER_GROUP:

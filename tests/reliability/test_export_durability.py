@@ -4,12 +4,12 @@ What it proves, on 50,000 seeded invoices with about 10% of the requests failing
 kind the sandbox injects):
 
 - a CLI export SIGKILLed several times and resumed with `--resume` each time ends with every
-  invoice in the file exactly once, sequentially (in listing order) and partitioned (one token
-  per part in the checkpoint);
-- at every kill, the checkpoint never vouches for more than the file holds: its first `size`
-  bytes are exactly `count` whole records (data before checkpoint);
-- a file whose tail was lost (shorter than its checkpoint's `size`) is refused on `--resume`
-  with a one-line error, and left exactly as it was (never padded, never cut further);
+  invoice in the file exactly once, sequentially (in listing order) and partitioned (one unit,
+  with its own checkpoint, per part);
+- at every kill, no checkpoint vouches for more than its stage holds: the stage's first `size`
+  bytes are exactly `rows` whole records (data before checkpoint);
+- a stage whose tail was lost (shorter than its checkpoint's `size`) is refused on `--resume`
+  with a one-line error naming it, and left exactly as it was (never padded, never cut);
 - the SDK's listing resumes from `error.resume_token` after each failure with nothing lost or
   repeated.
 
@@ -19,6 +19,7 @@ timing.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -28,10 +29,10 @@ import pytest
 from amili_async import AmiliError, APIConnectionError, APIStatusError
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
+from ..export._state import checkpoints, exported_rows, stage_files, work_dir
 from .conftest import (
     CHAOS,
     assert_one_line_error,
-    checkpoint_state,
     cli_env,
     connect,
     kill,
@@ -59,52 +60,43 @@ def _export_args(org: str, out: Path, *extra: str) -> tuple[str | Path, ...]:
     )  # fmt: skip
 
 
-def _count(checkpoint: Path) -> int:
-    state = checkpoint_state(checkpoint)
-    return 0 if state is None else int(state["count"])
-
-
-def _check_vouched_prefix(out: Path, checkpoint: Path) -> tuple[dict[str, object], int]:
-    """The checkpoint vouches only for data on disk: `size` bytes holding `count` records.
-
-    Returns the checkpoint and how many bytes lie past `size` (a page the kill cut short).
-    """
-    state = checkpoint_state(checkpoint)
-    assert state is not None
-    data = out.read_bytes()
-    size, count = state["size"], state["count"]
-    assert isinstance(size, int)
-    assert len(data) >= size, "the checkpoint vouches for bytes the file does not hold"
-    vouched = data[:size]
-    assert vouched.endswith(b"\n") or not vouched
-    records = [orjson.loads(line) for line in vouched.splitlines()]
-    assert len(records) == count
-    assert len({r["id"] for r in records}) == count
-    return state, len(data) - size
+def _check_vouched_prefixes(out: Path) -> dict[str, dict[str, object]]:
+    """Each checkpoint vouches only for data on disk: its unit's stage holds `size` bytes of
+    `rows` whole records. Returns the checkpoints, by unit id."""
+    states = checkpoints(out)
+    for unit_id, state in states.items():
+        data = (work_dir(out) / ".partial" / f"{unit_id}.jsonl.part").read_bytes()
+        size, rows = state["size"], state["rows"]
+        assert len(data) >= size, "the checkpoint vouches for bytes the stage does not hold"
+        vouched = data[:size]
+        assert vouched.endswith(b"\n") or not vouched
+        records = [orjson.loads(line) for line in vouched.splitlines()]
+        assert len(records) == rows
+        assert len({r["id"] for r in records}) == rows
+    return states
 
 
 async def _export_with_kills(
     server: SandboxServer, args: tuple[str | Path, ...], out: Path, thresholds: list[int]
-) -> list[dict[str, object]]:
-    """Run the export, SIGKILL it as soon as its checkpoint passes each threshold (resuming
-    after the first kill), then finish it with --resume. Returns the checkpoint of each kill."""
+) -> list[dict[str, dict[str, object]]]:
+    """Run the export, SIGKILL it as soon as its checkpoints pass each threshold (resuming
+    after the first kill), then finish it with --resume. Returns the checkpoints of each kill."""
     env = cli_env(server)
-    checkpoint = out.with_name(out.name + ".checkpoint.json")
-    states: list[dict[str, object]] = []
+    states: list[dict[str, dict[str, object]]] = []
     for number, threshold in enumerate(thresholds):
         resume = ("--resume",) if number else ()
         proc = await start_cli(*args, *resume, env=env)
         try:
-            reached = await wait_until(lambda t=threshold: _count(checkpoint) >= t, proc=proc)
+            reached = await wait_until(lambda t=threshold: exported_rows(out) >= t, proc=proc)
         finally:
             status = await kill(proc)
         assert reached, f"the export ended (exit {status}) before it reached {threshold:,}"
         assert status == -9, f"the export ended by itself (exit {status}) instead of being killed"
-        state, _ = _check_vouched_prefix(out, checkpoint)
-        assert threshold <= state["count"] < INVOICES  # type: ignore[operator]
-        states.append(state)
+        states.append(_check_vouched_prefixes(out))
+        assert threshold <= exported_rows(out) < INVOICES
+        assert not os.path.exists(out)  # nothing is published before every unit is done
         if number == 0:
-            with out.open("ab") as stream:  # what a kill in the middle of a page leaves behind
+            with stage_files(out)[0].open("ab") as stream:  # what a kill mid-page leaves
                 stream.write(b'{"id":"half-written-invoi')
 
     run = await run_cli(*args, "--resume", env=env)
@@ -112,7 +104,7 @@ async def _export_with_kills(
     assert run.code == 0, run.stderr
     assert f"exported {INVOICES:,} invoices" in run.stdout
     assert "resumed at" in run.stdout
-    assert checkpoint_state(checkpoint) is None  # complete: the checkpoint is removed
+    assert not work_dir(out).exists()  # complete: the checkpoints are removed
     assert len(_ids(out)) == INVOICES  # whole records only, no cut page left
     return states
 
@@ -155,9 +147,7 @@ async def test_partitioned_export_killed_three_times_has_every_invoice_once(
     states = await _export_with_kills(amili_sandbox, args, out, _thresholds(2))
 
     for state in states:
-        tokens = state["tokens"]
-        assert isinstance(tokens, list)
-        assert len(tokens) == PARTS  # one token per part
+        assert 0 < len(state) <= PARTS  # one checkpoint per unfinished part
     ids = _ids(out)
     assert len(ids) == len(set(ids)) == INVOICES
     assert set(ids) == set(seeded_ids(amili_sandbox))
@@ -167,23 +157,24 @@ async def test_resume_refuses_a_file_whose_tail_was_lost(
     amili_sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "invoices.jsonl"
-    checkpoint = tmp_path / "invoices.jsonl.checkpoint.json"
     env = cli_env(amili_sandbox)
     args = _export_args(amili_sandbox.default_org_id, out)
     proc = await start_cli(*args, env=env)
     try:
-        assert await wait_until(lambda: _count(checkpoint) >= 5_000, proc=proc)
+        assert await wait_until(lambda: exported_rows(out) >= 5_000, proc=proc)
     finally:
         assert await kill(proc) == -9
-    state, _ = _check_vouched_prefix(out, checkpoint)
+    ((unit_id, state),) = _check_vouched_prefixes(out).items()
     size = state["size"]
     assert isinstance(size, int)
+    checkpoint = work_dir(out) / ".partial" / f"{unit_id}.checkpoint.json"
+    (stage,) = stage_files(out)
     saved_checkpoint = checkpoint.read_bytes()
 
     for kept in (size - 1, size // 2, 0):  # the lost tail: one byte, half the file, all of it
-        with out.open("r+b") as stream:
+        with stage.open("r+b") as stream:
             stream.truncate(kept)
-        damaged = out.read_bytes()
+        damaged = stage.read_bytes()
 
         run = await run_cli(*args, "--resume", env=env)
 
@@ -191,8 +182,11 @@ async def test_resume_refuses_a_file_whose_tail_was_lost(
         assert "was lost" in line
         assert f"{kept:,} bytes" in line
         assert f"{size:,}" in line
-        assert out.read_bytes() == damaged  # neither padded nor cut
+        assert str(stage) in line  # the file it is about
+        assert "--force" in line  # and what to do
+        assert stage.read_bytes() == damaged  # neither padded nor cut
         assert checkpoint.read_bytes() == saved_checkpoint
+        assert not out.exists()
 
 
 async def test_resume_of_a_finished_export_touches_nothing(
