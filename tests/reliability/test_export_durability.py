@@ -19,7 +19,6 @@ timing.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -63,6 +62,7 @@ def _export_args(org: str, out: Path, *extra: str) -> tuple[str | Path, ...]:
 def _check_vouched_prefixes(out: Path) -> dict[str, dict[str, object]]:
     """Each checkpoint vouches only for data on disk: its unit's stage holds `size` bytes of
     `rows` whole records. Returns the checkpoints, by unit id."""
+    assert not out.exists()  # nothing is published before every unit is done
     states = checkpoints(out)
     for unit_id, state in states.items():
         data = (work_dir(out) / ".partial" / f"{unit_id}.jsonl.part").read_bytes()
@@ -94,7 +94,6 @@ async def _export_with_kills(
         assert status == -9, f"the export ended by itself (exit {status}) instead of being killed"
         states.append(_check_vouched_prefixes(out))
         assert threshold <= exported_rows(out) < INVOICES
-        assert not os.path.exists(out)  # nothing is published before every unit is done
         if number == 0:
             with stage_files(out)[0].open("ab") as stream:  # what a kill mid-page leaves
                 stream.write(b'{"id":"half-written-invoi')
