@@ -24,6 +24,7 @@ from ..export import (
     ExportUnit,
     UnitResult,
     plan_export,
+    restart_unit,
     run_units,
 )
 from ._args import hint_and_exit, input_file, integer, output_dir
@@ -53,11 +54,20 @@ def add_arguments(export: argparse.ArgumentParser) -> None:
         default=DEFAULT_UNIT_CONCURRENCY,
         help="units at once without Dask",
     )
+    group.add_argument(
+        "--restart-unit",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="forget this unit's state and export it from its start (after an error naming it)",
+    )
 
 
 def check_arguments(prog: str, args: argparse.Namespace) -> None:
     """Either --org and --out (one listing) or --orgs-file and --out-dir (units), not both."""
     if args.orgs_file is None:
+        if args.restart_unit:
+            hint_and_exit(prog, "--restart-unit: goes with --orgs-file and --out-dir")
         missing = [flag for flag, value in (("--org", args.org), ("--out", args.out)) if not value]
         if missing:
             hint_and_exit(
@@ -105,6 +115,7 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
         partitions_per_org=args.partitions_per_org,
         filters={k: v for k, v in filters.items() if v is not None},
     )
+    _restart(args, units)
     on_dask = bool(args.dask_scheduler)
     progress = _UnitProgress(len(units), streamed=not on_dask, enabled=not args.no_progress)
     started = time.monotonic()
@@ -139,6 +150,15 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
         f"{args.out_dir} in {seconds:,.1f} s{rate}; manifest: {args.out_dir / 'manifest'}"
     )
     return 0
+
+
+def _restart(args: argparse.Namespace, units: list[ExportUnit]) -> None:
+    """--restart-unit: forget the named units' state (ValueError for an id not in the plan)."""
+    by_id = {unit.unit_id: unit for unit in units}
+    for unit_id in args.restart_unit:
+        if unit_id not in by_id:
+            raise ValueError(f"--restart-unit {unit_id}: no such unit in this plan")
+        restart_unit(args.out_dir, by_id[unit_id], format=args.format)
 
 
 def _on_dask(

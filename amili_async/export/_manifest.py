@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import orjson
 
-from .._durable import write_atomic
+from .._durable import open_binary, write_atomic
 from ._plan import ExportUnit
 
 __all__ = ["MANIFEST_DIR", "UnitResult", "UnitStateError", "read_manifest"]
@@ -69,8 +69,10 @@ def record_path(out_dir: Path, unit: ExportUnit) -> Path:
 
 def _load(path: Path, unit_id: str) -> UnitResult:
     """The record in `path`; UnitStateError (naming it) when it is not one."""
+    with open_binary(path, create=False) as stream:  # a planted link is refused, not read
+        raw = stream.read()
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(raw)
         data.pop("unit", None)
         data.pop("skipped", None)
         return UnitResult(**data)

@@ -708,7 +708,14 @@ async def test_resume_with_other_filters_is_refused(
         await proc.wait()
     amili_sandbox.set_faults(None)
     again = await cli(*args, "--status", "CLOSED", "--resume", env=env)
-    assert "another export" in assert_one_line_error(again)
+    line = assert_one_line_error(again)
+    assert "another export" in line
+    assert "--status (OPEN in the interrupted run, CLOSED now)" in line
+    assert "--page-size" not in line  # only the options that differ are named
+    other_size = (*args[:-1], "7", "--status", "OPEN", "--resume")  # --page-size 7, not 5
+    line = assert_one_line_error(await cli(*other_size, env=env))
+    assert "--page-size (5 in the interrupted run, 7 now)" in line
+    assert "--status" not in line
     fresh = await cli(*args, "--status", "CLOSED", env=env)
     assert "interrupted export: --resume" in assert_one_line_error(fresh)
     same = await cli(*args, "--status", "OPEN", "--resume", env=env)

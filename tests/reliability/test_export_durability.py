@@ -20,12 +20,24 @@ timing.
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from amili_async import AmiliError, APIConnectionError, APIStatusError
+from amili_async import AmiliClient, AmiliError, APIConnectionError, APIStatusError
+from amili_async._durable import UnsafePathError
+from amili_async.export import (
+    PARTIAL_DIR,
+    ExportUnit,
+    UnitResult,
+    UnitStateError,
+    plan_export,
+    read_manifest,
+    restart_unit,
+    run_unit,
+)
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
 from ..export._state import checkpoints, exported_rows, stage_files, work_dir
@@ -238,3 +250,280 @@ async def test_sdk_listing_resumes_from_each_failure_with_nothing_lost_or_repeat
         if isinstance(failure, APIStatusError):
             assert failure.status_code in (429, 500, 502, 503)
     assert any(failure.resume_token for failure in failures), "a failure past the first page"
+
+
+# --------------------------------------------------------------------------- unit export, attacked
+# Issue 20, items 7-10: predictable names, units made by hand, damaged or stale state. These run
+# the unit engine (the one every export uses) against a small sandbox of their own.
+
+SMALL = 300
+SMALL_PAGE = 50
+
+
+@pytest.fixture
+async def small() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(SandboxConfig(invoices=SMALL, seed=4)) as server:
+        yield server
+
+
+class _Dies:
+    """An `on_request` hook that fails the listing at request `at` (the process "dies")."""
+
+    def __init__(self, at: int) -> None:
+        self.count = 0
+        self.at = at
+
+    def __call__(self, info: object) -> None:
+        self.count += 1
+        if self.count == self.at:
+            raise ConnectionAbortedError("injected: the process dies here")
+
+
+def _unit_client(server: SandboxServer, hook: _Dies | None = None) -> AmiliClient:
+    return AmiliClient(
+        client_id=server.client_id,
+        client_secret=server.client_secret,
+        base_url=server.base_url,
+        token_url=server.token_url,
+        on_request=hook,
+    )
+
+
+async def _interrupted(server: SandboxServer, out: Path) -> ExportUnit:
+    """A unit of the default org killed after three staged pages (its state left in `out`)."""
+    (unit,) = plan_export([server.default_org_id])
+    async with _unit_client(server, _Dies(at=4)) as client:
+        with pytest.raises(ConnectionAbortedError):
+            await run_unit(unit, out_dir=out, client=client, page_size=SMALL_PAGE)
+    return unit
+
+
+def _unit_paths(out: Path, unit: ExportUnit) -> dict[str, Path]:
+    partial = out / PARTIAL_DIR
+    return {
+        "stage": partial / f"{unit.unit_id}.jsonl.part",
+        "checkpoint": partial / f"{unit.unit_id}.checkpoint.json",
+        "lock": partial / f"{unit.unit_id}.lock",
+        "record": out / "manifest" / f"{unit.unit_id}.json",
+        "final": out / f"{unit.file_stem()}.jsonl",
+    }
+
+
+async def _run_whole(server: SandboxServer, unit: ExportUnit, out: Path) -> UnitResult:
+    async with _unit_client(server) as client:
+        return await run_unit(unit, out_dir=out, client=client, page_size=SMALL_PAGE)
+
+
+def _assert_every_invoice_once(out: Path, result: UnitResult) -> None:
+    ids = _ids(out / result.path)
+    assert len(ids) == len(set(ids)) == result.rows == SMALL
+
+
+@pytest.mark.parametrize("name", ["stage", "checkpoint", "lock", "record", "final"])
+async def test_a_symlink_planted_at_a_predictable_name_is_never_written_through(
+    small: SandboxServer, tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's file\n")
+    (unit,) = plan_export([small.default_org_id])
+    path = _unit_paths(out, unit)[name]
+    path.parent.mkdir(parents=True)
+    path.symlink_to(victim)
+
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        await _run_whole(small, unit, out)
+
+    assert victim.read_bytes() == b"someone else's file\n"
+    if name == "record":  # a manifest with a planted link is not read either
+        with pytest.raises(UnsafePathError):
+            read_manifest(out)
+    else:
+        assert read_manifest(out) == []  # not counted as done
+
+
+async def test_a_symlinked_directory_inside_the_output_is_refused(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (unit,) = plan_export([small.default_org_id])
+    (out / "invoices").mkdir(parents=True)
+    (out / "invoices" / small.default_org_id).symlink_to(elsewhere, target_is_directory=True)
+
+    with pytest.raises(UnsafePathError):
+        await _run_whole(small, unit, out)
+
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_file_planted_at_the_final_name_is_not_counted_as_done(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    (unit,) = plan_export([small.default_org_id])
+    final = _unit_paths(out, unit)["final"]
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b'{"id": "not ours"}\n')
+
+    with pytest.raises(UnitStateError, match="no manifest record or checkpoint") as refused:
+        await _run_whole(small, unit, out)
+    assert refused.value.path == final
+    assert read_manifest(out) == []
+
+    restart_unit(out, unit)  # the documented recovery
+    _assert_every_invoice_once(out, await _run_whole(small, unit, out))
+
+
+async def test_a_published_file_changed_since_is_refused_by_its_record(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    (unit,) = plan_export([small.default_org_id])
+    result = await _run_whole(small, unit, out)
+    final = out / result.path
+    final.write_bytes(final.read_bytes().replace(b'"OPEN"', b'"PAID"', 1))  # same size
+
+    with pytest.raises(UnitStateError, match="does not match its manifest record"):
+        await _run_whole(small, unit, out)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"org_id": "../../escape"},
+        {"org_id": "a/b"},
+        {"org_id": ""},
+        {"resource": "../invoices"},
+        {"part": -1},
+        {"part": 3, "parts": 2},
+        {"parts": "2"},
+        {"filters": (("../x", "y"),)},
+    ],
+)
+def test_a_unit_made_by_hand_cannot_name_a_path_outside_its_directory(
+    field: dict[str, object],
+) -> None:
+    fields: dict[str, object] = {
+        "org_id": "org-1", "resource": "invoices", "from_": None, "to": None,
+        "filters": (), "part": 0, "parts": 1,
+    }  # fmt: skip
+    fields.update(field)
+    with pytest.raises(ValueError):
+        ExportUnit(**fields)  # type: ignore[arg-type]
+    (good,) = plan_export(["org-1"])
+    data = {**good.to_dict(), **{"from_": None}}
+    data.pop("from_")
+    data.update({k: list(v) if isinstance(v, tuple) else v for k, v in field.items()})
+    data.pop("id")
+    with pytest.raises(ValueError):
+        ExportUnit.from_dict(data)
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint", "record"])
+async def test_a_truncated_checkpoint_or_record_names_its_file_and_restart_recovers(
+    small: SandboxServer, tmp_path: Path, damaged: str
+) -> None:
+    out = tmp_path / "out"
+    if damaged == "checkpoint":
+        unit = await _interrupted(small, out)
+    else:
+        (unit,) = plan_export([small.default_org_id])
+        await _run_whole(small, unit, out)
+    path = _unit_paths(out, unit)[damaged]
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+    for _ in range(2):  # every later run says the same, and changes nothing
+        with pytest.raises(UnitStateError) as refused:
+            await _run_whole(small, unit, out)
+        message = str(refused.value)
+        assert str(path) in message
+        assert "damaged" in message
+        assert f"--restart-unit {unit.unit_id}" in message
+
+    restart_unit(out, unit)
+    _assert_every_invoice_once(out, await _run_whole(small, unit, out))
+
+
+async def test_cli_restart_unit_recovers_a_damaged_unit(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    unit = await _interrupted(small, out)
+    checkpoint = _unit_paths(out, unit)["checkpoint"]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:10])
+    orgs = tmp_path / "orgs.txt"
+    orgs.write_text(small.default_org_id + "\n", encoding="utf-8")
+    args = ("export", "invoices", "--orgs-file", orgs, "--out-dir", out, "--no-progress")
+
+    failed = await run_cli(*args, env=cli_env(small))
+    assert str(checkpoint) in assert_one_line_error(failed)
+    assert f"--restart-unit {unit.unit_id}" in failed.stderr
+
+    fixed = await run_cli(*args, "--restart-unit", unit.unit_id, env=cli_env(small))
+    assert fixed.code == 0, fixed.stderr
+    (result,) = read_manifest(out)
+    _assert_every_invoice_once(out, result)
+
+
+async def test_a_page_token_the_server_refuses_restarts_the_unit_from_its_window_start(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    unit = await _interrupted(small, out)
+    checkpoint = _unit_paths(out, unit)["checkpoint"]
+    state = orjson.loads(checkpoint.read_bytes())
+    assert state["rows"] == 3 * SMALL_PAGE
+    state["token"] = "ZXhwaXJlZC10b2tlbg"  # what an expired token looks like to us: refused
+    checkpoint.write_bytes(orjson.dumps(state))
+
+    result = await _run_whole(small, unit, out)
+
+    _assert_every_invoice_once(out, result)
+    assert result.resumed_from == 0  # restarted, not resumed
+
+
+async def test_a_checkpoint_size_moved_into_a_row_is_refused_before_publishing(
+    small: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    unit = await _interrupted(small, out)
+    paths = _unit_paths(out, unit)
+    state = orjson.loads(paths["checkpoint"].read_bytes())
+    state["size"] -= 17  # now in the middle of the last staged row
+    paths["checkpoint"].write_bytes(orjson.dumps(state))
+    staged = paths["stage"].read_bytes()
+
+    with pytest.raises(UnitStateError, match="not at the end of a record"):
+        await _run_whole(small, unit, out)
+
+    assert not paths["final"].exists()
+    assert paths["stage"].read_bytes() == staged  # nothing cut
+    restart_unit(out, unit)
+    _assert_every_invoice_once(out, await _run_whole(small, unit, out))
+
+
+@pytest.mark.parametrize("tamper", ["newline", "rows"])
+async def test_a_stage_not_ending_on_a_record_is_never_published(
+    small: SandboxServer, tmp_path: Path, tamper: str
+) -> None:
+    """A checkpoint saying every page is staged over a stage whose last row lost its end (or
+    holding another count of rows than the stage): refused, nothing published."""
+    out = tmp_path / "out"
+    unit = await _interrupted(small, out)
+    paths = _unit_paths(out, unit)
+    state = orjson.loads(paths["checkpoint"].read_bytes())
+    state["token"] = "<done>"  # as if the last page were staged: publish next
+    if tamper == "rows":
+        state["rows"] += 1
+    else:
+        staged = paths["stage"].read_bytes()
+        paths["stage"].write_bytes(staged[:-1] + b" ")  # same size, the newline gone
+    paths["checkpoint"].write_bytes(orjson.dumps(state))
+
+    with pytest.raises(UnitStateError, match="record|staged rows"):
+        await _run_whole(small, unit, out)
+
+    assert not paths["final"].exists()
+    assert read_manifest(out) == []
