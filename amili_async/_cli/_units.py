@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,7 +122,14 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
     started = time.monotonic()
     try:
         if on_dask:
-            result = await asyncio.to_thread(_on_dask, args, settings, units, progress.unit_done)
+            stop = threading.Event()  # Ctrl-C: the units not finished are cancelled at once
+            try:
+                result = await asyncio.to_thread(
+                    _on_dask, args, settings, units, progress.unit_done, stop
+                )
+            except asyncio.CancelledError:
+                stop.set()
+                raise
         else:
             result = await run_units(
                 units,
@@ -152,6 +160,15 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
     return 0
 
 
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C prints: how to go on, for the exports that can."""
+    if getattr(args, "command", None) != "export":
+        return "interrupted"
+    if args.orgs_file is not None:
+        return "interrupted: run the same command again to resume"
+    return "interrupted: run the same command again with --resume to continue"
+
+
 def _restart(args: argparse.Namespace, units: list[ExportUnit]) -> None:
     """--restart-unit: forget the named units' state (ValueError for an id not in the plan)."""
     by_id = {unit.unit_id: unit for unit in units}
@@ -166,6 +183,7 @@ def _on_dask(
     settings: ClientSettings,
     units: list[ExportUnit],
     on_unit: Callable[[UnitResult], object],
+    stop: threading.Event,
 ) -> ExportResult:
     """Run the units on the cluster at --dask-scheduler (blocking: called in a thread)."""
     from ..export import dask as export_dask  # ImportError with the pip hint without Dask
@@ -179,6 +197,7 @@ def _on_dask(
             format=args.format,
             page_size=args.page_size,
             on_unit=on_unit,
+            stop=stop,
         )
 
 

@@ -121,7 +121,11 @@ def cluster() -> Iterator[Any]:
             n_workers=2,
             threads_per_worker=2,
             processes=True,
-            dashboard_address=None,
+            host="127.0.0.1",
+            scheduler_port=0,
+            # Not None: the scheduler's HTTP server would still bind its default port 8787 (and
+            # warn, an error here, when another run holds it). Port 0 is a free one.
+            dashboard_address="127.0.0.1:0",
             worker_dashboard_address=None,
         ) as local,
         distributed.Client(local) as client,
