@@ -6,8 +6,7 @@ import types
 import aiohttp
 import pytest
 
-from amili_async.sandbox import FaultConfig, SandboxConfig, SandboxServer
-from amili_async.sandbox import _faults
+from amili_async.sandbox import FaultConfig, SandboxConfig, SandboxServer, _faults
 from amili_async.sandbox._faults import FAULTS_KEY
 
 from ._support import Api, new_invoice
