@@ -209,10 +209,17 @@ async def test_server_close_during_injected_latency_is_clean(
     await api.login()
     injector = server.app[FAULTS_KEY][0]
     assert injector is not None
+    drawn = asyncio.Event()
+    draw = injector.draw
+
+    def noting_draw() -> tuple[str | None, float]:
+        drawn.set()  # the request is in the middleware, about to sit in the latency
+        return draw()
+
+    injector.draw = noting_draw  # type: ignore[method-assign]
     request = asyncio.ensure_future(api.get(f"{api.org}/invoices"))
-    async with asyncio.timeout(CLOSE_GUARD):  # until the request sits in the injected latency
-        while not injector.draws:
-            await asyncio.sleep(0.001)  # polling the injector's count, not timing
+    async with asyncio.timeout(CLOSE_GUARD):
+        await drawn.wait()
     assert injector.draws == 1
     # The latency is an hour: a close that waited for it would hit the guard (far below).
     async with asyncio.timeout(CLOSE_GUARD):
