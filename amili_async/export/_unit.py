@@ -122,9 +122,12 @@ def restart_unit(out_dir: Path | str, unit: ExportUnit, *, format: str = "jsonl"
     exports it from its start. The recovery from a `UnitStateError`; only names of this unit
     are removed (a link is removed, never followed)."""
     check_format(format)
-    files = _Files(Path(out_dir), unit, format)
+    files = _Files(Path(out_dir), unit, format, check=False)
     for path in (files.record, files.final, files.checkpoint, files.data, files.tmp):
+        check_inside(files.out, path.parent)  # a link at the name itself is what goes
         path.unlink(missing_ok=True)
+    if files.lock.is_symlink():  # a real lock file stays: another runner may hold it
+        files.lock.unlink()
 
 
 @attrs.frozen
@@ -134,6 +137,8 @@ class _Files:
     out: Path
     unit: ExportUnit
     format: str
+    check: bool = True
+    """Refuse (UnsafePathError) a symbolic link at any of the paths, or on the way to one."""
     final: Path = attrs.field(init=False)
     record: Path = attrs.field(init=False)
     data: Path = attrs.field(init=False)
@@ -151,7 +156,8 @@ class _Files:
         set_(self, "lock", partial / f"{self.unit.unit_id}.lock")
         set_(self, "tmp", partial / f"{self.unit.unit_id}.out.tmp")
         for path in (self.final, self.record, self.data, self.checkpoint, self.lock, self.tmp):
-            check_inside(self.out, path)
+            if self.check:
+                check_inside(self.out, path)
 
     def error(self, path: Path, problem: str) -> UnitStateError:
         return UnitStateError(path, problem, self.unit.unit_id)

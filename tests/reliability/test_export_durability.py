@@ -341,6 +341,10 @@ async def test_a_symlink_planted_at_a_predictable_name_is_never_written_through(
     else:
         assert read_manifest(out) == []  # not counted as done
 
+    restart_unit(out, unit)  # the recovery removes the link, never its target
+    assert victim.read_bytes() == b"someone else's file\n"
+    _assert_every_invoice_once(out, await _run_whole(small, unit, out))
+
 
 async def test_a_symlinked_directory_inside_the_output_is_refused(
     small: SandboxServer, tmp_path: Path
@@ -354,6 +358,8 @@ async def test_a_symlinked_directory_inside_the_output_is_refused(
 
     with pytest.raises(UnsafePathError):
         await _run_whole(small, unit, out)
+    with pytest.raises(UnsafePathError):  # nor does the recovery reach through it
+        restart_unit(out, unit)
 
     assert list(elsewhere.iterdir()) == []
 
