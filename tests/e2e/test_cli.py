@@ -22,6 +22,7 @@ import pytest
 from amili_async import AmiliClient
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
+from ..export._interrupt import INTERRUPTIBLE_CLI
 from ..export._state import exported_rows, stage_files, work_dir
 from .conftest import Run, assert_one_line_error, run_cli, sandbox_invoice_count, seeded_ids
 
@@ -242,9 +243,7 @@ async def test_export_cases_batches_and_settlements(
 
 async def test_sandbox_command_serves_until_interrupted() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "amili_async",
+        *INTERRUPTIBLE_CLI,  # SIGINT stops it even when the test run ignores SIGINT
         "sandbox",
         "--port",
         "0",

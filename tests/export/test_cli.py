@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from amili_async._cli import main
 from amili_async.export import PARTIAL_DIR, read_manifest
 
 from ..e2e.conftest import run_cli
+from ._interrupt import INTERRUPTIBLE_CLI
 from .conftest import FROM, RemoteSandbox, read_jsonl
 
 CLI_TIMEOUT = 120.0
@@ -118,7 +118,7 @@ async def test_ctrl_c_on_a_dask_cluster_cancels_the_units_and_says_how_to_resume
         "--dask-scheduler", cluster.scheduler.address,
     ]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "amili_async", *map(str, args),
+        *INTERRUPTIBLE_CLI, *map(str, args),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=remote_sandbox.env(),
     )  # fmt: skip
