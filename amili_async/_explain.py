@@ -15,6 +15,8 @@ from typing import Any
 import attrs
 import cattrs
 
+from ._fields import optional_inner
+
 _MISSING = object()
 
 # How each expected type is named in a message.
@@ -80,9 +82,7 @@ def why(error: BaseException, value: Any, expected: Any) -> str:
 
 def type_name(tp: Any) -> str:
     """`a decimal number`, `an ISO 8601 date-time`, `InvoiceType`..., for messages."""
-    inner = [a for a in typing.get_args(tp) if a is not type(None)]
-    if len(inner) == 1 and len(typing.get_args(tp)) == 2:
-        tp = inner[0]
+    tp = optional_inner(tp) or tp
     if tp in _TYPE_NAMES:
         return _TYPE_NAMES[tp]
     if typing.get_origin(tp) is list:

@@ -16,7 +16,6 @@ A dict may be keyed by wire names (`invoiceDate`) or attribute names (`invoice_d
 from __future__ import annotations
 
 import datetime as dt
-import typing
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ import attrs
 from . import _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
+from ._fields import node
 from ._fields import unwrap_optional as _unwrap_optional
 
 M = TypeVar("M")
@@ -92,13 +92,12 @@ def _structure_problems(
 
 
 def _field_problems(data: Any, tp: Any, path: str) -> list[tuple[str, str]]:
-    inner = _unwrap_optional(tp)
-    if typing.get_origin(inner) is list:
+    kind, inner = node(tp)
+    if kind == "list":
         if not isinstance(data, list):
-            return [(path, why(TypeError(), data, inner))]
-        (item,) = typing.get_args(inner) or (Any,)
-        return [p for i, v in enumerate(data) for p in _field_problems(v, item, f"{path}[{i}]")]
-    if isinstance(inner, type) and attrs.has(inner):
+            return [(path, why(TypeError(), data, _unwrap_optional(tp)))]
+        return [p for i, v in enumerate(data) for p in _field_problems(v, inner, f"{path}[{i}]")]
+    if kind == "model":
         if not isinstance(data, Mapping):
             return [(path, why(TypeError(), data, inner))]
         found: list[tuple[str, str]] = []
@@ -122,11 +121,10 @@ def _field_problems(data: Any, tp: Any, path: str) -> list[tuple[str, str]]:
 
 def wire_keys(data: Any, cls: Any) -> Any:
     """`data` with attribute-name keys renamed to wire names, nested models and lists too."""
-    cls = _unwrap_optional(cls)
-    if typing.get_origin(cls) is list and isinstance(data, list):
-        (item,) = typing.get_args(cls) or (Any,)
-        return [wire_keys(value, item) for value in data]
-    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+    kind, cls = node(cls)
+    if kind == "list" and isinstance(data, list):
+        return [wire_keys(value, cls) for value in data]
+    if not (kind == "model" and isinstance(data, Mapping)):
         return data
     fields = _fields(cls)
     by_name = {f.name: f for f in fields}
@@ -158,16 +156,16 @@ def check(model: Any, path: str = "$") -> None:
 
 
 def _check_value(value: Any, tp: Any, path: str) -> None:
+    shape, inner = node(tp)
     tp = _unwrap_optional(tp)
     kind = type(value)
-    if typing.get_origin(tp) is list:
+    if shape == "list":
         if not isinstance(value, list):
             raise TypeError(f"{path}: expected a list, got {kind.__name__}")
-        (item,) = typing.get_args(tp) or (Any,)
         for index, element in enumerate(value):
-            _check_value(element, item, f"{path}[{index}]")
+            _check_value(element, inner, f"{path}[{index}]")
         return
-    if isinstance(tp, type) and attrs.has(tp):
+    if shape == "model":
         if not isinstance(value, tp):
             raise TypeError(f"{path}: expected {tp.__name__}, got {kind.__name__}")
         check(value, path)
@@ -233,13 +231,12 @@ def _dict_problems(
     """(wire path, reason, error class) of what a request dict carries that its model refuses
     and reading would hide: naive date-times (objects or ISO text: reading makes them UTC) and,
     unless the dict was decoded from text, money as a float or as text."""
-    cls = _unwrap_optional(cls)
-    if typing.get_origin(cls) is list and isinstance(data, list):
-        (item,) = typing.get_args(cls) or (Any,)
+    kind, cls = node(cls)
+    if kind == "list" and isinstance(data, list):
         return [
-            p for i, v in enumerate(data) for p in _dict_problems(v, item, f"{path}[{i}]", decoded)
+            p for i, v in enumerate(data) for p in _dict_problems(v, cls, f"{path}[{i}]", decoded)
         ]
-    if not (isinstance(cls, type) and attrs.has(cls) and isinstance(data, Mapping)):
+    if not (kind == "model" and isinstance(data, Mapping)):
         return []
     found: list[tuple[str, str, type[Exception]]] = []
     for field in _fields(cls):

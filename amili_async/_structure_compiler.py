@@ -17,7 +17,6 @@ import datetime as dt
 import itertools
 import linecache
 import math
-import types
 import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -27,26 +26,12 @@ import attrs
 import cattrs
 import orjson
 
+from ._fields import is_list as is_list  # re-exported: _serde registers its hooks by these
+from ._fields import optional_inner as optional_inner
 from ._openenum import OpenEnum
 from ._time import as_utc
 
 _Hook = Callable[[Any, Any], Any]
-_NONE = type(None)
-
-
-def optional_inner(tp: Any) -> Any | None:
-    """`X` for `X | None` / `Optional[X]`, else None."""
-    origin = typing.get_origin(tp)
-    if origin is not typing.Union and origin is not types.UnionType:
-        return None
-    args = [a for a in typing.get_args(tp) if a is not _NONE]
-    if len(args) != 1 or len(typing.get_args(tp)) != 2:
-        return None
-    return args[0]
-
-
-def is_list(tp: Any) -> bool:
-    return typing.get_origin(tp) is list
 
 
 def is_open_enum(tp: Any) -> bool:

@@ -44,7 +44,7 @@ from ._args import (
 from ._progress import plural
 from ._units import add_arguments as add_unit_arguments
 from ._units import check_arguments as check_unit_arguments
-from ._units import export_units
+from ._units import export_units, interrupted_message
 from ._webhooks import add_sandbox_options, add_webhooks_parser, run_webhooks, sandbox_settings
 
 if TYPE_CHECKING:
@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted_message(args), file=sys.stderr)
         return 130
     except (AmiliError, ValueError, OSError) as error:
         for line in getattr(error, "details", ()):  # what to fix, one line each (submit)

@@ -1,23 +1,22 @@
-"""`amili-async export`: stream a listing to a JSON Lines or CSV file, resumable.
+"""`amili-async export WHAT --org ORG --out FILE`: one listing to one JSON Lines or CSV file.
 
-The output is written page by page; after each page the file is flushed and fsynced, and only
-then is a checkpoint (`<out>.checkpoint.json`: next page token(s), item count, file size)
-replaced atomically, so a checkpoint never points past data that is not on disk. On `--resume`
-the file is cut back to the checkpoint's size (dropping a page that was only partly written
-when the process died) and the listing continues from the saved token: every item is in the
-file exactly once. A file shorter than its checkpoint (its tail lost) is refused, never padded.
+A single-file export is a plan of one unit (or `--partitions N` units, N windows of invoices
+listed concurrently) run by the one export engine (`amili_async.export`) in a work directory
+beside the file, `<out>.parts/`: each unit stages its rows durably and checkpoints after every
+page, so `--resume` continues from the last page with every item exactly once. Once every
+unit is done their files are joined (in window order; CSV with one header) into `FILE`
+written aside and renamed into place, then the work directory is removed.
 
-A partitioned export (`--partitions N`, invoices) lists N time windows concurrently and keeps
-one token per window in its checkpoint, so it resumes too.
-
-A finished export removes its checkpoint and is never overwritten without `--force`; an export
-that fails before its first item leaves no file behind (nor a header-only CSV).
+A finished export is never overwritten without `--force`; an export that fails before its
+first item leaves no file and no work directory behind; damaged state is refused, naming the
+file (`--force` starts over).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import io
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,24 +24,32 @@ from typing import Any
 import attrs
 import orjson
 
-from .. import models
+from .. import _serde
 from .._client import AmiliClient
-from .._durable import sync, write_atomic
-from .._pagination import AsyncPager, MergedPager
-from .._time import as_utc, split_window
+from .._durable import open_binary, open_new, publish, sync, write_atomic
+from ..export import ExportFailedError, ExportUnit, UnitStateError, plan_export, run_units
+from ..export._listings import LISTINGS
 from ._progress import Progress
 from ._rows import RowWriter, file_format
 
-LISTINGS: dict[str, type[Any]] = {
-    "invoices": models.Invoice,
-    "batches": models.Batch,
-    "settlements": models.Settlement,
-    "cases": models.Case,
+WORK_SUFFIX = ".parts"
+"""The work directory of `FILE` is `FILE.parts/`: the plan's staged rows, checkpoints and
+manifest while the export runs (removed once `FILE` is complete)."""
+_PLAN_FILE = "export.json"
+"""In the work directory: the options of the export it belongs to (checked on --resume)."""
+_FLAGS = {
+    "what": "WHAT",
+    "organization_id": "--org",
+    "status": "--status",
+    "type": "--type",
+    "from_": "--from",
+    "to": "--to",
+    "page_size": "--page-size",
+    "partitions": "--partitions",
 }
-
-
-DONE = "<done>"
-"""A part's token once its last page is written (page tokens are never this text)."""
+"""The options a page token and the staged rows depend on, with the flag that sets each."""
+_STATUS_FILTER = {"invoices": "status", "batches": "state", "cases": "status"}
+"""The listing's filter that `--status` sets (settlements have none)."""
 
 
 @attrs.frozen
@@ -59,7 +66,9 @@ class ExportOptions:
     partitions: int | None = None
     progress: bool = True
     force: bool = False
-    csv_raw: bool = False  # CSV text cells verbatim, not neutralised (see _rows.neutralise)
+    # CSV text cells verbatim, not neutralised (see _rows.neutralise). Not a resume flag: the
+    # CSV is written whole from the staged rows once every unit is done.
+    csv_raw: bool = False
 
 
 @attrs.frozen
@@ -70,182 +79,105 @@ class ExportSummary:
     resumed_from: int
 
 
-def checkpoint_path(out: Path) -> Path:
-    return out.with_name(out.name + ".checkpoint.json")
+def work_dir(out: Path) -> Path:
+    return out.with_name(out.name + WORK_SUFFIX)
 
 
 def _timestamp(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return as_utc(dt.datetime.fromisoformat(value))
+    return None if value is None else dt.datetime.fromisoformat(value)
 
 
-def _date(value: str | None) -> dt.date | None:
-    return None if value is None else dt.date.fromisoformat(value[:10])
-
-
-def listing(client: AmiliClient, opts: ExportOptions, tokens: list[Any]) -> AsyncPager[Any]:
-    """The pager for what is exported, with the filters each endpoint knows.
-
-    ``tokens`` holds one entry per part (one part unless partitioned): the page token to start
-    that part from, None to start it from its beginning, or DONE to leave it out.
-    """
-    org = opts.organization_id
-    if opts.partitions:  # invoices with --from and --to: the command line checked it
-        start, end = _timestamp(opts.from_), _timestamp(opts.to)
-        assert start is not None
-        assert end is not None
-        windows = split_window(start, end, opts.partitions)
-        parts = [
-            client.invoices.list(
-                org,
-                status=opts.status,
-                type=opts.type,
-                from_=window_start,
-                to=window_end,
-                page_size=opts.page_size,
-                page_token=token,
-            )
-            for (window_start, window_end), token in zip(windows, tokens, strict=True)
-            if token != DONE
-        ]
-        return MergedPager(parts, concurrency=max(1, len(parts)))
-    (token,) = tokens
-    if opts.what == "invoices":
-        return client.invoices.list(
-            org,
-            status=opts.status,
-            type=opts.type,
-            from_=_timestamp(opts.from_),
-            to=_timestamp(opts.to),
-            page_size=opts.page_size,
-            page_token=token,
-        )
-    if opts.what == "batches":
-        return client.batches.list(
-            org, state=opts.status, type=opts.type, page_size=opts.page_size, page_token=token
-        )
-    if opts.what == "settlements":
-        return client.settlements.list(
-            org,
-            from_date=_date(opts.from_),
-            to_date=_date(opts.to),
-            page_size=opts.page_size,
-            page_token=token,
-        )
-    return client.collections.list_cases(
-        org,
-        status=opts.status,
-        type=opts.type,
-        from_created_at=_timestamp(opts.from_),
-        to_created_at=_timestamp(opts.to),
-        page_size=opts.page_size,
-        page_token=token,
+def plan(opts: ExportOptions) -> list[ExportUnit]:
+    """The units of this export: one, or one per window with --partitions."""
+    filters: dict[str, str] = {}
+    if opts.status is not None and opts.what in _STATUS_FILTER:
+        filters[_STATUS_FILTER[opts.what]] = opts.status
+    if opts.type is not None and "type" in LISTINGS[opts.what].filters:
+        filters["type"] = opts.type
+    windowed = opts.what != "batches"  # the batch listing has no time filter
+    return plan_export(
+        [opts.organization_id],
+        resource=opts.what,
+        from_=_timestamp(opts.from_) if windowed else None,
+        to=_timestamp(opts.to) if windowed else None,
+        partitions_per_org=opts.partitions or 1,
+        filters=filters,
     )
 
 
 def _identity(opts: ExportOptions) -> dict[str, Any]:
-    """What a page token is valid for: the listing and every filter sent with it."""
-    return {
-        "what": opts.what,
-        "organization_id": opts.organization_id,
-        "status": opts.status,
-        "type": opts.type,
-        "from": opts.from_,
-        "to": opts.to,
-        "page_size": opts.page_size,
-        "partitions": opts.partitions,
-        "csv_raw": opts.csv_raw,
-    }
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Replace the checkpoint atomically (write a temp file, fsync, rename)."""
-    write_atomic(path, orjson.dumps(state))
+    return {name: getattr(opts, name) for name in _FLAGS}
 
 
 async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
     """Run one export (or continue one with `resume`) and return what it did."""
-    checkpoint = checkpoint_path(opts.out)
-    parts = opts.partitions or 1
-    tokens: list[Any] = [None] * parts
-    count = 0
-    if not opts.resume and not opts.force:
-        _refuse_overwrite(opts.out, checkpoint)
-    if opts.resume:
-        state = _resumable_state(checkpoint, opts)
-        with opts.out.open("r+b") as partial:
-            size = partial.seek(0, os.SEEK_END)
-            if size < state["size"]:
-                raise ValueError(
-                    f"{opts.out.name} has {size:,} bytes but its checkpoint vouches for "
-                    f"{state['size']:,}: its end was lost (a crash before it reached the disk?). "
-                    "Nothing can be resumed safely: export again without --resume"
-                )
-            partial.truncate(state["size"])  # drop a page that was only partly written
-        tokens, count = list(state["tokens"]), state["count"]
-    resumed_from = count
+    file_format(opts.out)  # a usage error before anything is written
+    work = work_dir(opts.out)
+    units = plan(opts)
+    if opts.force:
+        _remove(opts.out, work)
+    elif opts.resume:
+        _check_resumable(work, opts)
+    else:
+        _refuse_overwrite(opts.out, work)
+    if not work.exists():
+        work.mkdir()
+        write_atomic(work / _PLAN_FILE, orjson.dumps(_identity(opts)))
     started = time.monotonic()
-    progress = Progress(opts.what, already=count) if opts.progress else None
-    base = {"listing": _identity(opts)}
+    progress = Progress(opts.what) if opts.progress else None
     try:
-        count = await _write(client, opts, tokens, count, base, progress)
-    except BaseException:
-        if not opts.resume and all(token is None for token in tokens):
-            _remove(opts.out, checkpoint)  # not one page exported: leave nothing behind
-        raise
-    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+        result = await run_units(
+            units,
+            client=client,
+            out_dir=work,
+            concurrency=len(units),
+            page_size=opts.page_size,
+            on_rows=None if progress is None else progress.advance,
+        )
+    except ExportFailedError as failed:
+        if _nothing_staged(work):
+            _remove(work)  # not one page exported: leave nothing behind
+        first = next(iter(failed.failures.values()))
+        if isinstance(first, UnitStateError):
+            first.remedy = f"export again with --force to start {opts.out.name} over"
+        raise first from None
+    _join([work / u.path for u in result.units], opts)
+    _remove(work)  # complete: nothing left to resume
     if progress is not None:
         progress.close()
-    seconds = time.monotonic() - started
-    return ExportSummary(count, seconds, opts.out, resumed_from)
+    resumed_from = sum(u.resumed_from for u in result.units)
+    return ExportSummary(result.total, time.monotonic() - started, opts.out, resumed_from)
 
 
-async def _write(
-    client: AmiliClient,
-    opts: ExportOptions,
-    tokens: list[Any],
-    count: int,
-    base: dict[str, Any],
-    progress: Progress | None,
-) -> int:
-    """List and write every page, checkpointing after each; the number of items written."""
-    fmt = file_format(opts.out)
-    checkpoint = checkpoint_path(opts.out)
-    parts = len(tokens)
-    with opts.out.open("a" if opts.resume else "w", encoding="utf-8", newline="") as stream:
-        writer = RowWriter(
-            stream, fmt, LISTINGS[opts.what], header=not opts.resume, raw=opts.csv_raw
-        )
-
-        def checkpoint_at() -> None:
-            """Everything written so far is on disk first; then the checkpoint says so."""
-            sync(stream)
-            done = all(token == DONE for token in tokens)
-            state = {"tokens": tokens, "count": count, "size": stream.tell(), "done": done}
-            _save_checkpoint(checkpoint, {**base, **state})
-
-        if not opts.resume:
-            checkpoint_at()  # killed before the first page: start over
-        # The parts still to list, in the order `listing` builds them (DONE ones left out).
-        running = [index for index, token in enumerate(tokens) if token != DONE]
-        async for page in listing(client, opts, tokens).pages():
-            for item in page.items:
-                writer.write(item)
-            count += len(page.items)
-            if progress is not None:
-                progress.advance(len(page.items))
-            part = running[page.part or 0]
-            tokens[part] = page.next_page_token or DONE
-            checkpoint_at()
-        if not all(token == DONE for token in tokens):  # an empty listing has no page at all
-            tokens = [DONE] * parts
-            checkpoint_at()
-    return count
+def _join(parts: list[Path], opts: ExportOptions) -> None:
+    """Write the units' files, in plan order, as `opts.out`: aside, synced, renamed."""
+    tmp = opts.out.with_name(opts.out.name + ".tmp")
+    with open_new(tmp) as stream:
+        if file_format(opts.out) == "csv":
+            model = LISTINGS[opts.what].model
+            text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+            writer = RowWriter(text, "csv", model, header=True, raw=opts.csv_raw)
+            for part in parts:
+                with open_binary(part, create=False) as lines:
+                    for line in lines:
+                        writer.write(_serde.decode(line, model))
+            text.flush()
+            text.detach()
+        else:
+            for part in parts:
+                with open_binary(part, create=False) as source:
+                    shutil.copyfileobj(source, stream)
+        sync(stream)
+    publish(tmp, opts.out)
 
 
-def _refuse_overwrite(out: Path, checkpoint: Path) -> None:
-    if checkpoint.exists():
+def _nothing_staged(work: Path) -> bool:
+    """True when no unit of the work directory staged or published anything."""
+    return not any(p.is_file() and p.name != _PLAN_FILE for p in work.rglob("*"))
+
+
+def _refuse_overwrite(out: Path, work: Path) -> None:
+    if work.exists():
         raise ValueError(
             f"{out.name} is an interrupted export: --resume continues it, --force starts over"
         )
@@ -255,17 +187,41 @@ def _refuse_overwrite(out: Path, checkpoint: Path) -> None:
 
 def _remove(*paths: Path) -> None:
     for path in paths:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # removes links inside, never follows them
+        else:
+            path.unlink(missing_ok=True)
 
 
-def _resumable_state(checkpoint: Path, opts: ExportOptions) -> dict[str, Any]:
-    """The checkpoint of the interrupted run, if it is one of this very export."""
-    if not checkpoint.exists():
-        raise ValueError(f"nothing to resume: {checkpoint.name} does not exist")
-    state: dict[str, Any] = orjson.loads(checkpoint.read_bytes())
-    if state.get("listing") != _identity(opts):
+def _check_resumable(work: Path, opts: ExportOptions) -> None:
+    """The work directory is of an interrupted run of this very export: else ValueError
+    naming each option that differs."""
+    if not work.exists():
         raise ValueError(
-            "the checkpoint belongs to another export: what, --org, the filters and "
-            "--partitions must be the same as in the interrupted run"
+            f"nothing to resume: {opts.out.name} has no interrupted export ({work.name} does "
+            "not exist)"
         )
-    return state
+    path = work / _PLAN_FILE
+    try:
+        saved = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        raise ValueError(
+            f"{path}: not the state of an export (missing or damaged): --force starts over"
+        ) from None
+    now = _identity(opts)
+    changed = [
+        f"{_FLAGS[name]} ({_shown(saved.get(name))} in the interrupted run, {_shown(now[name])} "
+        "now)"
+        for name in _FLAGS
+        if saved.get(name) != now[name]
+    ]
+    if changed:
+        raise ValueError(
+            "the checkpoint belongs to another export: "
+            + "; ".join(changed)
+            + ": resume with the same options, or --force to start over"
+        )
+
+
+def _shown(value: object) -> str:
+    return "not given" if value is None else str(value)

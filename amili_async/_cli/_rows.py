@@ -23,7 +23,6 @@ import csv
 import datetime as dt
 import difflib
 import itertools
-import typing
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +33,7 @@ import orjson
 
 from .. import wire
 from .._fields import model_fields as _fields
-from .._fields import unwrap_optional as _unwrap_optional
+from .._fields import node
 
 
 def file_format(path: Path) -> str:
@@ -55,13 +54,12 @@ def columns(cls: type[Any], prefix: str = "") -> list[str]:
     names: list[str] = []
     for field in _fields(cls):
         wire = prefix + field.metadata.get("wire", field.name)
-        inner = _unwrap_optional(field.type)
-        item = _list_item(inner)
-        if _is_model(inner):
+        kind, inner = node(field.type)
+        if kind == "model":
             names.extend(columns(inner, wire + "."))
-        elif _is_model(item):
+        elif kind == "list" and node(inner)[0] == "model":
             names.append(wire)  # the whole list as JSON, when it has more than one item
-            names.extend(columns(item, wire + ".0."))
+            names.extend(columns(inner, wire + ".0."))
         else:
             names.append(wire)
     return names
@@ -85,21 +83,20 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def unknown_column(column: str, cls: type[Any]) -> str | None:
     """None when `column` names a field of `cls` (dotted, list items by index); else a
     suggestion for what was probably meant (`invoiceNumber` for `invoiceNumbr`), or ""."""
-    node: Any = cls
+    at: Any = cls
     parts = column.split(".")
     for depth, part in enumerate(parts):
-        node = _unwrap_optional(node)
-        item = _list_item(node)
-        if item is not None and part.isdigit():
-            node = item
+        kind, inner = node(at)
+        if kind == "list" and part.isdigit():
+            at = inner
             continue
-        if not _is_model(node):
+        if kind != "model":
             return ""
-        fields = {f.metadata.get("wire", f.name): f for f in _fields(node)}
+        fields = {f.metadata.get("wire", f.name): f for f in _fields(inner)}
         if part not in fields:
             close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
             return ".".join([*parts[:depth], close[0], *parts[depth + 1 :]]) if close else ""
-        node = fields[part].type
+        at = fields[part].type
     return None
 
 
@@ -387,22 +384,22 @@ def coerce(data: Any, cls: type[Any]) -> Any:
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = fields.get(key)
-        out[key] = value if field is None else _coerce_value(value, _unwrap_optional(field.type))
+        out[key] = value if field is None else _coerce_value(value, field.type)
     return out
 
 
 def _coerce_value(value: Any, tp: Any) -> Any:
     """CSV text -> the JSON type `tp` wants; text that does not convert is left for the model
     to refuse, with the field's path."""
-    if typing.get_origin(tp) is list:
-        (item,) = typing.get_args(tp)
+    kind, tp = node(tp)
+    if kind == "list":
         if isinstance(value, str):
             try:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError:
                 return value
-        return [_coerce_value(v, item) for v in value] if isinstance(value, list) else value
-    if isinstance(tp, type) and attrs.has(tp):
+        return [_coerce_value(v, tp) for v in value] if isinstance(value, list) else value
+    if kind == "model":
         return coerce(value, tp)
     if not isinstance(value, str):
         return value
@@ -425,15 +422,3 @@ def _coerce_value(value: Any, tp: Any) -> Any:
 
 # CSV spellings of a boolean.
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and attrs.has(tp)
-
-
-def _list_item(tp: Any) -> Any:
-    """The item type of `list[X]`, else None."""
-    if typing.get_origin(tp) is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return item
-    return None

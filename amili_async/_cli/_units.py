@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..export import (
     ExportUnit,
     UnitResult,
     plan_export,
+    restart_unit,
     run_units,
 )
 from ._args import hint_and_exit, input_file, integer, output_dir
@@ -53,11 +55,20 @@ def add_arguments(export: argparse.ArgumentParser) -> None:
         default=DEFAULT_UNIT_CONCURRENCY,
         help="units at once without Dask",
     )
+    group.add_argument(
+        "--restart-unit",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="forget this unit's state and export it from its start (after an error naming it)",
+    )
 
 
 def check_arguments(prog: str, args: argparse.Namespace) -> None:
     """Either --org and --out (one listing) or --orgs-file and --out-dir (units), not both."""
     if args.orgs_file is None:
+        if args.restart_unit:
+            hint_and_exit(prog, "--restart-unit: goes with --orgs-file and --out-dir")
         missing = [flag for flag, value in (("--org", args.org), ("--out", args.out)) if not value]
         if missing:
             hint_and_exit(
@@ -105,12 +116,20 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
         partitions_per_org=args.partitions_per_org,
         filters={k: v for k, v in filters.items() if v is not None},
     )
+    _restart(args, units)
     on_dask = bool(args.dask_scheduler)
     progress = _UnitProgress(len(units), streamed=not on_dask, enabled=not args.no_progress)
     started = time.monotonic()
     try:
         if on_dask:
-            result = await asyncio.to_thread(_on_dask, args, settings, units, progress.unit_done)
+            stop = threading.Event()  # Ctrl-C: the units not finished are cancelled at once
+            try:
+                result = await asyncio.to_thread(
+                    _on_dask, args, settings, units, progress.unit_done, stop
+                )
+            except asyncio.CancelledError:
+                stop.set()
+                raise
         else:
             result = await run_units(
                 units,
@@ -141,11 +160,30 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
     return 0
 
 
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C prints: how to go on, for the exports that can."""
+    if getattr(args, "command", None) != "export":
+        return "interrupted"
+    if args.orgs_file is not None:
+        return "interrupted: run the same command again to resume"
+    return "interrupted: run the same command again with --resume to continue"
+
+
+def _restart(args: argparse.Namespace, units: list[ExportUnit]) -> None:
+    """--restart-unit: forget the named units' state (ValueError for an id not in the plan)."""
+    by_id = {unit.unit_id: unit for unit in units}
+    for unit_id in args.restart_unit:
+        if unit_id not in by_id:
+            raise ValueError(f"--restart-unit {unit_id}: no such unit in this plan")
+        restart_unit(args.out_dir, by_id[unit_id], format=args.format)
+
+
 def _on_dask(
     args: argparse.Namespace,
     settings: ClientSettings,
     units: list[ExportUnit],
     on_unit: Callable[[UnitResult], object],
+    stop: threading.Event,
 ) -> ExportResult:
     """Run the units on the cluster at --dask-scheduler (blocking: called in a thread)."""
     from ..export import dask as export_dask  # ImportError with the pip hint without Dask
@@ -159,6 +197,7 @@ def _on_dask(
             format=args.format,
             page_size=args.page_size,
             on_unit=on_unit,
+            stop=stop,
         )
 
 

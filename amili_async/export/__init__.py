@@ -5,28 +5,32 @@
 
 Each unit writes one file, atomically, and records itself in `<out_dir>/manifest/`: running a
 plan again does only what is not done yet, and a unit interrupted midway resumes from its own
-checkpoint, so every row ends up in the output exactly once. `amili_async.export.dask` runs
-the same units on a Dask cluster (extra `amili-async[dask]`); Parquet needs
-`amili-async[parquet]`.
+checkpoint, so every row ends up in the output exactly once. Damaged state is refused with
+`UnitStateError` (naming the file); `restart_unit` runs such a unit again from its start.
+`amili_async.export.dask` runs the same units on a Dask cluster (extra `amili-async[dask]`);
+Parquet needs `amili-async[parquet]`.
 """
 
 from ._local import DEFAULT_UNIT_CONCURRENCY, ExportFailedError, ExportResult, run_units
-from ._manifest import UnitResult, read_manifest
+from ._manifest import UnitResult, UnitStateError, read_manifest
 from ._plan import ExportUnit, plan_export
 from ._settings import ClientSettings
-from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
+from ._unit import DEFAULT_PAGE_SIZE, FORMATS, PARTIAL_DIR, restart_unit, run_unit
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_UNIT_CONCURRENCY",
     "FORMATS",
+    "PARTIAL_DIR",
     "ClientSettings",
     "ExportFailedError",
     "ExportResult",
     "ExportUnit",
     "UnitResult",
+    "UnitStateError",
     "plan_export",
     "read_manifest",
+    "restart_unit",
     "run_unit",
     "run_units",
 ]

@@ -2,7 +2,8 @@
 
 `<out_dir>/manifest/<unit id>.json` is written atomically once the unit's output is in place,
 so any number of processes (or machines sharing the directory) record units without a lock
-or a shared file to corrupt; reading the manifest is listing that directory.
+or a shared file to corrupt; reading the manifest is listing that directory. A record holds the
+size and sha256 of the file it vouches for: a unit counts as done only while its file matches.
 """
 
 from __future__ import annotations
@@ -13,12 +14,32 @@ from typing import Any
 import attrs
 import orjson
 
-from .._durable import write_atomic
+from .._durable import open_binary, write_atomic
 from ._plan import ExportUnit
 
-__all__ = ["MANIFEST_DIR", "UnitResult", "read_manifest"]
+__all__ = ["MANIFEST_DIR", "UnitResult", "UnitStateError", "read_manifest"]
 
 MANIFEST_DIR = "manifest"
+
+
+class UnitStateError(ValueError):
+    """A unit's saved state (checkpoint, staged rows, manifest record, published file) is
+    damaged or is not what it vouches for: which file, what is wrong and what to do.
+
+    Nothing is changed or removed: `restart_unit(out_dir, unit)` (the CLI's `--restart-unit
+    ID`; `--force` for a single-file export) forgets the unit's state so it is exported again
+    from its start.
+    """
+
+    def __init__(self, path: Path, problem: str, unit_id: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.unit_id = unit_id
+        self.remedy = f"run again with --restart-unit {unit_id} to export this unit from its start"
+        super().__init__(path, problem, unit_id)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}; {self.remedy}"
 
 
 @attrs.frozen
@@ -35,6 +56,8 @@ class UnitResult:
     format: str
     skipped: bool = False
     """True when the unit was found done (its file in place) and this attempt did nothing."""
+    resumed_from: int = attrs.field(default=0, eq=False)
+    """Rows an earlier attempt had staged (or all of them, when skipped); not recorded."""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -44,14 +67,29 @@ def record_path(out_dir: Path, unit: ExportUnit) -> Path:
     return out_dir / MANIFEST_DIR / f"{unit.unit_id}.json"
 
 
+def _load(path: Path, unit_id: str) -> UnitResult:
+    """The record in `path`; UnitStateError (naming it) when it is not one."""
+    with open_binary(path, create=False) as stream:  # a planted link is refused, not read
+        raw = stream.read()
+    try:
+        data = orjson.loads(raw)
+        data.pop("unit", None)
+        data.pop("skipped", None)
+        return UnitResult(**data)
+    except (orjson.JSONDecodeError, TypeError, AttributeError) as error:
+        raise UnitStateError(
+            path, f"the manifest record is damaged ({type(error).__name__})", unit_id
+        ) from None
+
+
 def read_record(out_dir: Path, unit: ExportUnit) -> UnitResult | None:
     """The unit's manifest record, None when it is not recorded as done."""
+    path = record_path(out_dir, unit)
     try:
-        data = orjson.loads(record_path(out_dir, unit).read_bytes())
+        record = _load(path, unit.unit_id)
     except FileNotFoundError:
         return None
-    data.pop("unit", None)
-    return UnitResult(**{**data, "skipped": True})
+    return attrs.evolve(record, skipped=True, resumed_from=record.rows)
 
 
 def write_record(out_dir: Path, unit: ExportUnit, result: UnitResult) -> None:
@@ -59,15 +97,12 @@ def write_record(out_dir: Path, unit: ExportUnit, result: UnitResult) -> None:
     path = record_path(out_dir, unit)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**result.to_dict(), "unit": unit.to_dict()}
-    del record["skipped"]
+    del record["skipped"], record["resumed_from"]
     write_atomic(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
 
 
 def read_manifest(out_dir: Path) -> list[UnitResult]:
     """Every unit recorded as done in `out_dir`, in unit id order."""
-    results = []
-    for path in sorted((Path(out_dir) / MANIFEST_DIR).glob("*.json")):
-        data = orjson.loads(path.read_bytes())
-        data.pop("unit", None)
-        results.append(UnitResult(**data))
-    return results
+    return [
+        _load(path, path.stem) for path in sorted((Path(out_dir) / MANIFEST_DIR).glob("*.json"))
+    ]

@@ -9,19 +9,17 @@ rounded.
 from __future__ import annotations
 
 import datetime as dt
-import typing
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
 from .. import _serde
 from .._durable import sync
-from .._fields import model_fields as _fields
-from .._fields import unwrap_optional as _unwrap_optional
+from .._fields import model_fields, node, wire_name
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -53,12 +51,11 @@ def require_pyarrow() -> None:
 
 def _arrow_type(tp: Any) -> Any:
     """The Arrow type of a model field's (non-optional) Python type."""
-    tp = _unwrap_optional(tp)
-    if typing.get_origin(tp) is list:
-        (item,) = typing.get_args(tp)
-        return pa.list_(_arrow_type(item))
-    if isinstance(tp, type) and attrs.has(tp):
-        return pa.struct([_arrow_field(f) for f in _fields(tp)])
+    kind, tp = node(tp)
+    if kind == "list":
+        return pa.list_(_arrow_type(tp))
+    if kind == "model":
+        return pa.struct([_arrow_field(f) for f in model_fields(tp)])
     if tp is Decimal:
         return pa.decimal128(MONEY_PRECISION, MONEY_SCALE)
     if tp is dt.datetime:
@@ -76,13 +73,13 @@ def _arrow_type(tp: Any) -> Any:
 
 
 def _arrow_field(field: attrs.Attribute[Any]) -> Any:
-    return pa.field(field.metadata.get("wire", field.name), _arrow_type(field.type))
+    return pa.field(wire_name(field), _arrow_type(field.type))
 
 
 def arrow_schema(cls: type[Any]) -> Any:
     """The `pyarrow.Schema` of a model: one column per field, named as on the wire."""
     require_pyarrow()
-    return pa.schema([_arrow_field(f) for f in _fields(cls)])
+    return pa.schema([_arrow_field(f) for f in model_fields(cls)])
 
 
 Convert = Callable[[Any], Any]
@@ -94,13 +91,12 @@ def _identity(value: Any) -> Any:
 
 def _converter(tp: Any) -> Convert:
     """Model value -> the Python value pyarrow takes for the field's Arrow type."""
-    tp = _unwrap_optional(tp)
-    if typing.get_origin(tp) is list:
-        (item,) = typing.get_args(tp)
-        inner = _converter(item)
+    kind, tp = node(tp)
+    if kind == "list":
+        inner = _converter(tp)
         return lambda v: None if v is None else [inner(x) for x in v]
-    if isinstance(tp, type) and attrs.has(tp):
-        parts = [(f.name, f.metadata.get("wire", f.name), _converter(f.type)) for f in _fields(tp)]
+    if kind == "model":
+        parts = [(f.name, wire_name(f), _converter(f.type)) for f in model_fields(tp)]
         return lambda v: None if v is None else {w: c(getattr(v, n)) for n, w, c in parts}
     if isinstance(tp, type) and issubclass(tp, Enum):
         return lambda v: None if v is None else str(v.value)
@@ -109,8 +105,8 @@ def _converter(tp: Any) -> Convert:
     return lambda v: None if v is None else _serde.dumps(v).decode()
 
 
-def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
-    """Write JSON Lines rows (wire JSON of `cls`) to a Parquet file at `path`, synced; rows.
+def write_parquet(lines: Iterable[bytes], cls: type[Any], stream: IO[bytes]) -> int:
+    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows.
 
     Each line is decoded by the SDK's own decoder (exact decimals, UTC date-times), so the file
     holds the same values as the JSON Lines export.
@@ -120,7 +116,7 @@ def write_parquet(lines: Iterable[bytes], cls: type[Any], path: Path) -> int:
     to_row = _converter(cls)
     rows = 0
     batch: list[dict[str, Any]] = []
-    with path.open("wb") as stream, pq.ParquetWriter(stream, schema) as writer:
+    with pq.ParquetWriter(stream, schema) as writer:
         for line in lines:
             batch.append(to_row(_serde.decode(line, cls)))
             if len(batch) >= ROWS_PER_GROUP:

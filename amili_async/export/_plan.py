@@ -17,16 +17,15 @@ import attrs
 import orjson
 
 from .._time import as_utc, format_datetime, split_window
+from ._listings import LISTINGS
 
 __all__ = ["FILTERS", "RESOURCES", "ExportUnit", "plan_export"]
 
-RESOURCES = ("invoices",)
-"""What can be exported in units: the partitionable listings (a window on createdAt)."""
+RESOURCES = tuple(LISTINGS)
+"""What can be exported in units (`_listings.LISTINGS`)."""
 
-FILTERS = frozenset(
-    {"status", "type", "invoice_number", "unique_source_invoice_id", "customer_number"}
-)
-"""Filters a unit may carry: the keyword arguments of `client.invoices.list`."""
+FILTERS = LISTINGS["invoices"].filters
+"""Filters an invoice unit may carry: the keyword arguments of `client.invoices.list`."""
 
 # Organisation ids become directory names: keep them to characters that are safe in a path.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -44,22 +43,60 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else as_utc(value).astimezone(dt.UTC)
 
 
+def _check_org(unit: ExportUnit, _: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
+        raise ValueError(f"not an organisation id: {value!r}")
+
+
+def _check_resource(unit: ExportUnit, _: attrs.Attribute[str], value: str) -> None:
+    if value not in LISTINGS:
+        raise ValueError(f"resource must be one of {', '.join(LISTINGS)}, not {value!r}")
+
+
+def _check_filters(
+    unit: ExportUnit, _: attrs.Attribute[tuple[tuple[str, str], ...]], value: Any
+) -> None:
+    known = LISTINGS[unit.resource].filters
+    for pair in value:
+        if not (
+            isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+        ):
+            raise ValueError(f"a filter is a (name, value) pair of strings, not {pair!r}")
+        if pair[0] not in known:
+            raise ValueError(
+                f"unknown filter {pair[0]!r} for {unit.resource}; known: {sorted(known)}"
+            )
+
+
+def _check_count(unit: ExportUnit, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{attribute.name} must be an integer >= 0, not {value!r}")
+
+
 @attrs.frozen
 class ExportUnit:
     """One organisation's listing over one window `[from_, to)`, with filters: a unit of work.
 
     `unit_id` is derived from what the unit exports (resource, organisation, window, filters),
     never from where or when it runs. `part`/`parts` only name its file in a readable order.
+    Every field that becomes part of a path is checked here, however the unit is made (directly,
+    `from_dict`, `plan_export`): a unit can never name a file outside its output directory.
     """
 
-    org_id: str
-    resource: str
+    org_id: str = attrs.field(validator=_check_org)
+    resource: str = attrs.field(validator=_check_resource)
     from_: dt.datetime | None = attrs.field(converter=_utc)
     to: dt.datetime | None = attrs.field(converter=_utc)
-    filters: tuple[tuple[str, str], ...] = ()
-    part: int = 0
-    parts: int = 1
+    filters: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_check_filters)
+    part: int = attrs.field(default=0, validator=_check_count)
+    parts: int = attrs.field(default=1, validator=_check_count)
     unit_id: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.part < self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}: needs 0 <= part < parts")
+        if self.from_ is not None and self.to is not None and not self.from_ < self.to:
+            raise ValueError("a unit's window needs from_ < to")
 
     @unit_id.default
     def _digest(self) -> str:
@@ -87,9 +124,9 @@ class ExportUnit:
             resource=data["resource"],
             from_=_parse_time(data["from"]),
             to=_parse_time(data["to"]),
-            filters=tuple((str(k), str(v)) for k, v in data["filters"]),
-            part=int(data["part"]),
-            parts=int(data["parts"]),
+            filters=tuple(tuple(pair) for pair in data["filters"]),
+            part=data["part"],
+            parts=data["parts"],
         )
         if data.get("id", unit.unit_id) != unit.unit_id:
             raise ValueError(f"unit {data['id']!r} does not match its content")
@@ -124,13 +161,16 @@ def plan_export(
         raise ValueError(f"resource must be one of {', '.join(RESOURCES)}")
     if partitions_per_org < 1:
         raise ValueError("partitions_per_org must be >= 1")
-    unknown = set(filters or ()) - FILTERS
+    known = LISTINGS[resource].filters
+    unknown = set(filters or ()) - known
     if unknown:
-        raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(FILTERS)}")
+        raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(known)}")
     pairs = tuple(sorted((k, str(v)) for k, v in (filters or {}).items() if v is not None))
     start, end = _utc(from_), _utc(to)
     if partitions_per_org > 1 and (start is None or end is None):
         raise ValueError("partitions_per_org > 1 needs a window: from_ and to")
+    if partitions_per_org > 1 and not LISTINGS[resource].partitionable:
+        raise ValueError(f"{resource} cannot be partitioned (no date-time window)")
     windows: list[tuple[dt.datetime | None, dt.datetime | None]]
     if start is not None and end is not None:
         windows = list(split_window(start, end, partitions_per_org))
@@ -140,8 +180,6 @@ def plan_export(
     seen: set[str] = set()
     for org in org_ids:
         org = org.strip()
-        if not _SAFE_ID.fullmatch(org):
-            raise ValueError(f"not an organisation id: {org!r}")
         if org in seen:
             continue
         seen.add(org)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +41,14 @@ from ._plan import ExportUnit
 from ._settings import ClientSettings
 from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
 
-__all__ = ["DEFAULT_RETRIES", "PLUGIN_NAME", "Client", "ExportWorkerPlugin", "run_units_on_dask"]
+__all__ = [
+    "DEFAULT_RETRIES",
+    "PLUGIN_NAME",
+    "Client",
+    "ExportInterruptedError",
+    "ExportWorkerPlugin",
+    "run_units_on_dask",
+]
 
 T = TypeVar("T")
 
@@ -52,6 +60,17 @@ own, `distributed.scheduler.allowed-failures` times): the client has already ret
 request within its own budget, so a unit failing three times is a real problem to report."""
 _CLOSE_TIMEOUT = 30.0
 """Seconds a worker's teardown waits for its client to close its connections."""
+
+
+class ExportInterruptedError(Exception):
+    """`stop` was set: the units not finished were cancelled; running the plan again resumes
+    them (the finished ones stay done)."""
+
+    def __init__(self, result: ExportResult) -> None:
+        super().__init__(
+            f"interrupted after {len(result.units)} units: run the plan again to resume"
+        )
+        self.result = result
 
 
 class ExportWorkerPlugin(WorkerPlugin):
@@ -115,16 +134,20 @@ def run_units_on_dask(
     page_size: int | None = DEFAULT_PAGE_SIZE,
     retries: int = DEFAULT_RETRIES,
     on_unit: Callable[[UnitResult], object] | None = None,
+    stop: threading.Event | None = None,
 ) -> ExportResult:
     """Run the units on the cluster behind `dask` (a synchronous `distributed.Client`).
 
-    Each unit is one task, keyed by its unit id; results come back as units finish
-    (`on_unit`), in plan order in the result. Failed units (after `retries`) do not stop the
-    others: ExportFailedError lists them once every unit has ended.
+    Each unit is one task, keyed by its unit id and this run; results come back as units
+    finish (`on_unit`), in plan order in the result. Failed units (after `retries`) do not stop
+    the others: ExportFailedError lists them once every unit has ended. Setting `stop` (from
+    any thread: a Ctrl-C handler) cancels every unit not finished yet at once and raises
+    ExportInterruptedError; run_units sets `stop` itself when it returns, ending its watcher.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     plan = list(units)
+    run = uuid.uuid4().hex[:12]
     dask.register_plugin(ExportWorkerPlugin(settings), name=PLUGIN_NAME)
     futures = dask.map(
         _run_on_worker,
@@ -132,24 +155,46 @@ def run_units_on_dask(
         out_dir=str(out_dir),
         fmt=format,
         page_size=page_size,
-        key=[f"amili-export-{unit.unit_id}" for unit in plan],
+        # A key per run too: a unit cancelled by an interrupted run may still be forgotten by
+        # the scheduler when the next run submits it.
+        key=[f"amili-export-{unit.unit_id}-{run}" for unit in plan],
         retries=retries,
         pure=False,
     )
     by_key = {future.key: unit for future, unit in zip(futures, plan, strict=True)}
     results: dict[str, UnitResult] = {}
     failures: dict[str, BaseException] = {}
-    for future in as_completed(futures):  # type: ignore[no-untyped-call]
-        unit = by_key[future.key]
-        error = future.exception()
-        if error is not None:
-            failures[unit.unit_id] = error
-            continue
-        result: UnitResult = future.result()
-        results[unit.unit_id] = result
-        if on_unit is not None:
-            on_unit(result)
+    stop = stop or threading.Event()
+    ended = threading.Event()
+
+    def cancel_on_stop() -> None:
+        stop.wait()
+        if not ended.is_set():
+            dask.cancel(futures)  # type: ignore[no-untyped-call]  # pending ones never start
+
+    watcher = threading.Thread(target=cancel_on_stop, name=f"{PLUGIN_NAME}-stop", daemon=True)
+    watcher.start()
+    try:
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            if future.cancelled():
+                continue
+            unit = by_key[future.key]
+            error = future.exception()
+            if error is not None:
+                failures[unit.unit_id] = error
+                continue
+            result: UnitResult = future.result()
+            results[unit.unit_id] = result
+            if on_unit is not None:
+                on_unit(result)
+    finally:
+        interrupted = stop.is_set()
+        ended.set()
+        stop.set()
+        watcher.join()
     done = ExportResult(tuple(results[u.unit_id] for u in plan if u.unit_id in results))
+    if interrupted:
+        raise ExportInterruptedError(done)
     if failures:
         raise ExportFailedError(failures, done)
     return done

@@ -13,9 +13,7 @@ import typing
 from decimal import Decimal
 from typing import Any
 
-import attrs
-
-from .._fields import model_fields
+from .._fields import model_fields, node
 from .._openenum import OpenEnum
 from ._validate import Errors
 
@@ -114,14 +112,14 @@ def _check(e: Errors, value: Any, tp: Any, path: str) -> None:
         e.fields.update(found.fields)
     elif tp is Any:
         return
-    elif origin is list:
+    elif node(tp)[0] == "list":
         if type(value) is not list:
             e.add(path, "The value must be an array.")
             return
-        (item,) = typing.get_args(tp)
+        item = node(tp)[1]
         for k, v in enumerate(value):
             _check(e, v, item, f"{path}[{k}]")
-    elif attrs.has(tp):
+    elif node(tp)[0] == "model":
         if type(value) is not dict:
             e.add(path, "The value must be an object.")
             return

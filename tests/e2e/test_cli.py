@@ -22,6 +22,8 @@ import pytest
 from amili_async import AmiliClient
 from amili_async.sandbox import DEFAULT_WEBHOOK_SECRET, SandboxConfig, SandboxServer, make_orgs
 
+from ..export._interrupt import INTERRUPTIBLE_CLI
+from ..export._state import exported_rows, stage_files, work_dir
 from .conftest import Run, assert_one_line_error, run_cli, sandbox_invoice_count, seeded_ids
 
 SEEDED = 250
@@ -85,7 +87,7 @@ async def test_export_jsonl_writes_exactly_the_sandbox_invoices(
     first = orjson.loads(out.read_text().splitlines()[0])
     assert first["organization"]["id"] == org
     assert "remainingAmount" in first
-    assert not (tmp_path / "invoices.jsonl.checkpoint.json").exists()  # done: nothing to resume
+    assert not work_dir(out).exists()  # done: nothing to resume
 
 
 async def test_export_csv_has_a_header_and_one_row_per_invoice(
@@ -156,7 +158,6 @@ async def test_export_resumes_after_a_kill(
     amili_sandbox: SandboxServer, env: dict[str, str], org: str, tmp_path: Path, suffix: str
 ) -> None:
     out = tmp_path / f"invoices.{suffix}"
-    checkpoint = tmp_path / f"invoices.{suffix}.checkpoint.json"
     read_ids = jsonl_ids if suffix == "jsonl" else csv_ids
     amili_sandbox.set_faults("latency=30ms")  # 50 pages of 5: about 1.5 s for the whole export
     args = ("export", "invoices", "--org", org, "--out", out, "--page-size", "5", "--no-progress")
@@ -171,15 +172,17 @@ async def test_export_resumes_after_a_kill(
         env=env,
     )
     try:
-        count = await _wait_for_checkpoint(checkpoint, proc)
+        count = await _wait_for_checkpoint(out, proc)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGKILL)
         await proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert 0 < count < SEEDED, "the export must have been killed midway"
-    with out.open("ab") as stream:  # a page that was only half written when the process died
-        stream.write(b'{"id":"half-written-invoi' if suffix == "jsonl" else b"bf0e9c2a-half,")
+    (stage,) = stage_files(out)  # rows are staged as JSON Lines, whatever the output format
+    with stage.open("ab") as stream:  # a page that was only half written when the process died
+        stream.write(b'{"id":"half-written-invoi')
+    assert not out.exists()  # nothing is published before the whole export is staged
 
     amili_sandbox.set_faults(None)
     run = await cli(*args, "--resume", env=env)
@@ -187,7 +190,7 @@ async def test_export_resumes_after_a_kill(
     assert run.code == 0, run.stderr
     assert "resumed at" in run.stdout
     assert read_ids(out) == seeded_ids(amili_sandbox)  # every invoice exactly once, in order
-    assert not checkpoint.exists()  # removed once the export is complete
+    assert not work_dir(out).exists()  # removed once the export is complete
     if suffix == "csv":
         assert out.read_text(encoding="utf-8").count("id,organization.id,") == 1  # one header
 
@@ -196,22 +199,15 @@ async def test_export_resumes_after_a_kill(
     assert read_ids(out) == seeded_ids(amili_sandbox)
 
 
-async def _wait_for_checkpoint(checkpoint: Path, proc: asyncio.subprocess.Process) -> int:
-    """Poll (bounded) until the child's checkpoint records at least one exported page."""
+async def _wait_for_checkpoint(out: Path, proc: asyncio.subprocess.Process) -> int:
+    """Poll (bounded) until the child's checkpoints record at least one exported page."""
     async with asyncio.timeout(CHILD_TIMEOUT):
         while proc.returncode is None:
-            count = _checkpoint_count(checkpoint)
+            count = exported_rows(out)
             if count:
                 return count
             await asyncio.sleep(0.01)
     raise AssertionError(f"the export ended (exit {proc.returncode}) before it was killed")
-
-
-def _checkpoint_count(checkpoint: Path) -> int | None:
-    """Items the checkpoint records (it is replaced atomically, so never half written)."""
-    if not checkpoint.exists():
-        return None
-    return int(orjson.loads(checkpoint.read_bytes())["count"])
 
 
 async def test_export_cases_batches_and_settlements(
@@ -247,9 +243,7 @@ async def test_export_cases_batches_and_settlements(
 
 async def test_sandbox_command_serves_until_interrupted() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "amili_async",
+        *INTERRUPTIBLE_CLI,  # SIGINT stops it even when the test run ignores SIGINT
         "sandbox",
         "--port",
         "0",
@@ -632,7 +626,7 @@ async def test_usage_errors_exit_1_with_one_line(
         line = assert_one_line_error(run)
         assert expected in line, (args, line)
     assert not (tmp_path / "w.jsonl").exists()  # a failed export leaves no empty file
-    assert not (tmp_path / "w.jsonl.checkpoint.json").exists()
+    assert not work_dir(tmp_path / "w.jsonl").exists()
 
 
 BAD_ARGUMENTS: list[tuple[tuple[str, ...], str]] = [
@@ -785,14 +779,21 @@ async def test_resume_with_other_filters_is_refused(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:
-        await _wait_for_checkpoint(tmp_path / "open.jsonl.checkpoint.json", proc)
+        await _wait_for_checkpoint(out, proc)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGKILL)
         await proc.wait()
     amili_sandbox.set_faults(None)
     again = await cli(*args, "--status", "CLOSED", "--resume", env=env)
-    assert "another export" in assert_one_line_error(again)
+    line = assert_one_line_error(again)
+    assert "another export" in line
+    assert "--status (OPEN in the interrupted run, CLOSED now)" in line
+    assert "--page-size" not in line  # only the options that differ are named
+    other_size = (*args[:-1], "7", "--status", "OPEN", "--resume")  # --page-size 7, not 5
+    line = assert_one_line_error(await cli(*other_size, env=env))
+    assert "--page-size (5 in the interrupted run, 7 now)" in line
+    assert "--status" not in line
     fresh = await cli(*args, "--status", "CLOSED", env=env)
     assert "interrupted export: --resume" in assert_one_line_error(fresh)
     same = await cli(*args, "--status", "OPEN", "--resume", env=env)

@@ -28,6 +28,15 @@ PARTITIONS = 8
 # 2024-01-09, so this window holds every seeded invoice and each unit about 2,500.
 FROM = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
 TO = dt.datetime(2024, 1, 10, tzinfo=dt.UTC)
+LOADED_MACHINE = {
+    # A worker the test kills on purpose counts as one failure of its task: leave room for a
+    # loaded machine's missed heartbeats on top, so no unit is given up as "KilledWorker".
+    "distributed.scheduler.allowed-failures": 10,
+    # Connecting and talking to a worker process that is starting on a busy 2-core machine.
+    "distributed.comm.timeouts.connect": "60s",
+    "distributed.comm.timeouts.tcp": "120s",
+}
+"""Dask settings of the test cluster: what a shared, loaded test machine needs."""
 STARTUP_TIMEOUT = 60.0
 """Seconds the sandbox child may take to seed and bind (it reports on stdout)."""
 
@@ -116,12 +125,19 @@ def wire_values(value: Any) -> Any:
 def cluster() -> Iterator[Any]:
     """A Dask LocalCluster of two worker processes (two threads each) and its client."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     with (
+        dask.config.set(LOADED_MACHINE),
         distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=2,
             processes=True,
-            dashboard_address=None,
+            host="127.0.0.1",
+            scheduler_port=0,
+            # Not None: the scheduler's HTTP server would still bind its default port 8787 (and
+            # warn, an error here, when another run holds it). Port 0 is a free one.
+            dashboard_address="127.0.0.1:0",
             worker_dashboard_address=None,
         ) as local,
         distributed.Client(local) as client,

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from amili_async._cli import main
-from amili_async.export import read_manifest
+from amili_async.export import PARTIAL_DIR, read_manifest
 
 from ..e2e.conftest import run_cli
+from ._interrupt import INTERRUPTIBLE_CLI
 from .conftest import FROM, RemoteSandbox, read_jsonl
 
 CLI_TIMEOUT = 120.0
 """Seconds a CLI child may take (it exports up to 20,000 invoices on a shared machine)."""
 
+INTERRUPTED_UNITS = 16
+"""Units of the plan that Ctrl-C interrupts: four times the cluster's worker threads, so most
+of them are still queued when the first one has started."""
 ONE_DAY = dt.timedelta(days=1)
 """The CLI exports one day of one organisation: some 2,900 invoices, cut into 4 units."""
 
@@ -98,3 +104,51 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 1, (argv, lines)
         assert expected in lines[0], (argv, lines)
+
+
+async def test_ctrl_c_on_a_dask_cluster_cancels_the_units_and_says_how_to_resume(
+    remote_sandbox: RemoteSandbox, cluster: Any, tmp_path: Path
+) -> None:
+    org = remote_sandbox.org_ids[2]
+    out = tmp_path / "out"
+    args = [
+        "export", "invoices", "--orgs-file", _orgs_file(tmp_path, [org]), "--out-dir", out,
+        "--partitions-per-org", str(INTERRUPTED_UNITS), "--page-size", "20", "--no-progress",
+        "--from", FROM.isoformat(), "--to", (FROM + ONE_DAY).isoformat(),
+        "--dask-scheduler", cluster.scheduler.address,
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *INTERRUPTIBLE_CLI, *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=remote_sandbox.env(),
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT):
+            while not list((out / PARTIAL_DIR).glob("*.checkpoint.json")):  # a unit started
+                assert proc.returncode is None, "the export ended before it was interrupted"
+                await asyncio.sleep(0.01)  # polling a file the child writes, not a timer
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            stdout, stderr = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    assert proc.returncode == 130, stderr.decode()
+    # Dask's own loggers may add lines on a loaded machine ("event loop was unresponsive"):
+    # the CLI's line is among them, and the CLI raised nothing of its own.
+    log = stderr.decode()
+    assert "interrupted: run the same command again to resume" in log.splitlines(), log
+    assert "KeyboardInterrupt" not in log
+    assert "CancelledError" not in log
+    assert b"exported" not in stdout
+    # Stopped at once: at most the units running at the instant are finished (by the
+    # workers); the cancelled ones never start. The plan has more units than worker threads.
+    assert len(read_manifest(out)) < INTERRUPTED_UNITS
+
+    again = await run_cli(*args, env=remote_sandbox.env(), timeout=CLI_TIMEOUT)
+    assert again.code == 0, again.stderr
+    count = await _count(remote_sandbox, org, FROM, FROM + ONE_DAY)
+    assert f"exported {count:,} invoices" in again.stdout
+    ids = [row["id"] for r in read_manifest(out) for row in read_jsonl(out / r.path)]
+    assert len(ids) == len(set(ids)) == count

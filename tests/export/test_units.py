@@ -9,6 +9,7 @@ import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from amili_async import AmiliClient
@@ -16,6 +17,7 @@ from amili_async.export import (
     ClientSettings,
     ExportFailedError,
     ExportUnit,
+    _unit,
     plan_export,
     read_manifest,
     run_unit,
@@ -139,15 +141,26 @@ async def test_an_interrupted_unit_resumes_from_its_checkpoint(
 
 
 async def test_a_finished_unit_is_a_no_op_even_when_its_record_was_lost(
-    server: SandboxServer, tmp_path: Path
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     units = plan_export([server.default_org_id], from_=FROM, to=TO, partitions_per_org=2)
+    recorded = _unit.write_record
+
+    def dies_before_the_first_record(out: Path, unit: ExportUnit, result: object) -> None:
+        if unit == units[0]:
+            raise ConnectionAbortedError("injected: killed after publishing, before recording")
+        recorded(out, unit, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_unit, "write_record", dies_before_the_first_record)
+    async with _client(server) as client:
+        with pytest.raises(ExportFailedError):
+            await run_units(units, client=client, out_dir=tmp_path, page_size=PAGE)
+    assert (tmp_path / units[0].file_stem()).with_suffix(".jsonl").exists()  # published
+    monkeypatch.setattr(_unit, "write_record", recorded)
     async with _client(server) as client:
         first = await run_units(units, client=client, out_dir=tmp_path, page_size=PAGE)
     assert first.total == 600
-    assert first.skipped == 0
-    # Published, then killed before the manifest record was written.
-    (tmp_path / "manifest" / f"{units[0].unit_id}.json").unlink()
+    assert first.skipped == 2
     counted = Requests()
     async with _client(server, counted) as client:
         again = await run_units(units, client=client, out_dir=tmp_path, page_size=PAGE)
@@ -156,7 +169,9 @@ async def test_a_finished_unit_is_a_no_op_even_when_its_record_was_lost(
     assert [(u.path, u.sha256, u.rows) for u in again.units] == [
         (u.path, u.sha256, u.rows) for u in first.units
     ]
-    assert read_manifest(tmp_path) == sorted(first.units, key=lambda u: u.unit_id)
+    assert read_manifest(tmp_path) == sorted(
+        (attrs.evolve(u, skipped=False) for u in first.units), key=lambda u: u.unit_id
+    )
     with pytest.raises(ValueError, match="holds a jsonl export"):
         await run_unit(units[0], out_dir=tmp_path, client=client, format="parquet")
 

@@ -8,16 +8,17 @@ What it proves, against small servers on 127.0.0.1 that misbehave on purpose:
   a body of exactly the limit is read, one byte more is not;
 - a listing whose server repeats a page token raises RepeatedPageTokenError carrying the
   resume token, after a bounded number of requests, with and without prefetch;
-- time queued for one of `max_connections` slots never times a call out: 40 calls through 2
-  connections, each attempt's timeout far below the time the last call waits;
-- `deadline=` bounds the whole call (attempts and retries): APITimeoutError within about the
-  deadline; `retry_for=` keeps retrying past `max_retries` for that long, and no longer.
+- time queued for one of `max_connections` slots never times a call out: 24 calls through 2
+  connections, each attempt's timeout below the queue the last call waits behind (counted);
+- `deadline=` bounds the whole call (attempts and retries): APITimeoutError while the server
+  still hangs; `retry_for=` keeps retrying past `max_retries` for that long, and no longer.
+  Retry decisions run on a virtual clock (the transport's injected `monotonic` and `sleep`):
+  no assertion here depends on how fast the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ LIMIT = 1024 * 1024
 CHUNK = 64 * 1024
 ENDLESS = 256 * 1024 * 1024
 """What the "endless" body would send if the client never hung up (a safety stop)."""
+HANG_GUARD = 60.0
+"""Seconds before a test that would otherwise hang fails instead: a bound far above what any
+of these calls takes even on a loaded machine, never a margin the assertion depends on."""
 BUFFERED = 32 * 1024 * 1024
 """Generous bound of what socket buffers can absorb on loopback beyond what the client read."""
 
@@ -89,13 +93,11 @@ async def test_an_oversized_body_is_refused_without_being_buffered(content_lengt
 
     app.router.add_get("/collection/v1/orgs/{org}/invoices/{id}", handler)
     async with local_server(app) as server, server.client(max_response_size=LIMIT) as client:
-        started = time.monotonic()
         with pytest.raises(ResponseTooLargeError) as caught:
             await client.invoices.get(ORG, "huge")
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD):
             await sender.done.wait()  # the server noticed the client hung up
 
-    assert time.monotonic() - started < 10
     assert caught.value.limit == LIMIT
     assert sender.requests == 1  # never retried
     assert sender.sent < BUFFERED < ENDLESS, f"the server sent {sender.sent:,} bytes"
@@ -190,12 +192,15 @@ async def test_a_repeated_page_token_raises_with_the_resume_token(
 
 
 async def test_waiting_for_a_connection_slot_does_not_time_calls_out() -> None:
-    server_time = 0.1
+    server_time = 0.25
+    calls = 24
     in_flight = peak = served = 0
+    served_before: list[int] = []  # per request: how many had been served when it arrived
     app = web.Application()
 
     async def handler(request: web.Request) -> web.Response:
         nonlocal in_flight, peak, served
+        served_before.append(served)
         in_flight += 1
         peak = max(peak, in_flight)
         try:
@@ -206,19 +211,23 @@ async def test_waiting_for_a_connection_slot_does_not_time_calls_out() -> None:
         return web.Response(body=_invoice_body(), content_type="application/json")
 
     app.router.add_get("/collection/v1/orgs/{org}/invoices/{id}", handler)
-    timeout = 4 * server_time  # a bit more than one call; far less than 40 of them
+    # An attempt's timeout: far more than one request needs, even on a loaded machine, and
+    # far less than the queue ahead of the last call (below).
+    timeout = 8 * server_time
     async with (
         local_server(app) as server,
         server.client(max_connections=2, timeout=timeout, max_retries=0) as client,
     ):
-        started = time.monotonic()
-        invoices = await asyncio.gather(*(client.invoices.get(ORG, str(n)) for n in range(40)))
-        elapsed = time.monotonic() - started
+        invoices = await asyncio.gather(*(client.invoices.get(ORG, str(n)) for n in range(calls)))
 
-    assert [i.id for i in invoices] == ["inv-1"] * 40
-    assert served == 40  # no retry hid a timeout: max_retries=0
+    assert [i.id for i in invoices] == ["inv-1"] * calls
+    assert served == calls  # no retry hid a timeout: max_retries=0
     assert peak <= 2
-    assert elapsed >= 20 * server_time > 4 * timeout  # the last calls queued far past `timeout`
+    # Counted, not timed: the last request reached the server only after calls - 2 others
+    # were served, two at a time, each taking server_time: it queued at least
+    # (calls - 2) / 2 * server_time, past its attempt's timeout, and did not time out.
+    assert served_before[-1] >= calls - 2
+    assert (calls - 2) / 2 * server_time > timeout
 
 
 async def test_deadline_bounds_a_call_against_a_hanging_server() -> None:
@@ -235,15 +244,16 @@ async def test_deadline_bounds_a_call_against_a_hanging_server() -> None:
     app.router.add_get("/collection/v1/orgs/{org}/invoices/{id}", handler)
     async with local_server(app) as server:
         try:
-            async with server.client(timeout=30, deadline=0.5, max_retries=5) as client:
-                started = time.monotonic()
-                with pytest.raises(APITimeoutError):
-                    await client.invoices.get(ORG, "slow")
-                elapsed = time.monotonic() - started
+            # Only the deadline can end this call: the attempt's timeout is an hour, and the
+            # guard (far from both) fails the test, instead of hanging, if the deadline did not.
+            async with server.client(timeout=3600, deadline=0.5, max_retries=5) as client:
+                async with asyncio.timeout(HANG_GUARD):
+                    with pytest.raises(APITimeoutError):
+                        await client.invoices.get(ORG, "slow")
+                assert not release.is_set()  # the server still hangs: the deadline ended it
         finally:
             release.set()
 
-    assert 0.45 <= elapsed < 2.0
     assert requests == 1  # the attempt had the whole deadline; no retry fits after it
 
 
@@ -252,10 +262,12 @@ async def test_deadline_bounds_a_call_whose_retries_would_exceed_it() -> None:
     requests = 0
     app = web.Application()
 
+    clock = _VirtualTime()
+
     async def handler(request: web.Request) -> web.Response:
         nonlocal requests
         requests += 1
-        await asyncio.sleep(server_time)  # the server's own processing time
+        clock.now += server_time  # the server's own processing time, on the virtual clock
         return web.json_response({"title": "busy"}, status=503, headers={"Retry-After": "0"})
 
     app.router.add_get("/collection/v1/orgs/{org}/invoices/{id}", handler)
@@ -263,13 +275,40 @@ async def test_deadline_bounds_a_call_whose_retries_would_exceed_it() -> None:
         local_server(app) as server,
         server.client(timeout=30, deadline=0.7, max_retries=100) as client,
     ):
-        started = time.monotonic()
-        with pytest.raises(APITimeoutError):
+        clock.drive(client)
+        # The deadline passed mid-attempt (APITimeoutError), or the next try could not fit
+        # before it and the last answer is handed back: either way no retry outlives it.
+        with pytest.raises((APITimeoutError, ServiceUnavailableError)):
             await client.invoices.get(ORG, "busy")
-        elapsed = time.monotonic() - started
 
-    assert 0.65 <= elapsed < 2.0
-    assert 2 <= requests <= 6  # it retried, within the deadline only
+    assert clock.now >= 0.7 - server_time  # it gave up only once the next try could not fit
+    assert 2 <= requests <= 0.7 / server_time + 1  # it retried, within the deadline only
+
+
+class _VirtualTime:
+    """A virtual monotonic clock for a client's retry decisions: the client's waits (backoff,
+    Retry-After) advance it instead of passing, and a server handler may advance it too.
+
+    It drives the transport's own injection points (its constructor takes `monotonic` and
+    `sleep`; the client builds the transport, so they are set on it here), so deadlines and
+    retry budgets are checked in counted steps, never against the wall clock.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)  # still a pause: other tasks run
+
+    def drive(self, client: Any) -> _VirtualTime:
+        transport = client._transport
+        transport._monotonic = self.monotonic
+        transport._sleep = self.sleep
+        return self
 
 
 def _outage_app(failures: int, retry_after: str, count: list[int]) -> web.Application:
@@ -307,13 +346,12 @@ async def test_retry_for_stops_retrying_once_its_time_is_spent() -> None:
         local_server(_outage_app(10_000, "0.05", count)) as server,
         server.client(max_retries=1, retry_for=0.5) as client,
     ):
-        started = time.monotonic()
+        clock = _VirtualTime().drive(client)
         with pytest.raises(ServiceUnavailableError):
             await client.invoices.get(ORG, "x")
-        elapsed = time.monotonic() - started
 
-    assert 0.45 <= elapsed < 2.0
-    assert 3 <= count[0] <= 12  # past max_retries (1 retry), bounded by the time
+    assert clock.now >= 0.5 - 0.05  # retried until the next wait would pass retry_for
+    assert 3 <= count[0] <= 0.5 / 0.05 + 2  # past max_retries (1 retry), bounded by the time
 
 
 @pytest.mark.parametrize(

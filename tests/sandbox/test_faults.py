@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import types
 
 import aiohttp
 import pytest
 
-from amili_async.sandbox import FaultConfig, SandboxConfig, SandboxServer
+from amili_async.sandbox import FaultConfig, SandboxConfig, SandboxServer, _faults
 from amili_async.sandbox._faults import FAULTS_KEY
 
 from ._support import Api, new_invoice
 
+CLOSE_GUARD = 60.0
+"""Seconds a server close may take before the test fails: far above a close on any machine,
+far below the injected latency it must not wait for."""
 FULL = (
     "429=0.05,500=0.02,502=0.01,503=0.01,latency=20ms,jitter=5ms,drop_before=0.01,"
     "drop_after=0.01,truncate=0.01,html=0.01,seed=42"
@@ -172,15 +175,28 @@ async def test_faults_are_deterministic_per_seed(session: aiohttp.ClientSession)
     assert set(a) >= {200, 429}
 
 
-async def test_latency(session: aiohttp.ClientSession) -> None:
+async def test_latency(session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API answer waits the drawn latency (40 ms +/- 5): the pause the middleware
+    takes is recorded, not timed, so a loaded machine cannot change the outcome."""
+    paused: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(seconds: float) -> None:
+        paused.append(seconds)
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(_faults, "asyncio", types.SimpleNamespace(sleep=recording_sleep))
     server = await _server("latency=40ms,jitter=5ms")
     try:
         api = Api(server, session)
-        await api.login()
-        start = time.perf_counter()
-        status, _ = await api.get(f"{api.org}/invoices", {"PageSize": "1"})
-        assert status == 200
-        assert time.perf_counter() - start >= 0.035
+        await api.login()  # /token is exempt: no pause
+        assert paused == []
+        for _ in range(5):
+            status, _ = await api.get(f"{api.org}/invoices", {"PageSize": "1"})
+            assert status == 200
+        assert len(paused) == 5  # one pause per API request, before its answer
+        assert all(0.035 <= p <= 0.045 for p in paused), paused
+        assert len(set(paused)) > 1  # jittered
     finally:
         await server.close()
 
@@ -188,19 +204,25 @@ async def test_latency(session: aiohttp.ClientSession) -> None:
 async def test_server_close_during_injected_latency_is_clean(
     session: aiohttp.ClientSession,
 ) -> None:
-    server = await _server("latency=5s")
+    server = await _server("latency=3600s")
     api = Api(server, session)
     await api.login()
     injector = server.app[FAULTS_KEY][0]
     assert injector is not None
+    drawn = asyncio.Event()
+    draw = injector.draw
+
+    def noting_draw() -> tuple[str | None, float]:
+        drawn.set()  # the request is in the middleware, about to sit in the latency
+        return draw()
+
+    injector.draw = noting_draw  # type: ignore[method-assign]
     request = asyncio.ensure_future(api.get(f"{api.org}/invoices"))
-    for _ in range(1000):  # bounded wait until the request sits in the injected latency
-        if injector.draws:
-            break
-        await asyncio.sleep(0.001)
+    async with asyncio.timeout(CLOSE_GUARD):
+        await drawn.wait()
     assert injector.draws == 1
-    started = time.perf_counter()
-    await server.close()
-    assert time.perf_counter() - started < 2
+    # The latency is an hour: a close that waited for it would hit the guard (far below).
+    async with asyncio.timeout(CLOSE_GUARD):
+        await server.close()
     with pytest.raises((aiohttp.ClientError, asyncio.CancelledError)):
         await request
