@@ -156,14 +156,13 @@ def check(model: Any, path: str = "$") -> None:
 
 
 def _check_value(value: Any, tp: Any, path: str) -> None:
-    shape, inner = node(tp)
-    tp = _unwrap_optional(tp)
+    shape, tp = node(tp)  # the optional unwrapped: a list's item type, the model, the scalar
     kind = type(value)
     if shape == "list":
         if not isinstance(value, list):
             raise TypeError(f"{path}: expected a list, got {kind.__name__}")
         for index, element in enumerate(value):
-            _check_value(element, inner, f"{path}[{index}]")
+            _check_value(element, tp, f"{path}[{index}]")
         return
     if shape == "model":
         if not isinstance(value, tp):
