@@ -3,10 +3,13 @@
 Dask schedules, balances, retries and re-runs; this module only gives each worker one event
 loop (in a thread of its own, so the worker's heartbeats never wait for decoding) with one
 `AmiliClient` on it, reused by every unit the worker runs, through a `WorkerPlugin`. A worker
-that dies mid-unit leaves only staged rows in `.partial/` (never a file in its final place);
-the scheduler runs the unit again elsewhere and it resumes from its checkpoint, so every row
-is in the output exactly once. The output directory must be shared by the workers and the
-caller (one machine, or a network file system with working `flock`).
+that dies mid-unit leaves only staged rows on its scratch directory (never a file in its final
+place); the scheduler runs the unit again elsewhere and, with a shared local root, it resumes
+from its checkpoint. With an object store (`out_dir="s3://..."`) each worker stages on its own
+local directory (`scratch_dir`, by default the worker's Dask `local_directory`): a unit
+re-run on another worker starts its window over and writes the same key, so every row is in
+the output exactly once either way. The driver commits the plan (Delta) and writes
+`_SUCCESS` once every unit is done.
 
     from distributed import Client
     from amili_async.export import ClientSettings, plan_export
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,11 +38,13 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
     ) from missing
 
 from .._client import AmiliClient
+from ._commit import finish_plan
 from ._local import ExportFailedError, ExportResult
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
-from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
+from ._store import open_store
+from ._unit import DEFAULT_PAGE_SIZE, check_format, run_unit
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -113,13 +118,30 @@ class ExportWorkerPlugin(WorkerPlugin):
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
 
 
-def _run_on_worker(unit: ExportUnit, out_dir: str, fmt: str, page_size: int | None) -> UnitResult:
-    """A Dask task: one unit through this worker's client."""
-    plugin = get_worker().plugins[PLUGIN_NAME]
+def _run_on_worker(
+    unit: ExportUnit,
+    out_dir: str,
+    fmt: str,
+    page_size: int | None,
+    storage_options: Mapping[str, Any] | None,
+    scratch_dir: str | None,
+) -> UnitResult:
+    """A Dask task: one unit through this worker's client, staged on this worker's own
+    directory when the output is an object store."""
+    worker = get_worker()
+    plugin = worker.plugins[PLUGIN_NAME]
     assert isinstance(plugin, ExportWorkerPlugin)
+    if scratch_dir is None and open_store(out_dir, storage_options).local is None:
+        scratch_dir = str(Path(worker.local_directory) / "amili-export")
     return plugin.run(
         lambda client: run_unit(
-            unit, out_dir=out_dir, client=client, format=fmt, page_size=page_size
+            unit,
+            out_dir=out_dir,
+            client=client,
+            format=fmt,
+            page_size=page_size,
+            storage_options=storage_options,
+            scratch_dir=scratch_dir,
         )
     )
 
@@ -135,6 +157,8 @@ def run_units_on_dask(
     retries: int = DEFAULT_RETRIES,
     on_unit: Callable[[UnitResult], object] | None = None,
     stop: threading.Event | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scratch_dir: Path | str | None = None,
 ) -> ExportResult:
     """Run the units on the cluster behind `dask` (a synchronous `distributed.Client`).
 
@@ -143,9 +167,11 @@ def run_units_on_dask(
     the others: ExportFailedError lists them once every unit has ended. Setting `stop` (from
     any thread: a Ctrl-C handler) cancels every unit not finished yet at once and raises
     ExportInterruptedError; run_units sets `stop` itself when it returns, ending its watcher.
+    `out_dir` is a directory every worker and the caller see, or an fsspec URL (with
+    `storage_options`, sent to the workers); `scratch_dir`, a directory on each worker.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    check_format(format)
+    store = open_store(out_dir, storage_options)  # a URL nothing can write: before any work
     plan = list(units)
     run = uuid.uuid4().hex[:12]
     dask.register_plugin(ExportWorkerPlugin(settings), name=PLUGIN_NAME)
@@ -155,6 +181,8 @@ def run_units_on_dask(
         out_dir=str(out_dir),
         fmt=format,
         page_size=page_size,
+        storage_options=dict(storage_options or {}),
+        scratch_dir=None if scratch_dir is None else str(scratch_dir),
         # A key per run too: a unit cancelled by an interrupted run may still be forgotten by
         # the scheduler when the next run submits it.
         key=[f"amili-export-{unit.unit_id}-{run}" for unit in plan],
@@ -197,4 +225,4 @@ def run_units_on_dask(
         raise ExportInterruptedError(done)
     if failures:
         raise ExportFailedError(failures, done)
-    return done
+    return ExportResult(tuple(finish_plan(store, plan, done.units, format)))

@@ -14,6 +14,7 @@ import pytest
 
 from amili_async import AmiliClient
 from amili_async.export import (
+    PARTIAL_DIR,
     ClientSettings,
     ExportFailedError,
     ExportUnit,
@@ -126,9 +127,9 @@ async def test_an_interrupted_unit_resumes_from_its_checkpoint(
     async with _client(server, dying) as client:
         with pytest.raises(ConnectionAbortedError):
             await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
-    assert not list((tmp_path / "invoices").rglob("*.jsonl"))  # nothing published
+    assert not list(tmp_path.glob("org=*/*.jsonl"))  # noqa: ASYNC240 - nothing published
     assert read_manifest(tmp_path) == []
-    partial = tmp_path / ".partial" / f"{unit.unit_id}.jsonl.part"
+    partial = tmp_path / PARTIAL_DIR / f"{unit.unit_id}.jsonl.part"
     with partial.open("ab") as torn:
         torn.write(b'{"id": "half a ro')  # a page written only in part when it died
     counted = Requests()
@@ -137,7 +138,7 @@ async def test_an_interrupted_unit_resumes_from_its_checkpoint(
     assert counted.count == 600 // PAGE - 3  # only the pages not staged before
     rows = read_jsonl(tmp_path / result.path)
     assert len(rows) == len({r["id"] for r in rows}) == result.rows == 600
-    assert [p.name for p in (tmp_path / ".partial").iterdir()] == []
+    assert [p.name for p in (tmp_path / PARTIAL_DIR).iterdir()] == []
 
 
 async def test_a_finished_unit_is_a_no_op_even_when_its_record_was_lost(
