@@ -121,7 +121,7 @@ def _merge(uri: str, options: dict[str, str], source: Any) -> int:
                 uri, source, mode="error", partition_by=[ORG_COLUMN], storage_options=options
             )
             return int(deltalake.DeltaTable(uri, storage_options=options).version())
-        except FileExistsError:  # another plan created it meanwhile: merge into it
+        except deltalake.exceptions.DeltaError:  # created by another plan meanwhile: merge
             table = deltalake.DeltaTable(uri, storage_options=options)
     (
         table.merge(source=source, predicate=_MERGE_ON, source_alias="s", target_alias="t")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 try:
-    from distributed import Client, WorkerPlugin, as_completed, get_worker
+    from distributed import Client, KilledWorker, WorkerPlugin, as_completed, get_worker
 except ImportError as missing:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "amili_async.export.dask needs Dask: pip install 'amili-async[dask]'"
@@ -52,6 +52,7 @@ __all__ = [
     "Client",
     "ExportInterruptedError",
     "ExportWorkerPlugin",
+    "KilledWorker",
     "run_units_on_dask",
 ]
 
@@ -68,14 +69,15 @@ _CLOSE_TIMEOUT = 30.0
 
 
 class ExportInterruptedError(Exception):
-    """`stop` was set: the units not finished were cancelled; running the plan again resumes
-    them (the finished ones stay done)."""
+    """`stop` was set, or the cluster was lost (`lost`: the scheduler went away, or cancelled
+    the units): the units not finished did not run; running the plan again resumes them (the
+    finished ones stay done)."""
 
-    def __init__(self, result: ExportResult) -> None:
-        super().__init__(
-            f"interrupted after {len(result.units)} units: run the plan again to resume"
-        )
+    def __init__(self, result: ExportResult, *, lost: bool = False) -> None:
+        why = "the cluster was lost" if lost else "interrupted"
+        super().__init__(f"{why} after {len(result.units)} units: run the plan again to resume")
         self.result = result
+        self.lost = lost
 
 
 class ExportWorkerPlugin(WorkerPlugin):
@@ -202,9 +204,11 @@ def run_units_on_dask(
 
     watcher = threading.Thread(target=cancel_on_stop, name=f"{PLUGIN_NAME}-stop", daemon=True)
     watcher.start()
+    lost = False
     try:
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
             if future.cancelled():
+                lost = lost or not stop.is_set()  # cancelled, not by us: the scheduler went
                 continue
             unit = by_key[future.key]
             error = future.exception()
@@ -215,14 +219,16 @@ def run_units_on_dask(
             results[unit.unit_id] = result
             if on_unit is not None:
                 on_unit(result)
+    except OSError:  # the scheduler's connection (CommClosedError, a timeout)
+        lost = True
     finally:
         interrupted = stop.is_set()
         ended.set()
         stop.set()
         watcher.join()
     done = ExportResult(tuple(results[u.unit_id] for u in plan if u.unit_id in results))
-    if interrupted:
-        raise ExportInterruptedError(done)
+    if interrupted or lost:
+        raise ExportInterruptedError(done, lost=lost and not interrupted)
     if failures:
         raise ExportFailedError(failures, done)
     return ExportResult(tuple(finish_plan(store, plan, done.units, format)))
