@@ -229,3 +229,95 @@ def test_the_readme_nightly_command_writes_a_table_duckdb_polars_and_pandas_read
     expected = asyncio.run(_ids_per_org(remote_sandbox, FROM, FROM + dt.timedelta(days=1)))
     total = sum(map(len, expected.values()))
     assert counts == [total, total, total], read.stdout
+
+
+def test_losing_the_scheduler_ends_in_one_line_and_exit_1(
+    remote_sandbox: RemoteSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The scheduler closes once the first unit is recorded: the CLI says how to go on."""
+    import dask
+
+    from amili_async._cli import main
+
+    for name, value in remote_sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    orgs = tmp_path / "orgs.txt"
+    orgs.write_text("\n".join(remote_sandbox.org_ids) + "\n")
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "5s"}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+            host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
+            worker_dashboard_address=None,
+        ) as local,
+    ):  # fmt: skip
+
+        def close_after_the_first_unit() -> None:
+            while not list(out.glob("_amili/manifest/*.json")):  # a state, polled; no timer
+                if closer_stop.is_set():
+                    return
+                closer_stop.wait(0.01)
+            local.loop.add_callback(local.scheduler.close)
+
+        import threading
+
+        closer_stop = threading.Event()
+        closer = threading.Thread(target=close_after_the_first_unit, daemon=True)
+        closer.start()
+        try:
+            code = main(
+                [
+                    "export", "invoices", "--orgs-file", str(orgs), "--out-dir", str(out),
+                    "--from", FROM.isoformat(), "--to", (FROM + dt.timedelta(days=2)).isoformat(),
+                    "--partitions-per-org", "8", "--page-size", "100", "--no-progress",
+                    "--dask-scheduler", local.scheduler_address,
+                ]
+            )  # fmt: skip
+        finally:
+            closer_stop.set()
+            closer.join()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == "interrupted: run the same command again to resume"
+    assert not [line for line in err if "Traceback" in line]
+    assert not (out / SUCCESS).exists()
+
+
+def test_a_url_the_installed_drivers_cannot_write_is_one_line_and_exit_1(
+    remote_sandbox: RemoteSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from amili_async._cli import main
+
+    for name, value in remote_sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    orgs = tmp_path / "orgs.txt"
+    orgs.write_text(remote_sandbox.org_ids[0] + "\n")
+    code = main(
+        [
+            "export",
+            "invoices",
+            "--orgs-file",
+            str(orgs),
+            "--out",
+            "gs://bucket/lake",
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == [
+        "amili-async: error: writing gs:// URLs needs the fsspec driver for gs: install its driver"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orgs.txt"]  # no `gs:` folder
+    with pytest.raises(SystemExit) as refused:
+        main(["export", "invoices", "--org", "o1", "--out", "s3://bucket/x.jsonl"])
+    assert refused.value.code == 2
+    assert "--out URL: goes with --orgs-file" in capsys.readouterr().err
