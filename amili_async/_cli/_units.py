@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..export import (
+    DEFAULT_LOOKBACK,
     DEFAULT_PAGE_SIZE,
     DEFAULT_UNIT_CONCURRENCY,
     FORMATS,
@@ -30,8 +31,10 @@ from ..export import (
     ExportUnit,
     UnitResult,
     plan_export,
+    plan_incremental,
     restart_unit,
     run_units,
+    save_state,
 )
 from ._args import (
     hint_and_exit,
@@ -91,6 +94,19 @@ def add_arguments(export: argparse.ArgumentParser) -> None:
         help="units at once without Dask",
     )
     group.add_argument(
+        "--incremental",
+        action="store_true",
+        help="from each organisation's last exported window (state in the output) minus "
+        "--lookback-days, up to --to or now; --from for organisations never exported "
+        "(needs --format delta)",
+    )
+    group.add_argument(
+        "--lookback-days",
+        type=integer(0),
+        default=DEFAULT_LOOKBACK.days,
+        help="days before the last window's end listed again (invoices that may have changed)",
+    )
+    group.add_argument(
         "--restart-unit",
         action="append",
         default=[],
@@ -120,7 +136,9 @@ def check_arguments(prog: str, args: argparse.Namespace) -> None:
         args.out_dir, args.out = args.out, None  # --out URL: the dataset's root
     if args.out_dir is None:
         hint_and_exit(prog, "--orgs-file: needs --out URL or --out-dir")
-    if args.partitions_per_org > 1 and (args.from_ is None or args.to is None):
+    if args.incremental and args.format != "delta":
+        hint_and_exit(prog, "--incremental: needs --format delta (the look-back is merged)")
+    if args.partitions_per_org > 1 and not args.incremental and (not args.from_ or not args.to):
         hint_and_exit(prog, "--partitions-per-org: needs --from and --to (the window to cut)")
     if args.org or args.out or args.resume or args.partitions or args.force:
         hint_and_exit(
@@ -147,16 +165,28 @@ def _time(value: str | None) -> dt.datetime | None:
 
 async def export_units(args: argparse.Namespace, settings: ClientSettings) -> int:
     """Plan, run (here or on Dask), print the summary; the exit status."""
-    filters = {"status": args.status, "type": args.type}
-    units = plan_export(
-        read_orgs(args.orgs_file),
-        from_=_time(args.from_),
-        to=_time(args.to),
-        partitions_per_org=args.partitions_per_org,
-        filters={k: v for k, v in filters.items() if v is not None},
-    )
-    _restart(args, units)
+    filters = {k: v for k, v in {"status": args.status, "type": args.type}.items() if v}
     options = dict(args.storage_option)
+    if args.incremental:
+        units = plan_incremental(
+            args.out_dir,
+            read_orgs(args.orgs_file),
+            now=_time(args.to) or dt.datetime.now(dt.UTC),
+            start=_time(args.from_),
+            lookback=dt.timedelta(days=args.lookback_days),
+            partitions_per_org=args.partitions_per_org,
+            filters=filters,
+            storage_options=options,
+        )
+    else:
+        units = plan_export(
+            read_orgs(args.orgs_file),
+            from_=_time(args.from_),
+            to=_time(args.to),
+            partitions_per_org=args.partitions_per_org,
+            filters=filters,
+        )
+    _restart(args, units)
     on_dask = bool(args.dask_scheduler)
     progress = _UnitProgress(len(units), streamed=not on_dask, enabled=not args.no_progress)
     started = time.monotonic()
@@ -194,6 +224,8 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
         print(f"amili-async: error: {failed}", file=sys.stderr)
         return 1
     progress.close()
+    if args.incremental:
+        save_state(args.out_dir, units, storage_options=options)
     seconds = time.monotonic() - started
     ran = len(result.units) - result.skipped
     rate = f", {result.total / seconds:,.0f} rows/s" if seconds > 0 and ran else ""

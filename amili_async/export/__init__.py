@@ -16,6 +16,7 @@ from its start. `amili_async.export.dask` runs the same units on a Dask cluster 
 """
 
 from ._commit import SUCCESS
+from ._incremental import DEFAULT_LOOKBACK, plan_incremental, save_state
 from ._local import DEFAULT_UNIT_CONCURRENCY, ExportFailedError, ExportResult, run_units
 from ._manifest import UnitResult, UnitStateError, read_manifest
 from ._plan import ExportUnit, plan_export
@@ -24,6 +25,7 @@ from ._store import StoreWriteError
 from ._unit import DEFAULT_PAGE_SIZE, FORMATS, PARTIAL_DIR, restart_unit, run_unit
 
 __all__ = [
+    "DEFAULT_LOOKBACK",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_UNIT_CONCURRENCY",
     "FORMATS",
@@ -37,8 +39,10 @@ __all__ = [
     "UnitResult",
     "UnitStateError",
     "plan_export",
+    "plan_incremental",
     "read_manifest",
     "restart_unit",
     "run_unit",
     "run_units",
+    "save_state",
 ]
