@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--page-size",
         type=integer(1, MAX_PAGE_SIZE),
-        help=f"items per page, 1 to {MAX_PAGE_SIZE} (the API's limit; default: the server's)",
+        help=f"items per page, 1 to {MAX_PAGE_SIZE} (the API's limit; default: {MAX_PAGE_SIZE})",
     )
     export.add_argument(
         "--partitions",
