@@ -71,6 +71,12 @@ async def test_one_machine_parquet_with_progress_and_summary(
     assert dataset.num_rows == count
     assert set(dataset["org"].to_pylist()) == {org}
     assert (out / SUCCESS).is_file()
+    pandas = pytest.importorskip("pandas")
+    polars = pytest.importorskip("polars")
+    assert len(pandas.read_parquet(out, columns=["id"])) == count
+    # polars does not skip `_` names in a directory: the glob of the data files (docs/SCALE.md)
+    files = polars.scan_parquet(f"{out}/org=*/*.parquet", hive_partitioning=True)
+    assert files.select("id").collect().height == count
 
     again = await run_cli(*args, env=remote_sandbox.env(), timeout=CLI_TIMEOUT)
     assert again.code == 0, again.stderr

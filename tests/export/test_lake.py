@@ -321,3 +321,9 @@ def test_a_url_the_installed_drivers_cannot_write_is_one_line_and_exit_1(
         main(["export", "invoices", "--org", "o1", "--out", "s3://bucket/x.jsonl"])
     assert refused.value.code == 2
     assert "--out URL: goes with --orgs-file" in capsys.readouterr().err
+    for bad in ("0", "fast"):
+        with pytest.raises(SystemExit) as refused:
+            main(["export", "invoices", "--orgs-file", str(orgs), "--out-dir", ".",
+                  "--rate-limit", bad])  # fmt: skip
+        assert refused.value.code == 2
+        assert "--rate-limit" in capsys.readouterr().err
