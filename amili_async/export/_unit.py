@@ -96,6 +96,7 @@ async def run_unit(
     files = _Files(store, unit, format, None if scratch_dir is None else Path(scratch_dir))
     done = await asyncio.to_thread(_finished, files)
     if done is not None:
+        await asyncio.to_thread(_tidy, files)
         return done
     if client is None:
         if settings is None:
@@ -248,6 +249,25 @@ def _finished(files: _Files) -> UnitResult | None:
     result = attrs.evolve(result, extracted_at=output.get("extracted_at"))
     write_record(store, files.unit, result)
     return attrs.evolve(result, skipped=True, resumed_from=result.rows)
+
+
+def _tidy(files: _Files) -> None:
+    """Remove a done unit's leftover stage (its runner died between publishing and cleaning
+    up), unless a runner holds the unit's lock; never creates the lock."""
+    try:
+        fd = open_fd(files.lock, create=False)
+    except FileNotFoundError:
+        return  # the lock goes last: no lock, no leftovers
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        for path in (files.data, files.checkpoint, files.tmp, files.lock):
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _verify(files: _Files, size: int, sha256: str, voucher: str) -> None:

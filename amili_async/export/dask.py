@@ -24,6 +24,7 @@ the output exactly once either way. The driver commits the plan (Delta) and writ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -211,7 +212,11 @@ def run_units_on_dask(
                 lost = lost or not stop.is_set()  # cancelled, not by us: the scheduler went
                 continue
             unit = by_key[future.key]
-            error = future.exception()
+            try:
+                error = future.exception()
+            except concurrent.futures.CancelledError:  # since the check: the scheduler went
+                lost = lost or not stop.is_set()
+                continue
             if error is not None:
                 failures[unit.unit_id] = error
                 continue

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import itertools
 import json
+import os
 import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -222,3 +224,26 @@ def test_unit_windows_are_utc() -> None:
         ["a"], from_=dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), to=TO
     )
     assert unit.to_dict()["from"] == "2024-01-01T00:00:00Z"
+
+
+async def test_a_done_units_leftover_stage_is_removed_when_it_runs_again(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    """A runner that died between publishing and cleaning up left a checkpoint and a lock:
+    the next run of the unit finds it done and removes them (not while a runner holds it)."""
+    (unit,) = plan_export([next(iter(server.state.orgs))])
+    async with _client(server) as client:
+        first = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+        partial = tmp_path / PARTIAL_DIR
+        leftovers = [partial / f"{unit.unit_id}.checkpoint.json", partial / f"{unit.unit_id}.lock"]
+        for path in leftovers:
+            path.write_bytes(b"{}")
+        held = os.open(leftovers[1], os.O_RDWR)
+        fcntl.flock(held, fcntl.LOCK_EX)  # another runner holds the unit: left alone
+        again = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+        assert all(path.exists() for path in leftovers)
+        os.close(held)
+        again = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+    assert again.skipped
+    assert (again.path, again.rows, again.sha256) == (first.path, first.rows, first.sha256)
+    assert not any(path.exists() for path in leftovers)
