@@ -36,7 +36,7 @@ from ._args import (
     input_file,
     integer,
     non_negative_float,
-    output_file,
+    output_file_or_url,
     positive_float,
     report_file,
     timestamp,
@@ -160,9 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--org", help="organization id (or --orgs-file)")
     export.add_argument(
         "--out",
-        type=output_file(".jsonl", ".ndjson", ".csv"),
+        type=output_file_or_url(".jsonl", ".ndjson", ".csv"),
         help="FILE.jsonl or FILE.csv (CSV: the dotted columns `submit` reads); its directory "
-        "must exist",
+        "must exist. With --orgs-file: the dataset's URL (s3://bucket/prefix)",
     )
     export.add_argument("--status", help="status filter (batches: state)")
     export.add_argument("--type", help="type filter")
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--page-size",
         type=integer(1, MAX_PAGE_SIZE),
-        help=f"items per page, 1 to {MAX_PAGE_SIZE} (the API's limit; default: the server's)",
+        help=f"items per page, 1 to {MAX_PAGE_SIZE} (the API's limit; default: {MAX_PAGE_SIZE})",
     )
     export.add_argument(
         "--partitions",
@@ -321,6 +321,7 @@ def _settings(args: argparse.Namespace) -> ClientSettings:
             "timeout": args.timeout,
             "max_retries": args.max_retries,
             "retry_for": args.retry_for or None,
+            "rate_limit": getattr(args, "export_rate_limit", None),
         },
     )
 

@@ -154,6 +154,41 @@ def output_dir(text: str) -> Path:
     return path
 
 
+def is_url(text: str) -> bool:
+    """True for `scheme://...` (an fsspec URL), False for a local path."""
+    head, sep, _ = text.partition("://")
+    return bool(sep) and head.isalnum()
+
+
+def output_file_or_url(*suffixes: str) -> Callable[[str], Path | str]:
+    """`output_file`, or a URL kept as text (the dataset root of a multi-organisation export;
+    `_units.check_arguments` refuses it for a single-file export)."""
+    local = output_file(*suffixes)
+
+    def parse(text: str) -> Path | str:
+        return text if is_url(text) else local(text)
+
+    return parse
+
+
+def output_location(text: str) -> Path | str:
+    """A dataset root: a URL (kept as text, checked when opened) or a local directory."""
+    return text if is_url(text) else output_dir(text)
+
+
+def storage_option(text: str) -> tuple[str, str]:
+    """`KEY=VALUE`, one storage option of the output's fsspec driver."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{shown(text)}: use KEY=VALUE")
+    return key.strip(), value
+
+
+def rate_limit(text: str) -> float | str:
+    """`adaptive` (follow the server's 429s) or requests per second, a number > 0."""
+    return "adaptive" if text.strip().lower() == "adaptive" else positive_float(text)
+
+
 def _parent_exists(path: Path, text: str) -> None:
     parent = path.parent
     if not parent.is_dir():

@@ -27,7 +27,14 @@ import orjson
 from .. import _serde
 from .._client import AmiliClient
 from .._durable import open_binary, open_new, publish, sync, write_atomic
-from ..export import ExportFailedError, ExportUnit, UnitStateError, plan_export, run_units
+from ..export import (
+    DEFAULT_PAGE_SIZE,
+    ExportFailedError,
+    ExportUnit,
+    UnitStateError,
+    plan_export,
+    run_units,
+)
 from ..export._listings import LISTINGS
 from ._progress import Progress
 from ._rows import RowWriter, file_format
@@ -131,7 +138,7 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
             client=client,
             out_dir=work,
             concurrency=len(units),
-            page_size=opts.page_size,
+            page_size=opts.page_size or DEFAULT_PAGE_SIZE,
             on_rows=None if progress is None else progress.advance,
         )
     except ExportFailedError as failed:
@@ -141,7 +148,7 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
         if isinstance(first, UnitStateError):
             first.remedy = f"export again with --force to start {opts.out.name} over"
         raise first from None
-    _join([work / u.path for u in result.units], opts)
+    _join([work / u.path for u in result.units if u.path], opts)  # no file: no rows
     _remove(work)  # complete: nothing left to resume
     if progress is not None:
         progress.close()

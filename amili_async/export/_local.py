@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .._client import AmiliClient
 from ..errors import AmiliError
+from ._commit import finish_plan
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
+from ._store import open_store
 from ._unit import DEFAULT_PAGE_SIZE, check_format, run_unit
 
 __all__ = ["DEFAULT_UNIT_CONCURRENCY", "ExportFailedError", "ExportResult", "run_units"]
@@ -71,13 +74,18 @@ async def run_units(
     page_size: int | None = DEFAULT_PAGE_SIZE,
     on_rows: Callable[[int], object] | None = None,
     on_unit: Callable[[UnitResult], object] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scratch_dir: Path | str | None = None,
 ) -> ExportResult:
     """Run every unit on this event loop through one client (`client`, or one built from
-    `settings`), `concurrency` at a time. Units already done are skipped; a failed unit does
-    not stop the others, and ExportFailedError lists the failures once all have ended."""
+    `settings`), `concurrency` at a time, into `out_dir` (a directory or an fsspec URL).
+    Units already done are skipped; a failed unit does not stop the others, and
+    ExportFailedError lists the failures once all have ended. Once all are done the plan is
+    committed (Delta) and `_SUCCESS` written."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     check_format(format)
+    store = open_store(out_dir, storage_options)  # a URL nothing can write: before any work
     plan: Sequence[ExportUnit] = list(units)
     if client is None:
         if settings is None:
@@ -92,6 +100,8 @@ async def run_units(
                 page_size=page_size,
                 on_rows=on_rows,
                 on_unit=on_unit,
+                storage_options=storage_options,
+                scratch_dir=scratch_dir,
             )
     gate = asyncio.Semaphore(concurrency)
 
@@ -104,6 +114,8 @@ async def run_units(
                 format=format,
                 page_size=page_size,
                 on_rows=on_rows,
+                storage_options=storage_options,
+                scratch_dir=scratch_dir,
             )
         if on_unit is not None:
             on_unit(result)
@@ -121,4 +133,5 @@ async def run_units(
             raise outcome
     if failures:
         raise ExportFailedError(failures, ExportResult(done))
-    return ExportResult(done)
+    committed = await asyncio.to_thread(finish_plan, store, plan, done, format)
+    return ExportResult(tuple(committed))

@@ -1,25 +1,27 @@
-"""The manifest of an output directory: one record per finished unit, each its own file.
+"""The manifest of an output root: one record per finished unit, each its own file.
 
-`<out_dir>/manifest/<unit id>.json` is written atomically once the unit's output is in place,
-so any number of processes (or machines sharing the directory) record units without a lock
-or a shared file to corrupt; reading the manifest is listing that directory. A record holds the
-size and sha256 of the file it vouches for: a unit counts as done only while its file matches.
+`<out>/_amili/manifest/<unit id>.json` (out of the data path: readers skip `_` names) is
+written whole once the unit's output is in place, so any number of processes or machines
+record units without a lock or a shared file to corrupt; reading the manifest is listing that
+folder. A record holds the size and sha256 of the file it vouches for: a unit counts as done
+only while its file matches (on an object store: its size).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import orjson
 
-from .._durable import open_binary, write_atomic
 from ._plan import ExportUnit
+from ._store import STATE_DIR, Store, open_store
 
 __all__ = ["MANIFEST_DIR", "UnitResult", "UnitStateError", "read_manifest"]
 
-MANIFEST_DIR = "manifest"
+MANIFEST_DIR = f"{STATE_DIR}/manifest"
 
 
 class UnitStateError(ValueError):
@@ -50,7 +52,7 @@ class UnitResult:
     org_id: str
     rows: int
     path: str
-    """The output file, relative to the output directory."""
+    """The output file, relative to the output root ("" for a unit with no rows: no file)."""
     sha256: str
     size: int
     format: str
@@ -58,19 +60,21 @@ class UnitResult:
     """True when the unit was found done (its file in place) and this attempt did nothing."""
     resumed_from: int = attrs.field(default=0, eq=False)
     """Rows an earlier attempt had staged (or all of them, when skipped); not recorded."""
+    extracted_at: str | None = None
+    """When the unit's listing began (ISO 8601 UTC): every row was read at or after it."""
+    committed: int | None = None
+    """Delta: the table version whose transaction merged the unit's rows (None: not yet)."""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
-def record_path(out_dir: Path, unit: ExportUnit) -> Path:
-    return out_dir / MANIFEST_DIR / f"{unit.unit_id}.json"
+def record_key(unit: ExportUnit) -> str:
+    return f"{MANIFEST_DIR}/{unit.unit_id}.json"
 
 
-def _load(path: Path, unit_id: str) -> UnitResult:
-    """The record in `path`; UnitStateError (naming it) when it is not one."""
-    with open_binary(path, create=False) as stream:  # a planted link is refused, not read
-        raw = stream.read()
+def _load(raw: bytes, where: Path | str, unit_id: str) -> UnitResult:
+    """The record read from `where`; UnitStateError (naming it) when it is not one."""
     try:
         data = orjson.loads(raw)
         data.pop("unit", None)
@@ -78,31 +82,35 @@ def _load(path: Path, unit_id: str) -> UnitResult:
         return UnitResult(**data)
     except (orjson.JSONDecodeError, TypeError, AttributeError) as error:
         raise UnitStateError(
-            path, f"the manifest record is damaged ({type(error).__name__})", unit_id
+            Path(where), f"the manifest record is damaged ({type(error).__name__})", unit_id
         ) from None
 
 
-def read_record(out_dir: Path, unit: ExportUnit) -> UnitResult | None:
+def read_record(store: Store, unit: ExportUnit) -> UnitResult | None:
     """The unit's manifest record, None when it is not recorded as done."""
-    path = record_path(out_dir, unit)
-    try:
-        record = _load(path, unit.unit_id)
-    except FileNotFoundError:
+    key = record_key(unit)
+    raw = store.read(key)  # locally: a planted link is refused, not read
+    if raw is None:
         return None
+    record = _load(raw, store.path(key), unit.unit_id)
     return attrs.evolve(record, skipped=True, resumed_from=record.rows)
 
 
-def write_record(out_dir: Path, unit: ExportUnit, result: UnitResult) -> None:
+def write_record(store: Store, unit: ExportUnit, result: UnitResult) -> None:
     """Record the unit as done (after its output file is in place)."""
-    path = record_path(out_dir, unit)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {**result.to_dict(), "unit": unit.to_dict()}
     del record["skipped"], record["resumed_from"]
-    write_atomic(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    store.write(record_key(unit), orjson.dumps(record, option=orjson.OPT_INDENT_2))
 
 
-def read_manifest(out_dir: Path) -> list[UnitResult]:
-    """Every unit recorded as done in `out_dir`, in unit id order."""
-    return [
-        _load(path, path.stem) for path in sorted((Path(out_dir) / MANIFEST_DIR).glob("*.json"))
-    ]
+def read_manifest(
+    out_dir: Path | str, *, storage_options: Mapping[str, Any] | None = None
+) -> list[UnitResult]:
+    """Every unit recorded as done in `out_dir` (a path or URL), in unit id order."""
+    store = open_store(out_dir, storage_options)
+    records = []
+    for key in store.keys(MANIFEST_DIR):
+        raw = store.read(key)
+        if raw is not None and key.endswith(".json"):
+            records.append(_load(raw, store.path(key), Path(key).stem))
+    return records

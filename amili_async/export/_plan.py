@@ -133,9 +133,13 @@ class ExportUnit:
         return unit
 
     def file_stem(self) -> str:
-        """`<resource>/<org>/part-0003-of-0008-<id>`: the output path without its extension."""
-        part = f"part-{self.part:04d}-of-{self.parts:04d}"
-        return f"{self.resource}/{self.org_id}/{part}-{self.unit_id}"
+        """`org=<org>/part-0003-of-0008-<id>`: the output path without its extension, in the
+        hive layout every dataset reader understands (an `org` column from the path). Invoices
+        are the plan's resource; another resource is named in the file (`cases-part-...`), so
+        put each resource's plan in its own root to read it as one dataset."""
+        part = f"part-{self.part:04d}-of-{self.parts:04d}-{self.unit_id}"
+        kind = "" if self.resource == "invoices" else f"{self.resource}-"
+        return f"org={self.org_id}/{kind}{part}"
 
     def listing_filters(self) -> dict[str, str]:
         """The unit's filters as keyword arguments of the listing."""

@@ -1,14 +1,16 @@
-"""Running one unit: list its window, stage the rows durably, publish one file atomically.
+"""Running one unit: list its window, stage the rows durably, publish one file.
 
 This is the one export engine: the CLI's single-file export, a plan on one machine and a plan
-on a Dask cluster all run their units here. Rows are staged as JSON Lines in
-`<out_dir>/.partial/`: after each page the stage is fsynced and only then is the unit's
-checkpoint (next page token, rows, bytes) replaced, so a unit killed at any instant resumes
-from its last page with nothing lost or repeated. The finished stage becomes the output
-(renamed as is, or converted to Parquet aside and renamed), its size and sha256 are saved in
-the checkpoint before the rename and in the manifest record after it: a file in its final
-place counts as done only while one of them vouches for it. A lock per unit keeps two runners
-of the same unit (a speculative re-run on a cluster) from ever writing it at the same time.
+on a Dask cluster all run their units here. Rows are staged as JSON Lines on the runner's own
+scratch directory (by default `<out>/_amili/partial/` for a local root, this machine's
+temporary directory for an object store): after each page the stage is fsynced and only then
+is the unit's checkpoint (next page token, rows, bytes) replaced, so a unit killed at any
+instant resumes from its last page with nothing lost or repeated. The finished stage becomes
+the output (as is, or converted to Parquet aside) at its deterministic key in the store
+(`_store`: renamed into a local root, uploaded whole and checked on an object store), and is
+recorded in the manifest after that: a file counts as done only while its record vouches for
+it. A lock per unit keeps two runners of the same unit on one machine from writing it at the
+same time; runners on different machines write the same key with the same rows.
 
 Damaged state (a torn checkpoint or record, a stage shorter than its checkpoint, a checkpoint
 that ends mid-record, a file that does not match its record) is refused with
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,12 +34,14 @@ import orjson
 
 from .. import _serde
 from .._client import AmiliClient
-from .._durable import check_inside, open_binary, open_fd, open_new, publish, sync, write_atomic
+from .._durable import check_inside, open_binary, open_fd, open_new, sync, write_atomic
+from .._time import format_datetime
 from ..errors import APIStatusError
 from ._listings import LISTINGS
-from ._manifest import UnitResult, UnitStateError, read_record, record_path, write_record
+from ._manifest import UnitResult, UnitStateError, read_record, write_record
 from ._plan import ExportUnit
 from ._settings import ClientSettings
+from ._store import STATE_DIR, Store, open_store
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -47,10 +52,13 @@ __all__ = [
     "run_unit",
 ]
 
-FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
-"""Output formats and their file extensions."""
-PARTIAL_DIR = ".partial"
-"""Staged rows, checkpoints and locks of unfinished units, inside the output directory."""
+FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "delta": ".parquet"}
+"""Output formats and their unit files' extensions (a Delta unit is a Parquet part that the
+plan's commit merges into the table, `_delta`)."""
+PARTIAL_DIR = f"{STATE_DIR}/partial"
+"""Staged rows, checkpoints and locks of unfinished units, inside a local output root."""
+DELTA_PARTS = f"{STATE_DIR}/delta-parts"
+"""Where a Delta unit's Parquet part waits for the plan's commit (removed once merged)."""
 DEFAULT_PAGE_SIZE = 1000
 """Rows asked for per page: the fewest requests per row, so a unit spends the API's rate limit
 well. The docs give no maximum for the invoice listing (inferred: the spec's PageSize limit,
@@ -71,17 +79,24 @@ async def run_unit(
     format: str = "jsonl",
     page_size: int | None = DEFAULT_PAGE_SIZE,
     on_rows: Callable[[int], object] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scratch_dir: Path | str | None = None,
 ) -> UnitResult:
     """Export one unit to `out_dir` (idempotent and resumable); what it produced.
 
+    `out_dir` is a local directory or an fsspec URL (`s3://bucket/prefix`, with
+    `storage_options` for its driver); rows are staged in `scratch_dir` (a local directory of
+    this runner; by default inside a local `out_dir`, or this machine's temporary directory).
     Pass a `client` (shared by many units), or `settings` to build one for this unit. A unit
     already done is a no-op (`skipped=True`, no request sent); an interrupted one resumes from
     its own checkpoint. `on_rows(n)` is called after each page is safely staged.
     """
     check_format(format)
-    files = _Files(Path(out_dir), unit, format)
+    store = open_store(out_dir, storage_options)
+    files = _Files(store, unit, format, None if scratch_dir is None else Path(scratch_dir))
     done = await asyncio.to_thread(_finished, files)
     if done is not None:
+        await asyncio.to_thread(_tidy, files)
         return done
     if client is None:
         if settings is None:
@@ -89,7 +104,7 @@ async def run_unit(
         async with settings.connect() as own:
             return await run_unit(
                 unit, out_dir=out_dir, client=own, format=format, page_size=page_size,
-                on_rows=on_rows,
+                on_rows=on_rows, storage_options=storage_options, scratch_dir=scratch_dir,
             )  # fmt: skip
     stage = _Stage(files)
     await stage.lock()
@@ -108,23 +123,39 @@ async def run_unit(
 
 def check_format(fmt: str) -> None:
     """ValueError for an unknown format; ImportError (with the pip hint) for Parquet without
-    pyarrow, before any unit starts."""
+    pyarrow or Delta without deltalake, before any unit starts."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    if fmt == "parquet":
+    if fmt != "jsonl":
         from ._parquet import require_pyarrow
 
         require_pyarrow()
+    if fmt == "delta":
+        from ._delta import require_deltalake
+
+        require_deltalake()
 
 
-def restart_unit(out_dir: Path | str, unit: ExportUnit, *, format: str = "jsonl") -> None:
-    """Forget everything of `unit` in `out_dir` (record, file, stage, checkpoint): its next run
-    exports it from its start. The recovery from a `UnitStateError`; only names of this unit
-    are removed (a link is removed, never followed)."""
+def restart_unit(
+    out_dir: Path | str,
+    unit: ExportUnit,
+    *,
+    format: str = "jsonl",
+    storage_options: Mapping[str, Any] | None = None,
+    scratch_dir: Path | str | None = None,
+) -> None:
+    """Forget everything of `unit` in `out_dir` (record, file) and in this runner's scratch
+    directory (stage, checkpoint): its next run exports it from its start. The recovery from a
+    `UnitStateError`; only names of this unit are removed (a link is removed, never followed).
+    """
     check_format(format)
-    files = _Files(Path(out_dir), unit, format, check=False)
-    for path in (files.record, files.final, files.checkpoint, files.data, files.tmp):
-        check_inside(files.out, path.parent)  # a link at the name itself is what goes
+    store = open_store(out_dir, storage_options)
+    scratch = None if scratch_dir is None else Path(scratch_dir)
+    files = _Files(store, unit, format, scratch, check=False)
+    store.delete(files.record)
+    store.delete(files.final)
+    for path in (files.checkpoint, files.data, files.tmp):
+        check_inside(files.scratch, path.parent)  # a link at the name itself is what goes
         path.unlink(missing_ok=True)
     if files.lock.is_symlink():  # a real lock file stays: another runner may hold it
         files.lock.unlink()
@@ -132,32 +163,51 @@ def restart_unit(out_dir: Path | str, unit: ExportUnit, *, format: str = "jsonl"
 
 @attrs.frozen
 class _Files:
-    """Where a unit's files go, each checked to lie inside `out` through real directories."""
+    """Where a unit's files go: its output and record in the store (keys), its stage in the
+    scratch directory, each local path checked to lie inside its root through real
+    directories."""
 
-    out: Path
+    store: Store
     unit: ExportUnit
     format: str
+    scratch_dir: Path | None = None
     check: bool = True
     """Refuse (UnsafePathError) a symbolic link at any of the paths, or on the way to one."""
-    final: Path = attrs.field(init=False)
-    record: Path = attrs.field(init=False)
+    scratch: Path = attrs.field(init=False)
+    final: str = attrs.field(init=False)
+    """The output's key in the store."""
+    record: str = attrs.field(init=False)
     data: Path = attrs.field(init=False)
     checkpoint: Path = attrs.field(init=False)
     lock: Path = attrs.field(init=False)
     tmp: Path = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        partial = self.out / PARTIAL_DIR
+        from ._manifest import record_key
+
+        scratch = self.scratch_dir or self.store.default_scratch()
+        stem = self.unit.file_stem() + FORMATS[self.format]
         set_ = object.__setattr__  # frozen: the paths are derived once, here
-        set_(self, "final", self.out / (self.unit.file_stem() + FORMATS[self.format]))
-        set_(self, "record", record_path(self.out, self.unit))
-        set_(self, "data", partial / f"{self.unit.unit_id}.jsonl.part")
-        set_(self, "checkpoint", partial / f"{self.unit.unit_id}.checkpoint.json")
-        set_(self, "lock", partial / f"{self.unit.unit_id}.lock")
-        set_(self, "tmp", partial / f"{self.unit.unit_id}.out.tmp")
-        for path in (self.final, self.record, self.data, self.checkpoint, self.lock, self.tmp):
-            if self.check:
-                check_inside(self.out, path)
+        set_(self, "scratch", scratch)
+        set_(self, "final", f"{DELTA_PARTS}/{stem}" if self.format == "delta" else stem)
+        set_(self, "record", record_key(self.unit))
+        set_(self, "data", scratch / f"{self.unit.unit_id}.jsonl.part")
+        set_(self, "checkpoint", scratch / f"{self.unit.unit_id}.checkpoint.json")
+        set_(self, "lock", scratch / f"{self.unit.unit_id}.lock")
+        set_(self, "tmp", scratch / f"{self.unit.unit_id}.out.tmp")
+        if not self.check:
+            return
+        root = self.store.local if self.scratch_dir is None and self.store.local else scratch
+        for path in (self.data, self.checkpoint, self.lock, self.tmp):
+            check_inside(root, path)
+        if self.store.local is not None:
+            for key in (self.final, self.record):
+                self.store.local_path(key)
+
+    @property
+    def where(self) -> Path:
+        """The output, for messages."""
+        return Path(self.store.path(self.final))
 
     def error(self, path: Path, problem: str) -> UnitStateError:
         return UnitStateError(path, problem, self.unit.unit_id)
@@ -165,39 +215,75 @@ class _Files:
 
 def _finished(files: _Files) -> UnitResult | None:
     """The unit's result if it is done: its file in place and vouched for by its manifest
-    record, or by its checkpoint (published, then interrupted: recorded now)."""
-    record = read_record(files.out, files.unit)
+    record (a unit without rows: the record alone; a merged Delta part: the record says so),
+    or, in a local root, by its checkpoint (published, then interrupted: recorded now)."""
+    store = files.store
+    record = read_record(store, files.unit)
     if record is not None and record.format != files.format:
         raise ValueError(
-            f"{files.out} holds a {record.format} export of unit {files.unit.unit_id}: "
+            f"{store.url} holds a {record.format} export of unit {files.unit.unit_id}: "
             f"use another directory for {files.format}"
         )
-    if not os.path.lexists(files.final):
+    if record is not None and (record.committed is not None or not record.path):
+        return record
+    size = store.size(files.final)
+    if size is None:
         return None  # not published (a record without its file: exported again)
     if record is not None:
         _verify(files, record.size, record.sha256, "its manifest record")
         return record
+    if store.local is None:
+        # Uploaded, then the runner died before the record: its stage was on its own
+        # scratch, so nothing here vouches for the file; the unit runs again and rewrites the
+        # same key with the same rows.
+        return None
     output = _read_checkpoint(files).get("output")
     if output is None:
         raise files.error(
-            files.final,
+            files.where,
             "the file exists but no manifest record or checkpoint of this unit vouches for it "
             "(not written by this export?)",
         )
     _verify(files, output["size"], output["sha256"], "its checkpoint")
-    result = _describe(files, files.final)
-    write_record(files.out, files.unit, result)
+    result = _describe(files, store.local_path(files.final))
+    result = attrs.evolve(result, extracted_at=output.get("extracted_at"))
+    write_record(store, files.unit, result)
     return attrs.evolve(result, skipped=True, resumed_from=result.rows)
 
 
+def _tidy(files: _Files) -> None:
+    """Remove a done unit's leftover stage (its runner died between publishing and cleaning
+    up), unless a runner holds the unit's lock; never creates the lock."""
+    try:
+        fd = open_fd(files.lock, create=False)
+    except FileNotFoundError:
+        return  # the lock goes last: no lock, no leftovers
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        for path in (files.data, files.checkpoint, files.tmp, files.lock):
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
 def _verify(files: _Files, size: int, sha256: str, voucher: str) -> None:
-    """UnitStateError unless the published file is exactly what `voucher` recorded."""
-    actual = _describe(files, files.final)
-    if (actual.size, actual.sha256) != (size, sha256):
+    """UnitStateError unless the published file is exactly what `voucher` recorded: its size
+    and sha256 in a local root, its size in an object store (reading it back costs a
+    download; every upload was checked when it was made)."""
+    if files.store.local is None:
+        actual_size, actual_sha = files.store.size(files.final) or 0, sha256
+    else:
+        actual = _describe(files, files.store.local_path(files.final))
+        actual_size, actual_sha = actual.size, actual.sha256
+    if (actual_size, actual_sha) != (size, sha256):
         raise files.error(
-            files.final,
-            f"the file does not match {voucher} ({actual.size:,} bytes, sha256 "
-            f"{actual.sha256[:12]}..., recorded {size:,} bytes, {sha256[:12]}...): "
+            files.where,
+            f"the file does not match {voucher} ({actual_size:,} bytes, sha256 "
+            f"{actual_sha[:12]}..., recorded {size:,} bytes, {sha256[:12]}...): "
             "it was changed or replaced",
         )
 
@@ -289,9 +375,9 @@ def _digest(path: Path) -> _Digest:
 
 
 def _describe(files: _Files, path: Path) -> UnitResult:
-    """Rows, checksum and size of an output file (at `path`, to be published as the final)."""
+    """Rows, checksum and size of a local output file (at `path`, to be published)."""
     digest = _digest(path)
-    if files.format == "parquet":
+    if files.format != "jsonl":
         from ._parquet import parquet_rows
 
         rows = parquet_rows(path)
@@ -301,11 +387,15 @@ def _describe(files: _Files, path: Path) -> UnitResult:
         unit_id=files.unit.unit_id,
         org_id=files.unit.org_id,
         rows=rows,
-        path=files.final.relative_to(files.out).as_posix(),
+        path=files.final,
         sha256=digest.sha256,
         size=digest.size,
         format=files.format,
     )
+
+
+def _now() -> str:
+    return format_datetime(dt.datetime.now(dt.UTC))
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -323,7 +413,7 @@ _DONE_TOKEN = "<done>"
 
 
 class _Stage:
-    """A unit's staged rows, checkpoint and lock in `<out_dir>/.partial/` (blocking file IO)."""
+    """A unit's staged rows, checkpoint and lock in the scratch directory (blocking file IO)."""
 
     def __init__(self, files: _Files) -> None:
         files.data.parent.mkdir(parents=True, exist_ok=True)
@@ -335,6 +425,7 @@ class _Stage:
         self._resumed_from = 0
         self._page_size: int | None = None
         self._token: str | None = None
+        self._extracted_at = _now()
         self.pages_this_run = 0
 
     async def lock(self) -> None:
@@ -392,6 +483,7 @@ class _Stage:
         self._rows = self._resumed_from = state["rows"]
         self._page_size = state["page_size"]
         self._token = state["token"]
+        self._extracted_at = state.get("extracted_at") or self._extracted_at
         self._save(self._token)
         token = _DONE if self._token == _DONE_TOKEN else self._token
         return token, self._page_size
@@ -406,6 +498,7 @@ class _Stage:
         self._out.seek(0)
         self._size = 0
         self._rows = self._resumed_from = 0
+        self._extracted_at = _now()
         self._save(None)
 
     def abandon_if_empty(self) -> None:
@@ -421,6 +514,7 @@ class _Stage:
             "rows": self._rows,
             "size": self._size,
             "page_size": self._page_size,
+            "extracted_at": self._extracted_at,
             **extra,
         }
         write_atomic(self._files.checkpoint, orjson.dumps(state))
@@ -449,6 +543,14 @@ class _Stage:
                 files.data,
                 f"{staged.newlines:,} staged rows, but the checkpoint counted {self._rows:,}",
             )
+        if self._rows == 0:  # an empty window: recorded, no file
+            result = UnitResult(
+                unit_id=files.unit.unit_id, org_id=files.unit.org_id, rows=0, path="",
+                sha256="", size=0, format=files.format, extracted_at=self._extracted_at,
+            )  # fmt: skip
+            write_record(files.store, files.unit, result)
+            self.clean()
+            return result
         if files.format == "jsonl":
             output = files.data
         else:
@@ -457,12 +559,21 @@ class _Stage:
             with open_new(files.tmp) as stream:
                 write_parquet(_lines(files.data), LISTINGS[files.unit.resource].model, stream)
             output = files.tmp
-        result = attrs.evolve(_describe(files, output), resumed_from=self._resumed_from)
-        self._save(_DONE_TOKEN, output={"size": result.size, "sha256": result.sha256})
-        files.final.parent.mkdir(parents=True, exist_ok=True)
-        check_inside(files.out, files.final)
-        publish(output, files.final)
-        write_record(files.out, files.unit, result)
+        result = attrs.evolve(
+            _describe(files, output),
+            resumed_from=self._resumed_from,
+            extracted_at=self._extracted_at,
+        )
+        self._save(
+            _DONE_TOKEN,
+            output={
+                "size": result.size,
+                "sha256": result.sha256,
+                "extracted_at": result.extracted_at,
+            },
+        )
+        files.store.put(output, files.final)
+        write_record(files.store, files.unit, result)
         self.clean()
         return result
 

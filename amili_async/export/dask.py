@@ -3,10 +3,13 @@
 Dask schedules, balances, retries and re-runs; this module only gives each worker one event
 loop (in a thread of its own, so the worker's heartbeats never wait for decoding) with one
 `AmiliClient` on it, reused by every unit the worker runs, through a `WorkerPlugin`. A worker
-that dies mid-unit leaves only staged rows in `.partial/` (never a file in its final place);
-the scheduler runs the unit again elsewhere and it resumes from its checkpoint, so every row
-is in the output exactly once. The output directory must be shared by the workers and the
-caller (one machine, or a network file system with working `flock`).
+that dies mid-unit leaves only staged rows on its scratch directory (never a file in its final
+place); the scheduler runs the unit again elsewhere and, with a shared local root, it resumes
+from its checkpoint. With an object store (`out_dir="s3://..."`) each worker stages on its own
+local directory (`scratch_dir`, by default the worker's Dask `local_directory`): a unit
+re-run on another worker starts its window over and writes the same key, so every row is in
+the output exactly once either way. The driver commits the plan (Delta) and writes
+`_SUCCESS` once every unit is done.
 
     from distributed import Client
     from amili_async.export import ClientSettings, plan_export
@@ -21,25 +24,28 @@ caller (one machine, or a network file system with working `flock`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 try:
-    from distributed import Client, WorkerPlugin, as_completed, get_worker
+    from distributed import Client, KilledWorker, WorkerPlugin, as_completed, get_worker
 except ImportError as missing:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "amili_async.export.dask needs Dask: pip install 'amili-async[dask]'"
     ) from missing
 
 from .._client import AmiliClient
+from ._commit import finish_plan
 from ._local import ExportFailedError, ExportResult
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._settings import ClientSettings
-from ._unit import DEFAULT_PAGE_SIZE, FORMATS, run_unit
+from ._store import open_store
+from ._unit import DEFAULT_PAGE_SIZE, check_format, run_unit
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -47,6 +53,7 @@ __all__ = [
     "Client",
     "ExportInterruptedError",
     "ExportWorkerPlugin",
+    "KilledWorker",
     "run_units_on_dask",
 ]
 
@@ -63,14 +70,15 @@ _CLOSE_TIMEOUT = 30.0
 
 
 class ExportInterruptedError(Exception):
-    """`stop` was set: the units not finished were cancelled; running the plan again resumes
-    them (the finished ones stay done)."""
+    """`stop` was set, or the cluster was lost (`lost`: the scheduler went away, or cancelled
+    the units): the units not finished did not run; running the plan again resumes them (the
+    finished ones stay done)."""
 
-    def __init__(self, result: ExportResult) -> None:
-        super().__init__(
-            f"interrupted after {len(result.units)} units: run the plan again to resume"
-        )
+    def __init__(self, result: ExportResult, *, lost: bool = False) -> None:
+        why = "the cluster was lost" if lost else "interrupted"
+        super().__init__(f"{why} after {len(result.units)} units: run the plan again to resume")
         self.result = result
+        self.lost = lost
 
 
 class ExportWorkerPlugin(WorkerPlugin):
@@ -113,13 +121,30 @@ class ExportWorkerPlugin(WorkerPlugin):
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
 
 
-def _run_on_worker(unit: ExportUnit, out_dir: str, fmt: str, page_size: int | None) -> UnitResult:
-    """A Dask task: one unit through this worker's client."""
-    plugin = get_worker().plugins[PLUGIN_NAME]
+def _run_on_worker(
+    unit: ExportUnit,
+    out_dir: str,
+    fmt: str,
+    page_size: int | None,
+    storage_options: Mapping[str, Any] | None,
+    scratch_dir: str | None,
+) -> UnitResult:
+    """A Dask task: one unit through this worker's client, staged on this worker's own
+    directory when the output is an object store."""
+    worker = get_worker()
+    plugin = worker.plugins[PLUGIN_NAME]
     assert isinstance(plugin, ExportWorkerPlugin)
+    if scratch_dir is None and open_store(out_dir, storage_options).local is None:
+        scratch_dir = str(Path(worker.local_directory) / "amili-export")
     return plugin.run(
         lambda client: run_unit(
-            unit, out_dir=out_dir, client=client, format=fmt, page_size=page_size
+            unit,
+            out_dir=out_dir,
+            client=client,
+            format=fmt,
+            page_size=page_size,
+            storage_options=storage_options,
+            scratch_dir=scratch_dir,
         )
     )
 
@@ -135,6 +160,8 @@ def run_units_on_dask(
     retries: int = DEFAULT_RETRIES,
     on_unit: Callable[[UnitResult], object] | None = None,
     stop: threading.Event | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scratch_dir: Path | str | None = None,
 ) -> ExportResult:
     """Run the units on the cluster behind `dask` (a synchronous `distributed.Client`).
 
@@ -143,9 +170,11 @@ def run_units_on_dask(
     the others: ExportFailedError lists them once every unit has ended. Setting `stop` (from
     any thread: a Ctrl-C handler) cancels every unit not finished yet at once and raises
     ExportInterruptedError; run_units sets `stop` itself when it returns, ending its watcher.
+    `out_dir` is a directory every worker and the caller see, or an fsspec URL (with
+    `storage_options`, sent to the workers); `scratch_dir`, a directory on each worker.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    check_format(format)
+    store = open_store(out_dir, storage_options)  # a URL nothing can write: before any work
     plan = list(units)
     run = uuid.uuid4().hex[:12]
     dask.register_plugin(ExportWorkerPlugin(settings), name=PLUGIN_NAME)
@@ -155,6 +184,8 @@ def run_units_on_dask(
         out_dir=str(out_dir),
         fmt=format,
         page_size=page_size,
+        storage_options=dict(storage_options or {}),
+        scratch_dir=None if scratch_dir is None else str(scratch_dir),
         # A key per run too: a unit cancelled by an interrupted run may still be forgotten by
         # the scheduler when the next run submits it.
         key=[f"amili-export-{unit.unit_id}-{run}" for unit in plan],
@@ -174,12 +205,18 @@ def run_units_on_dask(
 
     watcher = threading.Thread(target=cancel_on_stop, name=f"{PLUGIN_NAME}-stop", daemon=True)
     watcher.start()
+    lost = False
     try:
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
             if future.cancelled():
+                lost = lost or not stop.is_set()  # cancelled, not by us: the scheduler went
                 continue
             unit = by_key[future.key]
-            error = future.exception()
+            try:
+                error = future.exception()
+            except concurrent.futures.CancelledError:  # since the check: the scheduler went
+                lost = lost or not stop.is_set()
+                continue
             if error is not None:
                 failures[unit.unit_id] = error
                 continue
@@ -187,14 +224,16 @@ def run_units_on_dask(
             results[unit.unit_id] = result
             if on_unit is not None:
                 on_unit(result)
+    except OSError:  # the scheduler's connection (CommClosedError, a timeout)
+        lost = True
     finally:
         interrupted = stop.is_set()
         ended.set()
         stop.set()
         watcher.join()
     done = ExportResult(tuple(results[u.unit_id] for u in plan if u.unit_id in results))
-    if interrupted:
-        raise ExportInterruptedError(done)
+    if interrupted or lost:
+        raise ExportInterruptedError(done, lost=lost and not interrupted)
     if failures:
         raise ExportFailedError(failures, done)
-    return done
+    return ExportResult(tuple(finish_plan(store, plan, done.units, format)))

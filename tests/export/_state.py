@@ -13,6 +13,7 @@ import orjson
 
 from amili_async._cli._export import work_dir
 from amili_async.export import PARTIAL_DIR
+from amili_async.export._manifest import MANIFEST_DIR
 
 __all__ = ["checkpoints", "exported_rows", "stage_files", "work_dir"]
 
@@ -31,7 +32,7 @@ def checkpoints(out: Path) -> dict[str, dict[str, Any]]:
 def records(out: Path) -> dict[str, dict[str, Any]]:
     """Each finished unit's manifest record of the export to `out`, by unit id."""
     found = {}
-    for path in sorted((work_dir(out) / "manifest").glob("*.json")):
+    for path in sorted((work_dir(out) / MANIFEST_DIR).glob("*.json")):
         try:
             found[path.stem] = orjson.loads(path.read_bytes())
         except FileNotFoundError:

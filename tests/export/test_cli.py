@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from amili_async._cli import main
-from amili_async.export import PARTIAL_DIR, read_manifest
+from amili_async.export import PARTIAL_DIR, SUCCESS, read_manifest
 
 from ..e2e.conftest import run_cli
 from ._interrupt import INTERRUPTIBLE_CLI
@@ -60,9 +60,23 @@ async def test_one_machine_parquet_with_progress_and_summary(
     results = read_manifest(out)
     assert sum(r.rows for r in results) == count
     ids = [
-        i for r in results for i in pq.read_table(out / r.path, columns=["id"])["id"].to_pylist()
+        i
+        for r in results
+        if r.path  # a unit without rows has no file
+        for i in pq.read_table(out / r.path, columns=["id"])["id"].to_pylist()
     ]
     assert len(set(ids)) == len(ids) == count
+    # The root is one hive-partitioned dataset: the manifest and _SUCCESS are not read as data.
+    dataset = pq.read_table(out)
+    assert dataset.num_rows == count
+    assert set(dataset["org"].to_pylist()) == {org}
+    assert (out / SUCCESS).is_file()
+    pandas = pytest.importorskip("pandas")
+    polars = pytest.importorskip("polars")
+    assert len(pandas.read_parquet(out, columns=["id"])) == count
+    # polars does not skip `_` names in a directory: the glob of the data files (docs/SCALE.md)
+    files = polars.scan_parquet(f"{out}/org=*/*.parquet", hive_partitioning=True)
+    assert files.select("id").collect().height == count
 
     again = await run_cli(*args, env=remote_sandbox.env(), timeout=CLI_TIMEOUT)
     assert again.code == 0, again.stderr
@@ -81,7 +95,7 @@ async def test_on_a_dask_cluster(
         timeout=CLI_TIMEOUT,
     )  # fmt: skip
     assert run.code == 0, run.stderr
-    rows = [row for r in read_manifest(out) for row in read_jsonl(out / r.path)]
+    rows = [row for r in read_manifest(out) if r.path for row in read_jsonl(out / r.path)]
     assert rows
     assert {row["status"] for row in rows} == {"CLOSED"}
     assert {row["organization"]["id"] for row in rows} == set(remote_sandbox.org_ids)
@@ -150,5 +164,5 @@ async def test_ctrl_c_on_a_dask_cluster_cancels_the_units_and_says_how_to_resume
     assert again.code == 0, again.stderr
     count = await _count(remote_sandbox, org, FROM, FROM + ONE_DAY)
     assert f"exported {count:,} invoices" in again.stdout
-    ids = [row["id"] for r in read_manifest(out) for row in read_jsonl(out / r.path)]
+    ids = [row["id"] for r in read_manifest(out) if r.path for row in read_jsonl(out / r.path)]
     assert len(ids) == len(set(ids)) == count

@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from amili_async.export import (
+    SUCCESS,
     ExportResult,
     ExportUnit,
     UnitResult,
@@ -86,8 +87,8 @@ def test_every_invoice_exactly_once_despite_a_failure_and_a_dead_worker(
     # Only published files and the manifest remain: no partial output anywhere.
     files = {p.relative_to(dask_run.out).as_posix() for p in dask_run.out.rglob("*") if p.is_file()}
     published = {u.path for u in dask_run.result.units}
-    recorded = {f"manifest/{u.unit_id}.json" for u in dask_run.result.units}
-    assert files == published | recorded
+    recorded = {f"_amili/manifest/{u.unit_id}.json" for u in dask_run.result.units}
+    assert files == published | recorded | {SUCCESS}
     # A unit whose worker died after publishing it (before Dask heard of it) is found done when
     # Dask runs it again, and reported `skipped`: the same file, rows and checksum.
     assert read_manifest(dask_run.out) == sorted(map(_ran, dask_run.result.units), key=_by_id)

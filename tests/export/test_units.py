@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import itertools
 import json
+import os
 import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from amili_async import AmiliClient
 from amili_async.export import (
+    PARTIAL_DIR,
     ClientSettings,
     ExportFailedError,
     ExportUnit,
@@ -126,9 +129,9 @@ async def test_an_interrupted_unit_resumes_from_its_checkpoint(
     async with _client(server, dying) as client:
         with pytest.raises(ConnectionAbortedError):
             await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
-    assert not list((tmp_path / "invoices").rglob("*.jsonl"))  # nothing published
+    assert not list(tmp_path.glob("org=*/*.jsonl"))  # noqa: ASYNC240 - nothing published
     assert read_manifest(tmp_path) == []
-    partial = tmp_path / ".partial" / f"{unit.unit_id}.jsonl.part"
+    partial = tmp_path / PARTIAL_DIR / f"{unit.unit_id}.jsonl.part"
     with partial.open("ab") as torn:
         torn.write(b'{"id": "half a ro')  # a page written only in part when it died
     counted = Requests()
@@ -137,7 +140,7 @@ async def test_an_interrupted_unit_resumes_from_its_checkpoint(
     assert counted.count == 600 // PAGE - 3  # only the pages not staged before
     rows = read_jsonl(tmp_path / result.path)
     assert len(rows) == len({r["id"] for r in rows}) == result.rows == 600
-    assert [p.name for p in (tmp_path / ".partial").iterdir()] == []
+    assert [p.name for p in (tmp_path / PARTIAL_DIR).iterdir()] == []
 
 
 async def test_a_finished_unit_is_a_no_op_even_when_its_record_was_lost(
@@ -221,3 +224,26 @@ def test_unit_windows_are_utc() -> None:
         ["a"], from_=dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), to=TO
     )
     assert unit.to_dict()["from"] == "2024-01-01T00:00:00Z"
+
+
+async def test_a_done_units_leftover_stage_is_removed_when_it_runs_again(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    """A runner that died between publishing and cleaning up left a checkpoint and a lock:
+    the next run of the unit finds it done and removes them (not while a runner holds it)."""
+    (unit,) = plan_export([next(iter(server.state.orgs))])
+    async with _client(server) as client:
+        first = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+        partial = tmp_path / PARTIAL_DIR
+        leftovers = [partial / f"{unit.unit_id}.checkpoint.json", partial / f"{unit.unit_id}.lock"]
+        for path in leftovers:
+            path.write_bytes(b"{}")
+        held = os.open(leftovers[1], os.O_RDWR)
+        fcntl.flock(held, fcntl.LOCK_EX)  # another runner holds the unit: left alone
+        again = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+        assert all(path.exists() for path in leftovers)
+        os.close(held)
+        again = await run_unit(unit, out_dir=tmp_path, client=client, page_size=PAGE)
+    assert again.skipped
+    assert (again.path, again.rows, again.sha256) == (first.path, first.rows, first.sha256)
+    assert not any(path.exists() for path in leftovers)

@@ -38,6 +38,7 @@ from amili_async.export import (
     restart_unit,
     run_unit,
 )
+from amili_async.export._manifest import MANIFEST_DIR
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
 from ..export._state import checkpoints, exported_rows, stage_files, work_dir
@@ -77,7 +78,7 @@ def _check_vouched_prefixes(out: Path) -> dict[str, dict[str, object]]:
     assert not out.exists()  # nothing is published before every unit is done
     states = checkpoints(out)
     for unit_id, state in states.items():
-        data = (work_dir(out) / ".partial" / f"{unit_id}.jsonl.part").read_bytes()
+        data = (work_dir(out) / PARTIAL_DIR / f"{unit_id}.jsonl.part").read_bytes()
         size, rows = state["size"], state["rows"]
         assert len(data) >= size, "the checkpoint vouches for bytes the stage does not hold"
         vouched = data[:size]
@@ -178,7 +179,7 @@ async def test_resume_refuses_a_file_whose_tail_was_lost(
     ((unit_id, state),) = _check_vouched_prefixes(out).items()
     size = state["size"]
     assert isinstance(size, int)
-    checkpoint = work_dir(out) / ".partial" / f"{unit_id}.checkpoint.json"
+    checkpoint = work_dir(out) / PARTIAL_DIR / f"{unit_id}.checkpoint.json"
     (stage,) = stage_files(out)
     saved_checkpoint = checkpoint.read_bytes()
 
@@ -304,7 +305,7 @@ def _unit_paths(out: Path, unit: ExportUnit) -> dict[str, Path]:
         "stage": partial / f"{unit.unit_id}.jsonl.part",
         "checkpoint": partial / f"{unit.unit_id}.checkpoint.json",
         "lock": partial / f"{unit.unit_id}.lock",
-        "record": out / "manifest" / f"{unit.unit_id}.json",
+        "record": out / MANIFEST_DIR / f"{unit.unit_id}.json",
         "final": out / f"{unit.file_stem()}.jsonl",
     }
 
@@ -353,8 +354,8 @@ async def test_a_symlinked_directory_inside_the_output_is_refused(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (unit,) = plan_export([small.default_org_id])
-    (out / "invoices").mkdir(parents=True)
-    (out / "invoices" / small.default_org_id).symlink_to(elsewhere, target_is_directory=True)
+    out.mkdir(parents=True)
+    (out / f"org={small.default_org_id}").symlink_to(elsewhere, target_is_directory=True)
 
     with pytest.raises(UnsafePathError):
         await _run_whole(small, unit, out)
