@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from amili_async import _serde, models
@@ -36,7 +37,6 @@ def _edge_rows() -> list[bytes]:
     """Models holding what the fast path must carry exactly: 4 decimals, zero, the largest
     amount, microseconds, no closing time, no debtors, an unknown enum value."""
     base = _serde.decode(seed_invoices(1, seed=5).invoice_json(0).encode(), models.Invoice)
-    import attrs
 
     rows = [
         attrs.evolve(base, original_invoice_amount=Decimal("4500.10"), closed_at=None),
@@ -153,7 +153,6 @@ def test_a_value_the_column_cannot_hold_is_refused_not_rounded(line: bytes, tmp_
 
 
 def test_a_model_the_reader_cannot_take_goes_through_the_models() -> None:
-    import attrs
 
     @attrs.frozen
     class Odd:
@@ -165,3 +164,60 @@ def test_a_model_the_reader_cannot_take_goes_through_the_models() -> None:
     assert _parquet._json_readable(models.Invoice)
     (table,) = _parquet.arrow_tables_from_jsonl([line], Odd)
     assert table.to_pylist() == [{"name": "a", "extra": '{"any":["shape"]}'}]
+
+
+def _listing_models() -> list[Any]:
+    """One model of every exported listing, with nested lists, enums, money and dates."""
+    batch = {
+        "batchId": "b1", "status": "FINISHED", "type": "INVOICE", "organizationId": "o",
+        "createdAt": "2024-01-02T07:00:00.5Z", "finishedAt": None,
+        "succeeded": [{"index": 0, "invoiceId": "i"}], "failed": [{"index": 1, "code": "X"}],
+    }  # fmt: skip
+    settlement = {
+        "settlementId": "s1", "amount": 12.5, "exchangeRate": 1.0, "settlementDate": "2024-03-01",
+        "collectionType": "SOME_NEW_TYPE",
+    }  # fmt: skip
+    case = {
+        "caseId": "c1", "status": "OPEN", "registeredAt": "2024-01-02T07:00:00.000001+02:00",
+        "invoices": [{"invoiceId": "i", "originalAmount": 4500.10, "dueDate": None}],
+        "debtors": [],
+    }  # fmt: skip
+    return [
+        _serde.structure(batch, models.Batch),
+        _serde.structure(settlement, models.Settlement),
+        _serde.structure(case, models.Case),
+    ]
+
+
+def test_the_line_encoder_writes_the_bytes_of_serde_dumps() -> None:
+    from amili_async.export._encode import encode_lines
+
+    invoices = [_serde.decode(line, models.Invoice) for line in _staged(300) + _edge_rows()]
+    invoices.append(
+        attrs.evolve(
+            invoices[0],
+            created_at=dt.datetime(
+                2024, 1, 2, 9, 0, 0, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))
+            ),
+            due_date=dt.datetime(2024, 1, 2, tzinfo=UTC),
+            organization=None,
+            claims=None,
+        )
+    )
+    assert encode_lines(invoices, models.Invoice) == b"".join(
+        _serde.dumps(i) + b"\n" for i in invoices
+    )
+    for model in _listing_models():
+        assert encode_lines([model, model], type(model)) == (_serde.dumps(model) + b"\n") * 2
+    assert encode_lines([], models.Invoice) == b""
+
+
+def test_the_line_encoder_refuses_what_dumps_refuses() -> None:
+    from amili_async.export._encode import encode_lines
+
+    (invoice,) = [_serde.decode(line, models.Invoice) for line in _staged(1)]
+    broken = attrs.evolve(invoice, paid_amount=Decimal("NaN"))
+    with pytest.raises(ValueError, match="finite"):
+        _serde.dumps(broken)
+    with pytest.raises(ValueError, match="finite"):
+        encode_lines([broken], models.Invoice)
