@@ -221,3 +221,66 @@ def test_the_line_encoder_refuses_what_dumps_refuses() -> None:
         _serde.dumps(broken)
     with pytest.raises(ValueError, match="finite"):
         encode_lines([broken], models.Invoice)
+
+
+def _reference_flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """The CSV layout as the module docstring of `_cli/_rows` states it, walked generically
+    (the writer before the compiled cells): the reference the compiled cells are held to."""
+    from amili_async import wire
+
+    row: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            row.update(_reference_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+            row.update(_reference_flatten(value[0], f"{prefix}{key}.0."))
+        elif isinstance(value, list):
+            row[prefix + key] = wire.to_json(value).decode()
+        else:
+            row[prefix + key] = value
+    return row
+
+
+def _csv_rows() -> list[Any]:
+    """Realistic invoices, and the shapes the layout has rules for: two debtors (the list as
+    JSON), no debtors, no organisation, formula-like text, an exact amount with a trailing 0."""
+    invoices = [_serde.decode(line, models.Invoice) for line in _staged(200) + _edge_rows()]
+    first, second = invoices[0], invoices[1]
+    assert first.debtors
+    assert second.debtors
+    debtor = attrs.evolve(first.debtors[0], name="=HYPERLINK(1)", firstname="-Kari")
+    return [
+        *invoices,
+        attrs.evolve(first, debtors=[debtor, *second.debtors], invoice_number="+47"),
+        attrs.evolve(second, debtors=[], organization=None, claims=None),
+        attrs.evolve(second, debtors=[debtor], original_invoice_amount=Decimal("4500.10")),
+    ]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_csv_cells_from_staged_lines_are_the_model_paths(raw: bool) -> None:
+    import csv
+    import io
+
+    from amili_async import wire
+    from amili_async._cli._rows import RowWriter, columns, neutralise
+
+    invoices = _csv_rows()
+    want = io.StringIO()
+    reference = csv.DictWriter(want, fieldnames=columns(models.Invoice), extrasaction="ignore")
+    reference.writeheader()
+    for invoice in invoices:
+        row = _reference_flatten(wire.to_wire(invoice))
+        reference.writerow(row if raw else {k: neutralise(v) for k, v in row.items()})
+    staged, built = io.StringIO(), io.StringIO()
+    from_lines = RowWriter(staged, "csv", models.Invoice, header=True, raw=raw)
+    from_models = RowWriter(built, "csv", models.Invoice, header=True, raw=raw)
+    for invoice in invoices:
+        from_lines.write_wire(_serde.parse_exact(_serde.dumps(invoice) + b"\n"))
+        from_models.write(invoice)
+    assert staged.getvalue() == built.getvalue() == want.getvalue()
+    text = staged.getvalue()
+    assert ",4500.10," in text  # exact decimals, never through a float
+    assert ("'=HYPERLINK(1)" in text) is not raw
+    assert ("'+47" in text) is not raw
+    assert '"[{""type"":' in text  # two debtors: the whole list as JSON in `debtors`
