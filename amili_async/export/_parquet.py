@@ -184,14 +184,15 @@ def arrow_tables_from_jsonl(lines: Iterable[bytes], cls: type[Any]) -> Iterator[
         read = pj.ReadOptions(block_size=max(_BLOCK_SIZE, max(map(len, batch)) + 1))
         try:
             table = pj.read_json(pa.BufferReader(data), read_options=read, parse_options=parse)
-            yield table.cast(schema)
+            table = table.cast(schema)
         except pa.ArrowInvalid:
             raise ParquetValueError(
                 f"staged rows {first + 1:,} to {first + len(batch):,}: a value that its Parquet "
-                "column cannot hold exactly (an amount with more than "
-                f"{MONEY_SCALE} decimals or {MONEY_PRECISION - MONEY_SCALE} integer digits, "
-                "or a malformed date or date-time); refused as data loss"
+                f"column cannot hold exactly (an amount with more than {MONEY_SCALE} decimals "
+                f"or more than {MONEY_PRECISION - MONEY_SCALE} integer digits, or a malformed "
+                "date or date-time); refused as data loss"
             ) from None
+        yield table
         first += len(batch)
 
 
