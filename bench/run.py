@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import calls
 import decode
+import export_rows
 import latency
 import ratelimit
 import stream
@@ -35,6 +36,7 @@ FAMILIES = {
     "latency": latency,
     "tokens": tokens,
     "ratelimit": ratelimit,
+    "export_rows": export_rows,
 }
 
 

@@ -167,7 +167,7 @@ def _join(parts: list[Path], opts: ExportOptions) -> None:
             for part in parts:
                 with open_binary(part, create=False) as lines:
                     for line in lines:
-                        writer.write(_serde.decode(line, model))
+                        writer.write_wire(_serde.parse_exact(line))  # no models again
             text.flush()
             text.detach()
         else:

@@ -9,7 +9,7 @@ rounded.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -23,12 +23,24 @@ from .._fields import model_fields, node, wire_name
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.json as pj  # type: ignore[import-untyped]
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - depends on the installed extras
     pa = None
+    pj = None
     pq = None
 
-__all__ = ["MONEY_PRECISION", "MONEY_SCALE", "arrow_schema", "parquet_rows", "write_parquet"]
+__all__ = [
+    "MONEY_PRECISION",
+    "MONEY_SCALE",
+    "ParquetValueError",
+    "arrow_schema",
+    "arrow_tables_from_jsonl",
+    "arrow_tables_via_models",
+    "parquet_rows",
+    "write_parquet",
+    "write_tables",
+]
 
 MONEY_PRECISION = 18
 MONEY_SCALE = 4
@@ -40,6 +52,9 @@ every reader (Spark, DuckDB, pandas) handles natively."""
 ROWS_PER_GROUP = 10_000
 """Rows per Parquet row group: enough for good compression and fast scans, while a writer
 holds at most one group of invoices (~10 MB) in memory at a time."""
+_BLOCK_SIZE = 1 << 20
+"""Bytes Arrow's JSON reader parses at a time (its default): ~800 invoices, so the blocks of a
+row group can be parsed on several threads."""
 TIMESTAMP_UNIT = "us"
 """Date-times at microseconds (what a Python datetime carries; Amili sends milliseconds)."""
 
@@ -105,30 +120,125 @@ def _converter(tp: Any) -> Convert:
     return lambda v: None if v is None else _serde.dumps(v).decode()
 
 
-def write_parquet(lines: Iterable[bytes], cls: type[Any], stream: IO[bytes]) -> int:
-    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows.
+class ParquetValueError(ValueError):
+    """A staged value that its Parquet column cannot hold exactly (an amount with more than
+    MONEY_SCALE decimals or more than 14 integer digits, a malformed date): written rounded,
+    it would be data loss, so the file is not written. The message names no value."""
 
-    Each line is decoded by the SDK's own decoder (exact decimals, UTC date-times), so the file
-    holds the same values as the JSON Lines export.
-    """
-    require_pyarrow()
-    schema = arrow_schema(cls)
-    to_row = _converter(cls)
+
+def write_parquet(lines: Iterable[bytes], cls: type[Any], stream: IO[bytes]) -> int:
+    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows."""
+    return write_tables(arrow_tables_from_jsonl(lines, cls), arrow_schema(cls), stream)
+
+
+def write_tables(tables: Iterable[Any], schema: Any, stream: IO[bytes]) -> int:
+    """Write Arrow tables of `schema` to an open file as Parquet, one row group per table
+    (ROWS_PER_GROUP rows at most), synced; rows written. No rows: one empty row group."""
     rows = 0
-    batch: list[dict[str, Any]] = []
     with pq.ParquetWriter(stream, schema) as writer:
-        for line in lines:
-            batch.append(to_row(_serde.decode(line, cls)))
-            if len(batch) >= ROWS_PER_GROUP:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                rows += len(batch)
-                batch.clear()
-        if batch or not rows:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            rows += len(batch)
+        for table in tables:
+            writer.write_table(table, row_group_size=ROWS_PER_GROUP)
+            rows += table.num_rows
+        if not rows:
+            writer.write_table(schema.empty_table())
         writer.close()
         sync(stream)
     return rows
+
+
+def _batches(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """`lines` in lists of at most ROWS_PER_GROUP."""
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= ROWS_PER_GROUP:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def arrow_tables_from_jsonl(lines: Iterable[bytes], cls: type[Any]) -> Iterator[Any]:
+    """Staged JSON Lines (wire JSON of `cls`, one object a line) -> `pyarrow.Table`s of
+    `arrow_schema(cls)`, ROWS_PER_GROUP rows at most each: the fast path of every Parquet
+    (or other Arrow) output.
+
+    The lines are read by Arrow's JSON reader in C, not decoded into models again: money is
+    read from the JSON number's text (exact; more than MONEY_SCALE decimals or more than 14
+    integer digits is a `ParquetValueError`, never rounded), date-times with any offset become
+    UTC, enum values are kept as text (unknown ones too), fields not in the schema are
+    ignored and missing ones are null. A model with a field the reader cannot take (a value
+    of any JSON shape) goes through the models instead (`arrow_tables_via_models`).
+    """
+    require_pyarrow()
+    if not _json_readable(cls):
+        yield from arrow_tables_via_models(lines, cls)
+        return
+    schema = arrow_schema(cls)
+    reading = pa.schema([pa.field(f.name, _reading_type(f.type)) for f in schema])
+    parse = pj.ParseOptions(explicit_schema=reading, unexpected_field_behavior="ignore")
+    first = 0
+    for batch in _batches(lines):
+        data = b"".join([line if line.endswith(b"\n") else line + b"\n" for line in batch])
+        # Blocks of at least one whole line (a line may not straddle two blocks).
+        read = pj.ReadOptions(block_size=max(_BLOCK_SIZE, max(map(len, batch)) + 1))
+        try:
+            table = pj.read_json(pa.BufferReader(data), read_options=read, parse_options=parse)
+            table = table.cast(schema)
+        except pa.ArrowInvalid:
+            raise ParquetValueError(
+                f"staged rows {first + 1:,} to {first + len(batch):,}: a value that its Parquet "
+                f"column cannot hold exactly (an amount with more than {MONEY_SCALE} decimals "
+                f"or more than {MONEY_PRECISION - MONEY_SCALE} integer digits, or a malformed "
+                "date or date-time); refused as data loss"
+            ) from None
+        yield table
+        first += len(batch)
+
+
+def _reading_type(target: Any) -> Any:
+    """The type Arrow's JSON reader reads a column as, before the cast to `target`: money at
+    the widest precision (the cast then refuses what does not fit MONEY_PRECISION instead of
+    keeping it), dates as text (the reader takes dates only as day numbers)."""
+    if pa.types.is_decimal(target):
+        return pa.decimal128(38, target.scale)
+    if pa.types.is_date(target):
+        return pa.string()
+    if pa.types.is_list(target):
+        return pa.list_(_reading_type(target.value_type))
+    if pa.types.is_struct(target):
+        return pa.struct([pa.field(f.name, _reading_type(f.type)) for f in target])
+    return target
+
+
+_READABLE = (Decimal, dt.datetime, dt.date, bool, int, float, str)
+"""Scalar types Arrow's JSON reader reads exactly as their column type (with an enum's text)."""
+
+
+def _json_readable(cls: type[Any]) -> bool:
+    """True when Arrow's JSON reader can read every field of `cls` (nested included)."""
+    for field in model_fields(cls):
+        kind, tp = node(field.type)
+        while kind == "list":
+            kind, tp = node(tp)
+        if kind == "model":
+            if not _json_readable(tp):
+                return False
+        elif tp not in _READABLE and not (isinstance(tp, type) and issubclass(tp, Enum)):
+            return False
+    return True
+
+
+def arrow_tables_via_models(lines: Iterable[bytes], cls: type[Any]) -> Iterator[Any]:
+    """The model path: each line decoded by the SDK's decoder, then `Table.from_pylist`.
+    Slower (every row decoded a second time); the reference the fast path is tested against,
+    and the path of a model with a field the JSON reader cannot read."""
+    require_pyarrow()
+    schema = arrow_schema(cls)
+    to_row = _converter(cls)
+    for batch in _batches(lines):
+        rows = [to_row(_serde.decode(line, cls)) for line in batch]
+        yield pa.Table.from_pylist(rows, schema=schema)
 
 
 def parquet_rows(path: Path) -> int:

@@ -32,11 +32,11 @@ from typing import IO, Any
 import attrs
 import orjson
 
-from .. import _serde
 from .._client import AmiliClient
 from .._durable import check_inside, open_binary, open_fd, open_new, sync, write_atomic
 from .._time import format_datetime
 from ..errors import APIStatusError
+from ._encode import encode_lines
 from ._listings import LISTINGS
 from ._manifest import UnitResult, UnitStateError, read_record, write_record
 from ._plan import ExportUnit
@@ -345,7 +345,7 @@ async def _list_into(
     )
     async with contextlib.aclosing(listing.pages()) as pages:
         async for page in pages:
-            data = b"".join([_serde.dumps(item) + b"\n" for item in page.items])
+            data = encode_lines(page.items, LISTINGS[unit.resource].model)
             await asyncio.to_thread(stage.append, data, len(page.items), page.next_page_token)
             if on_rows is not None:
                 on_rows(len(page.items))
