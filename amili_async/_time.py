@@ -31,12 +31,22 @@ def format_datetime(value: dt.datetime) -> str:
     return text + suffix
 
 
-def split_window(
-    start: dt.datetime, end: dt.datetime, parts: int
-) -> list[tuple[dt.datetime, dt.datetime]]:
-    """``[start, end)`` cut into ``parts`` equal, adjacent windows (the last ends at ``end``)."""
-    if parts < 1 or not start < end:
-        raise ValueError("a window needs start < end and parts >= 1")
+def partition_window(
+    start: dt.datetime | None, end: dt.datetime | None, parts: int
+) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
+    """The one window partitioner (export plans, ``invoices.list(partitions=)``): ``[start,
+    end)`` cut into ``parts`` equal, adjacent windows, the last ending at ``end``.
+
+    One part may be unbounded (``[(start, end)]`` as given); more need both bounds.
+    """
+    if parts < 1:
+        raise ValueError(f"partitions must be >= 1, not {parts}")
+    if start is None or end is None:
+        if parts > 1:
+            raise ValueError("more than one partition needs a window: from_ and to")
+        return [(start, end)]
+    if not start < end:
+        raise ValueError("a window to partition needs from_ < to")
     step = (end - start) / parts
     bounds = [start + step * i for i in range(parts)] + [end]
     return list(itertools.pairwise(bounds))

@@ -94,9 +94,11 @@ def main() -> None:
 
         for workers in (1, 2):
             with (
+                # The scheduler's HTTP server binds 8787 even with the dashboard off
+                # (dashboard_address=None): a free loopback port instead.
                 LocalCluster(n_workers=workers, threads_per_worker=2, processes=True,
-                             dashboard_address=None, worker_dashboard_address=None,
-                             silence_logs=40) as cluster,
+                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                             worker_dashboard_address=None, silence_logs=40) as cluster,
                 Client(cluster) as dask,
             ):  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Shared paths of the test suite."""
+"""Shared paths and fixtures of the test suite, and how it is spread over xdist workers."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ class _CompatClientResponse(aiohttp.ClientResponse):
 @pytest.fixture(autouse=True)
 def _aioresponses_on_aiohttp_3_14(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aioresponses.core, "ClientResponse", _CompatClientResponse)
+
+
+# Modules whose module-scoped servers are expensive to start: under xdist (--dist loadgroup,
+# pyproject's addopts) each such module runs on one worker, so its server starts once.
+_ONE_WORKER = {
+    "tests/export/test_dask.py": "dask-cluster",
+    "tests/reliability/test_webhooks_stores.py": "postgres",
+    "tests/conformance/test_schemathesis.py": "schemathesis-sandbox",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _ONE_WORKER.get(item.nodeid.partition("::")[0])
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

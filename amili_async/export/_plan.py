@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import orjson
 
-from .._time import as_utc, format_datetime, split_window
+from .._time import as_utc, format_datetime, partition_window
 from ._listings import LISTINGS
 
 __all__ = ["FILTERS", "RESOURCES", "ExportUnit", "plan_export"]
@@ -163,23 +163,15 @@ def plan_export(
     """
     if resource not in RESOURCES:
         raise ValueError(f"resource must be one of {', '.join(RESOURCES)}")
-    if partitions_per_org < 1:
-        raise ValueError("partitions_per_org must be >= 1")
     known = LISTINGS[resource].filters
     unknown = set(filters or ()) - known
     if unknown:
         raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {sorted(known)}")
     pairs = tuple(sorted((k, str(v)) for k, v in (filters or {}).items() if v is not None))
     start, end = _utc(from_), _utc(to)
-    if partitions_per_org > 1 and (start is None or end is None):
-        raise ValueError("partitions_per_org > 1 needs a window: from_ and to")
     if partitions_per_org > 1 and not LISTINGS[resource].partitionable:
         raise ValueError(f"{resource} cannot be partitioned (no date-time window)")
-    windows: list[tuple[dt.datetime | None, dt.datetime | None]]
-    if start is not None and end is not None:
-        windows = list(split_window(start, end, partitions_per_org))
-    else:
-        windows = [(start, end)]
+    windows = partition_window(start, end, partitions_per_org)
     units: list[ExportUnit] = []
     seen: set[str] = set()
     for org in org_ids:

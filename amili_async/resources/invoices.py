@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import models
 from .._pagination import AsyncPager, MergedPager, TokenPager
-from .._time import as_utc, split_window
+from .._time import as_utc, partition_window
 from ._base import as_models, operation, path, query
 from ._writes import BatchWrites
 
@@ -92,15 +92,13 @@ class Invoices(BatchWrites[models.NewInvoice]):
         if partitions is None or partitions == 1:
             return window(from_, to, page_token)
         query({"From": from_, "To": to})  # the query rules (no naive bound) before splitting
-        if from_ is None or to is None or partitions < 1 or not from_ < to:
-            raise ValueError("partitions needs from_ < to and partitions >= 1")
         if page_token is not None:
             raise ValueError(
                 "page_token cannot resume a partitioned listing: list each window on its own, "
                 "with its own page_token (as `amili-async export --partitions` does)"
             )
-        parts = [window(start, end, None) for start, end in split_window(from_, to, partitions)]
-        return MergedPager(parts, concurrency=partitions)
+        windows = partition_window(from_, to, partitions)  # the export plans' partitioner
+        return MergedPager([window(lo, hi, None) for lo, hi in windows], concurrency=partitions)
 
 
 def _created_before(end: dt.datetime | None) -> Callable[[models.Invoice], bool] | None:

@@ -58,6 +58,18 @@ class BatchQueue:
         self._next_case_number = next_case_number
         self._queue: asyncio.Queue[BatchRecord] = asyncio.Queue()
         self.by_id: dict[str, BatchRecord] = {}
+        # Cleared by hold(): the worker leaves due batches QUEUED until release(), so a test
+        # sees QUEUED without racing the batch delay.
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        """Keep every batch not yet processed QUEUED until :meth:`release` (a test's knob)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Process held batches again (each still no earlier than its due time)."""
+        self._open.set()
 
     def submit(
         self,
@@ -98,6 +110,7 @@ class BatchQueue:
             batch = await self._queue.get()
             # sleep(0) when due: processing never happens inside the submitting request.
             await asyncio.sleep(max(0.0, batch.due - loop.time()))
+            await self._open.wait()
             try:
                 self.process(batch)
             except Exception:

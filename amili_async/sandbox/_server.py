@@ -86,6 +86,15 @@ class SandboxServer(LocalServer):
         """The secret webhook deliveries are signed with."""
         return self.config.webhook_secret
 
+    def hold_batches(self) -> None:
+        """Keep every write batch QUEUED until :meth:`release_batches`: a deterministic knob
+        for tests (no ``batch_delay`` to race against)."""
+        self.state.batches.hold()
+
+    def release_batches(self) -> None:
+        """Let held write batches be processed (each no earlier than its ``batch_delay``)."""
+        self.state.batches.release()
+
     def issue_token(self, client_id: str | None = None, lifetime: int | None = None) -> str:
         """Mint an access token directly (a negative ``lifetime`` gives an expired one)."""
         issuer = self.app[TOKENS_KEY]

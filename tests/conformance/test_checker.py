@@ -61,8 +61,12 @@ def test_an_answer_that_fits_the_spec_passes() -> None:
 
 def test_an_answer_off_the_spec_is_reported() -> None:
     op, _, ex = exchange("GET", f"/orgs/{ORG}/invoices/{INVOICE}", 200, invoice(closedAt=5))
-    (problem,) = SPEC.response_problems(op, ex)
-    assert "/data/closedAt" in problem
+    # jsonschema-rs always; python-jsonschema too when this is the first answer of its kind
+    # the process checks (a sample): which it is depends on the tests run before this one.
+    first, *second = SPEC.response_problems(op, ex)
+    assert "/data/closedAt" in first
+    assert len(second) <= 1
+    assert all("(python-jsonschema) at /data/closedAt" in p for p in second)
 
 
 def test_the_second_validator_reads_the_same_schema() -> None:

@@ -13,8 +13,6 @@ What it proves, against the real sandbox (issue 20.1):
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +23,13 @@ import pytest
 from amili_async import AmiliClient, bulk, models
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
+from ._payments import (
+    payment_batches,
+    payment_file,
+    report_rows,
+    rerun_sandbox_config,
+    write_rows,
+)
 from .conftest import (
     cli_env,
     connect,
@@ -45,117 +50,72 @@ THIRD_CHUNK = 13
 
 @pytest.fixture
 def amili_sandbox_config() -> SandboxConfig:
-    # Batches stay QUEUED a moment, so a chunk is paid well before its rows are reported.
-    return SandboxConfig(invoices=10, seed=6, batch_delay=0.05)
-
-
-def _report_rows(path: Path) -> list[dict[str, str]]:
-    """The complete lines of a report (being) written."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
-
-
-def _paid_batches(sandbox: SandboxServer, org: str) -> list[object]:
-    return [
-        b
-        for b in sandbox.state.batches_by_id.values()
-        if b.type == "PAYMENT" and b.org_id == org  # type: ignore[attr-defined]
-    ]
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    return rerun_sandbox_config(seed=6)
 
 
 async def _paid(client: AmiliClient, org: str, invoice_ids: list[str]) -> dict[str, Decimal]:
     return {i: (await client.invoices.get(org, i)).paid_amount or Decimal(0) for i in invoice_ids}
 
 
-def _expected(rows: list[dict[str, str]], invoice_ids: list[str]) -> dict[str, Decimal]:
-    expected = dict.fromkeys(invoice_ids, Decimal(0))
-    for row in rows:
-        expected[row["invoiceId"]] += Decimal(row["amount"])
-    return expected
-
-
 async def test_a_rerun_with_another_chunk_size_or_an_edited_row_pays_nothing_twice(
     amili_sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     org = amili_sandbox.default_org_id
-    rng = random.Random(20)
     async with connect(amili_sandbox) as client:
-        drafts = [new_invoice(k, amount="5000.00") for k in range(INVOICES)]
-        created = [r async for r in client.invoices.create_many(org, drafts, poll_interval=0.01)]
-        invoice_ids = [r.succeeded.invoice_id for r in created if r.succeeded]
-        assert len(invoice_ids) == INVOICES
-        # Small payments (a double payment shows in the paid amount instead of being refused);
-        # two identical rows: both are paid, each once.
-        rows = [
-            {
-                "invoiceId": invoice_ids[k % INVOICES],
-                "type": "DIRECT_PAYMENT",
-                "amount": str(Decimal(rng.randint(1, 9999)) / 100),
-                "currency": "NOK",
-                "reference": f"pay-{k:04d}",
-            }
-            for k in range(PAYMENTS - 1)
-        ]
-        rows.append(dict(rows[0]))
-        source = tmp_path / "payments.csv"
-        _write(source, rows)
-        report = tmp_path / "payments.report.csv"
+        # Small payments; the last row repeats the first: both are paid, each once.
+        file = await payment_file(
+            client,
+            org,
+            tmp_path,
+            invoices=INVOICES,
+            payments=PAYMENTS,
+            amount="5000.00",
+            seed=20,
+            repeat_first=True,
+        )
+        invoice_ids, rows, report, args = file.invoice_ids, file.rows, file.report, file.args
         env = cli_env(amili_sandbox)
-
-        def args(chunk: int) -> tuple[str | Path, ...]:
-            return ("submit", "payments", source, "--org", org, "--chunk-size", str(chunk),
-                    "--concurrency", "2", "--no-progress")  # fmt: skip
 
         # Run 1, killed once a chunk is paid but not yet in the report.
         proc = await start_cli(*args(FIRST_CHUNK), env=env)
         try:
             reached = await wait_until(
                 lambda: (
-                    len(_paid_batches(amili_sandbox, org))
-                    > max(1, len(_report_rows(report)) // FIRST_CHUNK)
+                    payment_batches(amili_sandbox, org)
+                    > max(1, len(report_rows(report)) // FIRST_CHUNK)
                 ),
                 proc=proc,
             )
         finally:
             status = await kill(proc)
         assert reached, f"the submit ended (exit {status}) before it was killed"
-        assert len(_report_rows(report)) < PAYMENTS
+        assert len(report_rows(report)) < PAYMENTS
 
         # Run 2, chunked in another way: every row paid once, whatever the first run did.
         second = await run_cli(*args(SECOND_CHUNK), env=env)
         assert second.code == 0, second.stderr
         assert f"{PAYMENTS} succeeded, 0 failed, 0 unknown" in second.stdout
-        final = _report_rows(report)
+        final = report_rows(report)
         assert [r["status"] for r in final] == ["succeeded"] * PAYMENTS
         done_before = [r["row"] for r in final if r["already_done"] == "yes"]
         assert done_before  # the first run's rows (reported or not) were not sent again
         assert f"{len(done_before)} rows had been created by an earlier run" in second.stderr
-        assert await _paid(client, org, invoice_ids) == _expected(rows, invoice_ids)
+        assert await _paid(client, org, invoice_ids) == file.expected_paid()
         settlements = await client.settlements.list(org, page_size=1000).collect()
         assert len(settlements) == PAYMENTS
-        batches_before = len(_paid_batches(amili_sandbox, org))
+        batches_before = payment_batches(amili_sandbox, org)
 
         # Run 3, one row edited and chunked a third way: that row alone is paid.
         edited = [dict(row) for row in rows]
         edited[41]["amount"] = "12.34"
-        _write(source, edited)
+        write_rows(file.source, edited)
         third = await run_cli(*args(THIRD_CHUNK), env=env)
         assert third.code == 0, third.stderr
-        final = _report_rows(report)
+        final = report_rows(report)
         assert [r["row"] for r in final if r["already_done"] != "yes"] == ["42"]
-        assert len(_paid_batches(amili_sandbox, org)) == batches_before + 1
+        assert payment_batches(amili_sandbox, org) == batches_before + 1
         # The edited row is a new payment; its old version had been paid and stays paid.
-        paid = _expected(rows, invoice_ids)
+        paid = file.expected_paid()
         paid[edited[41]["invoiceId"]] += Decimal("12.34")
         assert await _paid(client, org, invoice_ids) == paid
         settlements = await client.settlements.list(org, page_size=1000).collect()

@@ -13,9 +13,6 @@ reports the same batch for it.
 
 from __future__ import annotations
 
-import csv
-import io
-import random
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +21,8 @@ import pytest
 from amili_async import AmiliClient, models
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
-from .conftest import cli_env, connect, kill, new_invoice, run_cli, start_cli, wait_until
+from ._payments import payment_batches, payment_file, report_rows, rerun_sandbox_config
+from .conftest import cli_env, connect, kill, run_cli, start_cli, wait_until
 
 INVOICES = 24
 PAYMENTS_PER_INVOICE = 10
@@ -35,17 +33,7 @@ CHUNKS = PAYMENTS // CHUNK
 
 @pytest.fixture
 def amili_sandbox_config() -> SandboxConfig:
-    # Batches stay QUEUED a moment, so a chunk is paid well before its rows are reported.
-    return SandboxConfig(invoices=10, seed=5, batch_delay=0.05)
-
-
-def _report_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a report being written: complete lines only."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
+    return rerun_sandbox_config(seed=5)
 
 
 async def _payment_batches(client: AmiliClient, org: str) -> list[models.Batch]:
@@ -54,10 +42,8 @@ async def _payment_batches(client: AmiliClient, org: str) -> list[models.Batch]:
 
 def _caught_in_between(sandbox: SandboxServer, org: str, report: Path, chunks: int) -> bool:
     """At least `chunks` chunks reported, and more chunks paid in the sandbox than reported."""
-    reported = len(_report_rows(report)) // CHUNK
-    paid = sum(
-        b.type == "PAYMENT" and b.org_id == org for b in sandbox.state.batches_by_id.values()
-    )
+    reported = len(report_rows(report)) // CHUNK
+    paid = payment_batches(sandbox, org)
     return reported >= chunks and paid > reported
 
 
@@ -83,37 +69,16 @@ async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
     amili_sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     org = amili_sandbox.default_org_id
-    rng = random.Random(8)
     async with connect(amili_sandbox) as client:
-        drafts = [new_invoice(k, amount="1000.00") for k in range(INVOICES)]
-        created = [r async for r in client.invoices.create_many(org, drafts, poll_interval=0.01)]
-        invoice_ids = [r.succeeded.invoice_id for r in created if r.succeeded]
-        assert len(invoice_ids) == INVOICES
-        # Ten payments per invoice, 0.01 to 99.99 each: less than the invoice in total, so a
-        # payment made twice would show in the paid amount instead of being refused.
-        payments = [
-            {
-                "invoiceId": invoice_ids[k % INVOICES],
-                "type": "DIRECT_PAYMENT",
-                "amount": str(Decimal(rng.randint(1, 9999)) / 100),
-                "currency": "NOK",
-                "reference": f"pay-{k:04d}",
-            }
-            for k in range(PAYMENTS)
-        ]
-        source = tmp_path / "payments.csv"
-        with source.open("w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(payments[0]))
-            writer.writeheader()
-            writer.writerows(payments)
-        report = tmp_path / "payments.report.csv"
+        file = await payment_file(
+            client, org, tmp_path, invoices=INVOICES, payments=PAYMENTS, amount="1000.00", seed=8
+        )
+        payments, report, args = file.rows, file.report, file.args
         env = cli_env(amili_sandbox)
-        args = ("submit", "payments", source, "--org", org, "--chunk-size", str(CHUNK),
-                "--concurrency", "2", "--no-progress")  # fmt: skip
 
         partial_reports: list[list[dict[str, str]]] = []
         for reported_chunks in (2, 6):  # kill once 2, then once 6 chunks are in the report
-            proc = await start_cli(*args, env=env)
+            proc = await start_cli(*args(CHUNK), env=env)
             try:
                 # Killed only once a chunk is paid (its batch exists) but not yet reported.
                 reached = await wait_until(
@@ -124,7 +89,7 @@ async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
                 status = await kill(proc)
             assert reached, f"the submit ended (exit {status}) before it was killed"
             assert status == -9
-            rows = _report_rows(report)
+            rows = report_rows(report)
             paid_chunks = len(await _payment_batches(client, org))
             assert len(rows) < PAYMENTS
             # The kill caught a chunk paid but not reported: the re-run must not pay it again.
@@ -132,11 +97,11 @@ async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
             await _check_rows_are_true(client, org, rows, payments)
             partial_reports.append(rows)
 
-        run = await run_cli(*args, env=env)
+        run = await run_cli(*args(CHUNK), env=env)
 
         assert run.code == 0, run.stderr
         assert f"{PAYMENTS} succeeded, 0 failed, 0 unknown" in run.stdout
-        final = _report_rows(report)
+        final = report_rows(report)
         assert len(final) == PAYMENTS
         await _check_rows_are_true(client, org, final, payments)
         for partial in partial_reports:
@@ -148,9 +113,7 @@ async def test_rerunning_an_interrupted_submit_pays_nothing_twice(
                 )
         assert len(await _payment_batches(client, org)) == CHUNKS  # one batch per chunk, ever
 
-        expected: dict[str, Decimal] = dict.fromkeys(invoice_ids, Decimal("0"))
-        for payment in payments:
-            expected[payment["invoiceId"]] += Decimal(payment["amount"])
+        expected = file.expected_paid()
         for invoice_id, paid in expected.items():
             invoice = await client.invoices.get(org, invoice_id)
             assert invoice.paid_amount == paid  # to the cent, not once more

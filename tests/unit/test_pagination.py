@@ -16,6 +16,7 @@ from aioresponses import CallbackResult
 
 from amili_async import AmiliClient, APIConnectionError, InternalServerError, _gc, models
 from amili_async._pagination import MERGED_READ_AHEAD, MergedPager, RawPage, TokenPager
+from amili_async.export import plan_export
 
 BASE = "https://api.test.invalid/collection/v1"
 ORG = "o1"
@@ -696,6 +697,26 @@ async def test_partitions_split_uneven_windows_without_gaps(
     assert bounds[0][0] == FROM
     assert bounds[-1][1] == end
     assert all(bounds[i][1] == bounds[i + 1][0] for i in range(2))
+
+
+async def test_partitions_cut_the_windows_an_export_plan_cuts(
+    mocked: Any, client: AmiliClient
+) -> None:
+    """One partitioner: `invoices.list(partitions=)` lists exactly the plan's unit windows."""
+    queries: list[dict[str, str]] = []
+
+    def serve(url: Any, **kwargs: Any) -> CallbackResult:
+        queries.append(dict(url.query))
+        return CallbackResult(status=200, payload={"data": []})
+
+    mocked.get(route(f"/orgs/{ORG}/invoices"), callback=serve, repeat=True)
+    end = FROM + dt.timedelta(hours=10, seconds=1)  # does not divide evenly by 7
+    assert (
+        await bounded(client.invoices.list(ORG, from_=FROM, to=end, partitions=7).collect()) == []
+    )
+    plan = plan_export([ORG], from_=FROM, to=end, partitions_per_org=7)
+    listed = sorted((parse(q["From"]), parse(q["To"])) for q in queries)
+    assert listed == [(unit.from_, unit.to) for unit in plan]
 
 
 async def test_the_window_guard_drops_an_invoice_created_at_to(

@@ -545,7 +545,9 @@ LISTINGS_WITH_DATETIMES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "listing"), LISTINGS_WITH_DATETIMES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("name", "listing"), LISTINGS_WITH_DATETIMES, ids=[name for name, _ in LISTINGS_WITH_DATETIMES]
+)
 async def test_a_naive_datetime_in_a_listing_is_refused_like_in_a_request(
     mocked: Any, client: AmiliClient, name: str, listing: Callable[[AmiliClient, Any], Any]
 ) -> None:
