@@ -533,4 +533,6 @@ def annotate(name: str, value: AttributeValue | None) -> None:
         return
     on = _on()
     if on is not None and on.tracer is not None:
-        on.trace.get_current_span().set_attribute(name, value)
+        # A str enum (an event type) is recorded as its plain value.
+        plain = str(value) if isinstance(value, str) else value
+        on.trace.get_current_span().set_attribute(name, plain)
