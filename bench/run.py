@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calls
 import decode
 import latency
+import otel
 import ratelimit
 import stream
 import tokens
@@ -35,6 +36,7 @@ FAMILIES = {
     "latency": latency,
     "tokens": tokens,
     "ratelimit": ratelimit,
+    "otel": otel,
 }
 
 
