@@ -4,6 +4,15 @@ async with AmiliClient(client_id=..., client_secret=..., environment="staging") 
     invoice = await client.invoices.get(org_id, invoice_id)
     async for invoice in client.invoices.list(org_id, status="OPEN"):
         ...
+
+Hooks see every attempt: ``on_request`` gets a :class:`RequestInfo` (method, URL without its
+query, headers with credentials redacted, attempt number), ``on_response`` a :class:`Response`
+(status, headers, method, URL, request id, elapsed seconds, attempts)::
+
+    def log_attempt(info: RequestInfo) -> None:
+        print(info.method, info.url, "attempt", info.attempt)
+
+    AmiliClient(..., on_request=log_attempt, on_response=lambda r: print(r.status_code))
 """
 
 from typing import TYPE_CHECKING, Any
@@ -13,6 +22,7 @@ from ._client import AmiliClient, RawResponse, RawResponseUnavailableError
 from ._pagination import AsyncPager, Page
 from ._response import Response
 from ._serde import StructureError
+from ._transport import RequestHook, RequestInfo, ResponseHook
 from ._version import __version__
 from .bulk import ItemResult
 from .errors import (
@@ -78,8 +88,11 @@ __all__ = [
     "RawResponse",
     "RawResponseUnavailableError",
     "RepeatedPageTokenError",
+    "RequestHook",
+    "RequestInfo",
     "Response",
     "ResponseDecodeError",
+    "ResponseHook",
     "ResponseTooLargeError",
     "ServerNotImplementedError",
     "ServiceUnavailableError",

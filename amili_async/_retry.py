@@ -76,10 +76,12 @@ class RetryBudget:
 
 @attrs.frozen
 class Retry:
-    """Retry after ``delay`` seconds; ``reason`` is for the log line."""
+    """Retry after ``delay`` seconds; ``reason`` (a status or an exception type) is for the
+    log line and the retry metric; ``retry_after``: the server's Retry-After set the delay."""
 
     delay: float
     reason: str
+    retry_after: bool = False
 
 
 Decision = Retry | None
@@ -200,9 +202,19 @@ class RetryState:
             return None
         retry_after = parse_retry_after(headers.get("Retry-After"), self.clock())
         delay = self.policy.delay_for(self.retries, retry_after, self.rng)
-        return None if delay is None else self._retry(delay, str(status), RETRY_COST)
+        if delay is None:
+            return None
+        return self._retry(delay, str(status), RETRY_COST, retry_after is not None)
 
-    def _retry(self, delay: float, reason: str, cost: int) -> Retry | None:
+    def gives_up_at(self) -> float | None:
+        """The ``monotonic()`` time after which no retry is taken past ``max_retries`` (the
+        earlier of the deadline and the end of ``retry_for``), None when neither is set."""
+        ends = [t for t in (self.deadline, self.retry_until) if t is not None]
+        return min(ends) if ends else None
+
+    def _retry(
+        self, delay: float, reason: str, cost: int, retry_after: bool = False
+    ) -> Retry | None:
         remaining = self.remaining()
         if remaining is not None and delay >= remaining:
             return None  # the wait alone would pass the deadline: hand the error back now
@@ -213,4 +225,4 @@ class RetryState:
                 return None  # the client's retry budget is spent: fail fast, do not pile on
             # else: the caller asked to ride out an outage (retry_for); backoff paces it.
         self.retries += 1
-        return Retry(delay, reason)
+        return Retry(delay, reason, retry_after)

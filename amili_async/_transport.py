@@ -23,6 +23,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from amili_async import _telemetry
 from amili_async._auth import Auth, BearerAuth
 from amili_async._config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -31,7 +32,15 @@ from amili_async._config import (
     REQUEST_ID_HEADER,
     origin_of,
 )
-from amili_async._logging import logger, path_of, redact_headers, strip_query
+from amili_async._logging import (
+    describe_error,
+    describe_status,
+    logger,
+    path_of,
+    redact_headers,
+    retry_line,
+    strip_query,
+)
 from amili_async._ratelimit import RateLimiter, StartTooLate
 from amili_async._request import Request, check_header_value
 from amili_async._response import Response
@@ -143,6 +152,7 @@ class Transport:
         self._deadline = deadline
         self._retry_for = retry_for
         self._limiter = rate_limiter
+        _telemetry.watch_rate(rate_limiter)
         self._budget = retry_budget
         self._base_headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._session = session
@@ -300,7 +310,9 @@ class Transport:
                 await _run_hook(self._on_request, info)
             started = time.perf_counter()
             try:
-                response, sent_at = await self._attempt(call, attempt, decisions, limiter)
+                response, sent_at = await _telemetry.attempt(
+                    self._attempt(call, attempt, decisions, limiter), call.method, call.url, attempt
+                )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.debug(
                     "%s %s failed after %.1f ms: %s (attempt %d)",
@@ -313,7 +325,7 @@ class Transport:
                 retry = decisions.after_error(exc)
                 if retry is None:
                     raise _connection_error(call, exc, attempt) from exc
-                await self._pause(call, retry)
+                await self._pause(call, retry, decisions, attempt, describe_error(exc))
                 continue
             if limiter is not None:
                 limiter.after_response(response.status_code, response.headers, sent_at)
@@ -321,11 +333,13 @@ class Transport:
                 await _run_hook(self._on_response, response)
             if flow is not None and await flow.resend(response.status_code):
                 logger.info("retrying %s %s with a fresh token (401)", call.method, call.path)
+                _telemetry.event("token_refresh")
                 continue
             decision = decisions.after_response(response.status_code, response.headers)
             if decision is None:
                 return response
-            await self._pause(call, decision)
+            cause = describe_status(response.status_code, decision.retry_after)
+            await self._pause(call, decision, decisions, attempt, cause)
 
     async def _attempt(
         self, call: _Call, attempt: int, decisions: RetryState, limiter: RateLimiter | None
@@ -424,6 +438,7 @@ class Transport:
         started = self._monotonic()
         try:
             sent_at = await limiter.before_attempt(max_wait)
+            _telemetry.waited(self._monotonic() - started)
             left = None if timeout.total is None else timeout.total - (self._monotonic() - started)
             if left is not None and left <= 0:  # aiohttp reads a total <= 0 as "no timeout"
                 raise StartTooLate(self._monotonic() - started, timeout.total or 0.0)
@@ -473,11 +488,20 @@ class Transport:
             limit=limit,
         )
 
-    async def _pause(self, call: _Call, retry: Retry) -> None:
-        """Log the coming retry and wait its delay."""
-        logger.info(
-            "retrying %s %s after %.2f s (%s)", call.method, call.path, retry.delay, retry.reason
-        )
+    async def _pause(
+        self, call: _Call, retry: Retry, decisions: RetryState, attempt: int, cause: str
+    ) -> None:
+        """Log the coming retry (one line each, so a long retry never sits silent), record it
+        (`_telemetry.retrying`) and wait its delay."""
+        if logger.isEnabledFor(logging.INFO):
+            ends = decisions.gives_up_at()
+            wall = None if ends is None else self._clock() + (ends - self._monotonic())
+            attempts = decisions.max_retries + 1
+            line = retry_line(
+                call.method, call.path, retry.delay, cause, attempt + 1, attempts, wall
+            )
+            logger.info("%s", line)
+        _telemetry.retrying(retry.reason, retry.delay, retry.retry_after, attempt)
         await self._sleep(retry.delay)
 
 

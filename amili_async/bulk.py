@@ -29,7 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
-from . import _serde, models
+from . import _serde, _telemetry, models
 from ._ledger import Ledger, LedgerError, chunk_key_of, item_keys
 from ._tasks import cancel_and_wait
 from .errors import AmiliError, APIStatusError, ClientClosedError
@@ -245,7 +245,7 @@ class _Chunker:
         if self.ledger is not None:
             results, pending = await self._recall(self.ledger, pending)
         while pending:
-            done, pending = await self._run_once(pending)
+            done, pending = await _telemetry.chunk(self._run_once(pending), len(pending))
             results += done
         return sorted(results, key=lambda result: result.index)
 

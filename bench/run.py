@@ -24,6 +24,7 @@ import calls
 import decode
 import export_rows
 import latency
+import otel
 import ratelimit
 import stream
 import tokens
@@ -37,6 +38,7 @@ FAMILIES = {
     "tokens": tokens,
     "ratelimit": ratelimit,
     "export_rows": export_rows,
+    "otel": otel,
 }
 
 

@@ -29,16 +29,19 @@ from ._args import (
     MAX_CHUNK_SIZE,
     MAX_PAGE_SIZE,
     Parser,
+    add_verbose,
     delimiter,
     encoding,
     faults,
     hint_and_exit,
     input_file,
     integer,
+    log_level,
     non_negative_float,
     output_file_or_url,
     positive_float,
     report_file,
+    setup_logging,
     timestamp,
 )
 from ._progress import plural
@@ -77,6 +80,7 @@ def _webhook_secret_help() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="amili-async", description="Amili AutoCollect from the command line.")
     parser.add_argument("--version", action="version", version=f"amili-async {__version__}")
+    add_verbose(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sandbox = commands.add_parser(
@@ -128,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--token-url", help="token endpoint (default: from the environment)")
     group.add_argument("--client-id", help="API client id")
     group.add_argument("--client-secret", help="prefer AMILI_CLIENT_SECRET: flags show in ps")
+    add_verbose(auth)
     group.add_argument(
         "--timeout",
         type=positive_float,
@@ -448,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
     _check_configured(parser, args)
+    verbose = getattr(args, "verbose", 0)
+    setup_logging(log_level(parser, verbose, os.environ), verbose)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import codecs
 import datetime as dt
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -47,6 +48,59 @@ class Parser(argparse.ArgumentParser):
         # argparse says "argument --from: ..."; the flag itself is the clearest name.
         message = message.removeprefix("argument ")
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+LOG_ENV = "AMILI_LOG"
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+"""What AMILI_LOG may say. The default is info: one line per retry, so a failing request
+never leaves a terminal silent for longer than one backoff."""
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """`-v/--verbose`, repeatable: -v every request (debug), -vv also aiohttp's and asyncio's."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help=f"more log lines on stderr: -v each request, -vv also the libraries' (default: "
+        f"one line per retry; {LOG_ENV}=debug|info|warning sets the level too)",
+    )
+
+
+def log_level(parser: argparse.ArgumentParser, verbose: int, environ: Mapping[str, str]) -> int:
+    """The package's log level: -v wins, then AMILI_LOG, else info; a bad AMILI_LOG exits 2."""
+    if verbose:
+        return logging.DEBUG
+    value = environ.get(LOG_ENV, "").strip()
+    if not value:
+        return logging.INFO
+    level = LOG_LEVELS.get(value.lower())
+    if level is None:
+        parser.error(f"{LOG_ENV}: expected one of {', '.join(LOG_LEVELS)}, got {shown(value)}")
+    return level
+
+
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The command line's stderr handler: one per process, however often main() runs."""
+
+
+def setup_logging(level: int, verbose: int) -> None:
+    """Log lines to stderr as `amili-async: ...`: the package's at `level`; with -vv every
+    library's at debug. Never bodies, queries or tokens (`_logging` decides what a line shows)."""
+    handler = _CliHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("amili-async: %(message)s"))
+    package = logging.getLogger("amili_async")
+    root = logging.getLogger()
+    for logger in (package, root):
+        for old in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
+            logger.removeHandler(old)
+    package.setLevel(level)
+    if verbose >= 2:
+        root.setLevel(logging.DEBUG)
+        root.addHandler(handler)
+    else:
+        package.addHandler(handler)
 
 
 def shown(value: str) -> str:

@@ -32,6 +32,7 @@ from typing import IO, Any
 import attrs
 import orjson
 
+from .. import _telemetry
 from .._client import AmiliClient
 from .._durable import check_inside, open_binary, open_fd, open_new, sync, write_atomic
 from .._time import format_datetime
@@ -115,7 +116,9 @@ async def run_unit(
             return done
         token, page_size = await asyncio.to_thread(stage.resume, page_size)
         if token is not _DONE:
-            await _list_all(client, unit, stage, token, page_size, on_rows)
+            listed = _list_all(client, unit, stage, token, page_size, on_rows)
+            about = {"amili.export.unit_id": unit.unit_id, "amili.organization_id": unit.org_id}
+            await _telemetry.span("amili.export.unit", listed, about)
         return await asyncio.to_thread(stage.finish)
     finally:
         stage.unlock()

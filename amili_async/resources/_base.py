@@ -9,8 +9,9 @@ operationId of the spec has exactly one method.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, overload
@@ -18,8 +19,8 @@ from urllib.parse import quote
 
 import attrs
 
-from .. import _response, _serde, models
-from .._pagination import RawPage, TokenPager
+from .. import _response, _serde, _telemetry, models
+from .._pagination import AsyncPager, Page, RawPage, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
 from .._request_checks import refuse_naive, request_item
 from .._response import ListResponse, Response
@@ -34,13 +35,33 @@ JSON = "application/json"
 
 
 def operation(operation_id: str) -> Callable[[F], F]:
-    """Mark a resource method as the SDK's implementation of a spec operationId."""
+    """Mark a resource method as the SDK's implementation of a spec operationId; each call
+    (a listing: its iteration) is one span named for it while tracing is on (`_telemetry`)."""
 
     def mark(method: F) -> F:
-        setattr(method, OPERATION_ATTR, operation_id)
-        return method
+        traced = (
+            _telemetry.operation(operation_id, method)
+            if inspect.iscoroutinefunction(method)
+            else _telemetry.listing(operation_id, method, _TracedPager)
+        )
+        setattr(traced, OPERATION_ATTR, operation_id)
+        return traced
 
     return mark
+
+
+class _TracedPager(AsyncPager[T]):
+    """A listing iterated in its operation's span (`_telemetry.Listing`): same pages."""
+
+    def __init__(self, inner: AsyncPager[T], listing: _telemetry.Listing) -> None:
+        self._inner = inner
+        self._span = listing
+
+    async def _produce(self, *args: Any) -> None:
+        await self._inner._produce(*args)
+
+    def _built(self, ledger: Any) -> AsyncGenerator[Page[T], None]:
+        return self._span.pages(self._inner._built(ledger))
 
 
 class Sender(Protocol):
@@ -241,7 +262,7 @@ class _ListingSource(Generic[T]):
             self.base_query if token is None else {**self.base_query, self.token_param: token}
         )
         request = Request("GET", self.route, params=page_query, options=self.request_options)
-        return _response.raise_for_status(await self.sender.send(request))
+        return _response.raise_for_status(await _telemetry.span("page", self.sender.send(request)))
 
     def read(self, answer: Response) -> RawPage:
         return _response.decode_page(answer)

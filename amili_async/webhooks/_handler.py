@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import _telemetry
 from ._dedupe import DedupeStore, MemoryDedupeStore
 from ._errors import WebhookError
 from ._parse import UnknownEvent, WebhookEvent, parse_event
@@ -157,6 +158,9 @@ def webhook_handler(
         except WebhookError as error:
             _log.warning("webhook delivery refused (400): %s", error)
             return _text(400, "malformed delivery")
+        _telemetry.annotate(
+            "amili.webhook.event", getattr(event, "event_type", type(event).__name__)
+        )
         key = delivery_key(event, body)
         claim = await store.claim(key)
         if claim == "done":
@@ -182,4 +186,4 @@ def webhook_handler(
         await store.complete(key)
         return _text(200, "ok")
 
-    return handle
+    return _telemetry.receiver(handle)

@@ -145,7 +145,7 @@ def test_a_body_too_large_is_never_retried() -> None:
 
 def test_retryable_statuses_follow_retry_after_and_its_bound() -> None:
     decisions = state(max_retries=3)
-    assert decisions.after_response(503, {"Retry-After": "2"}) == Retry(2, "503")
+    assert decisions.after_response(503, {"Retry-After": "2"}) == Retry(2, "503", retry_after=True)
     assert decisions.after_response(429, {}) == Retry(0.5, "429")
     assert decisions.after_response(503, {"Retry-After": "3600"}) is None
     assert decisions.after_response(404, {}) is None

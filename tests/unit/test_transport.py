@@ -632,7 +632,7 @@ async def test_logs_carry_no_token_secret_body_or_query(
     text = caplog.text
     for forbidden in ("tok-abc-123", SECRET, "98765432", "Nordmann", "Hansen", "Bearer"):
         assert forbidden not in text
-    assert "retrying GET /collection/v1/orgs/o1/cases after 0.25 s (503)" in text
+    assert "retrying GET /collection/v1/orgs/o1/cases in 0.25 s: 503 Service Unavailable" in text
     assert "GET /collection/v1/orgs/o1/cases -> 200" in text
     assert "POST /token -> 200" in text
     assert "POST /collection/v1/orgs/o1/invoices -> 202" in text
