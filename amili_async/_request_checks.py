@@ -25,9 +25,8 @@ import attrs
 from . import _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
-from ._fields import node
+from ._fields import node, wire_name
 from ._fields import unwrap_optional as _unwrap_optional
-from ._fields import wire_name
 from ._structure_compiler import is_open_enum
 
 M = TypeVar("M")
@@ -324,7 +323,7 @@ def _read_fast(item: dict[str, Any], cls: type[M], decoded: bool) -> M | None:
         try:
             model: M = _reader(cls, by_name, decoded)(item)
             return model
-        except Exception:  # noqa: S112 - any doubt goes to the detailed path, which explains
+        except Exception:  # any doubt goes to the detailed path, which explains
             continue
     return None
 
@@ -437,11 +436,10 @@ class _ReaderSource(_Source):
         # The key each field is read by; by attribute name only where `wire_keys` would read
         # that name as this very field (a name that is another field's wire name is not).
         keys = [
-            f.name if self.by_name and by_wire.get(f.name, f) is f else wire_name(f)
-            for f in fields
+            f.name if self.by_name and by_wire.get(f.name, f) is f else wire_name(f) for f in fields
         ]
-        known = self.ref(frozenset(keys).issuperset)  # an unknown key goes the detailed way
-        self.emit(1, f"if type(d) is not dict or not {known}(d): raise Fallback")
+        self.emit(1, "if type(d) is not dict: raise Fallback")
+        self.emit(1, "n = 0  # the values found: all of the dict's keys when it is len(d)")
         names = [self.var() for _ in fields]
         for name, field, key in zip(names, fields, keys, strict=True):
             self.emit(1, f"{name} = d.get({key!r})")
@@ -451,7 +449,12 @@ class _ReaderSource(_Source):
             else:
                 self.emit(1, f"if {name} is not None:")
                 self.value(name, field.type, 2)
-        plain = self.cls.__setattr__ is object.__setattr__ and all(
+            self.emit(2 - (field.default is attrs.NOTHING), "n += 1")
+        # Else some keys were null or unknown: an unknown key goes the detailed way.
+        known = self.ref(frozenset(keys).issuperset)
+        self.emit(1, f"if n != len(d) and not {known}(d): raise Fallback")
+        setter: object = self.cls.__setattr__
+        plain = setter is object.__setattr__ and all(
             f.default is attrs.NOTHING or f.default is None for f in fields
         )
         plain = plain and not any(f.validator or f.converter or not f.init for f in fields)
