@@ -26,6 +26,8 @@ import latency
 import ratelimit
 import stream
 import tokens
+import webhooks
+import writes
 from _common import BENCH, HEADER, ROOT, Row, machine, table
 
 FAMILIES = {
@@ -35,6 +37,8 @@ FAMILIES = {
     "latency": latency,
     "tokens": tokens,
     "ratelimit": ratelimit,
+    "writes": writes,
+    "webhooks": webhooks,
 }
 
 
