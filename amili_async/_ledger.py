@@ -31,6 +31,8 @@ from . import _serde
 __all__ = ["Ledger", "LedgerEntry", "LedgerError", "chunk_key_of", "item_keys"]
 
 State = Literal["sent", "succeeded", "failed"]
+Learnt = tuple[str, Literal["succeeded", "failed"], str, int, "str | None", Any]
+"""What `Ledger.outcomes` takes per item: (key, state, chunk key, offset, batch id, result)."""
 
 
 class LedgerError(ValueError):
@@ -122,11 +124,19 @@ class Ledger:
         result: Any = None,
     ) -> None:
         """Record what became of item `key` (written through; synced with the next `sent`)."""
-        self._entries[key] = LedgerEntry(state, chunk_key, offset, batch_id, result)
-        line = {state: key, "chunk": chunk_key, "offset": offset, "batch": batch_id}
-        if result is not None:
-            line["result"] = result
-        self._append(line, sync=False)
+        self.outcomes([(key, state, chunk_key, offset, batch_id, result)])
+
+    def outcomes(self, learnt: Iterable[Learnt]) -> None:
+        """`outcome` of several items (a chunk's), written through in one write."""
+        lines = []
+        for key, state, chunk_key, offset, batch_id, result in learnt:
+            self._entries[key] = LedgerEntry(state, chunk_key, offset, batch_id, result)
+            line = {state: key, "chunk": chunk_key, "offset": offset, "batch": batch_id}
+            if result is not None:
+                line["result"] = result
+            lines.append(line)
+        if lines:
+            self._append(*lines, sync=False)
 
     def close(self) -> None:
         """Sync and close the file (a memory ledger has nothing to close)."""
@@ -136,12 +146,12 @@ class Ledger:
             self._stream.close()
             self._stream = None
 
-    def _append(self, line: dict[str, Any], *, sync: bool) -> None:
+    def _append(self, *lines: dict[str, Any], sync: bool) -> None:
         if self.path is None:
             return
         if self._stream is None:
             self._stream = self.path.open("ab")
-        self._stream.write(orjson.dumps(line) + b"\n")
+        self._stream.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         self._stream.flush()  # in the OS: survives the process being killed
         if sync:
             os.fsync(self._stream.fileno())  # on the disk: survives a power cut

@@ -16,7 +16,7 @@ A dict may be keyed by wire names (`invoiceDate`) or attribute names (`invoice_d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,8 +25,9 @@ import attrs
 from . import _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
-from ._fields import node
+from ._fields import node, wire_name
 from ._fields import unwrap_optional as _unwrap_optional
+from ._structure_compiler import is_open_enum
 
 M = TypeVar("M")
 
@@ -47,6 +48,10 @@ def request_item(
     if isinstance(item, cls):
         check(item, path)
         return item
+    if type(item) is dict:
+        fast = _read_fast(item, cls, decoded)
+        if fast is not None:
+            return fast
     if not isinstance(item, Mapping):
         raise TypeError(f"{path}: expected {cls.__name__} or a dict, got {type(item).__name__}")
     data = wire_keys(item, cls)
@@ -71,6 +76,8 @@ def problems(
 
     What `request_item` raises for, all of it at once (a file's row is fixed in one go).
     """
+    if type(item) is dict and _read_fast(item, cls, decoded) is not None:
+        return []
     try:
         data = wire_keys(item, cls)
     except ValueError as error:
@@ -149,6 +156,12 @@ def check_request(model: Any) -> None:
 
 def check(model: Any, path: str = "$") -> None:
     """Raise TypeError/ValueError, naming the wire path, for a value the API must not get."""
+    if not _checker(type(model))(model):
+        _check_fields(model, path)
+
+
+def _check_fields(model: Any, path: str) -> None:
+    """`check` field by field, raising for the first value refused (the detailed path)."""
     for field in _fields(type(model)):
         value = getattr(model, field.name)
         if value is not None:
@@ -261,3 +274,251 @@ def _dict_problems(
         else:
             found += _dict_problems(value, tp, where, decoded)
     return found
+
+
+# -- compiled per class: the fast path of `check` and of reading a dict -----------------------
+#
+# `check` and `request_item` run once per item of every write (a bulk file is 100,000 items),
+# so each request class gets two functions generated from its annotations once, like the
+# reader's structure functions: a checker (model -> True when every value is acceptable) and
+# readers (dict -> checked model). They only say yes or fall back: anything they do not accept
+# at once (a wrong type, a naive date-time, an unknown or mixed-style key) is handed to the
+# detailed code above, which raises the very errors it always raised (or accepts what the fast
+# path was too strict for). So no message or rule lives in the compiled code.
+
+
+class _Fallback(Exception):
+    """Raised by a compiled reader for anything it leaves to the detailed path."""
+
+
+_checkers: dict[type[Any], Callable[[Any], bool]] = {}
+_readers: dict[tuple[type[Any], bool, bool], Callable[[Any], Any]] = {}
+_compiling: set[type[Any]] = set()  # readers being written: a recursive model is looked up late
+
+
+def _checker(cls: type[Any]) -> Callable[[Any], bool]:
+    """The compiled checker of `cls` (cached per class)."""
+    function = _checkers.get(cls)
+    if function is None:
+        function = _checkers[cls] = _CheckerSource(cls).compile()
+    return function
+
+
+def _reader(cls: type[Any], by_name: bool, decoded: bool) -> Callable[[Any], Any]:
+    """The compiled reader of `cls` dicts keyed by wire names (or attribute names)."""
+    key = (cls, by_name, decoded)
+    function = _readers.get(key)
+    if function is None:
+        _compiling.add(cls)
+        try:
+            function = _readers[key] = _ReaderSource(cls, by_name, decoded).compile()
+        finally:
+            _compiling.discard(cls)
+    return function
+
+
+def _read_fast(item: dict[str, Any], cls: type[M], decoded: bool) -> M | None:
+    """`item` read and checked by the compiled reader; None: leave it to the detailed path."""
+    for by_name in (False, True):
+        try:
+            model: M = _reader(cls, by_name, decoded)(item)
+            return model
+        except Exception:  # any doubt goes to the detailed path, which explains
+            continue
+    return None
+
+
+class _Source:
+    """Shared by the generated functions: names for values passed in, lines, variables."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {
+            "Decimal": Decimal,
+            "date": dt.date,
+            "datetime": dt.datetime,
+            "Fallback": _Fallback,
+            "new": object.__new__,
+            "fromiso": dt.datetime.fromisoformat,
+            "date_fromiso": dt.date.fromisoformat,
+            **{f.__name__: f for f in (type, isinstance, len, list, dict)},
+        }
+        self.count = 0
+
+    def var(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
+
+    def ref(self, value: Any) -> str:
+        name = f"k{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def build(self, signature: str, name: str) -> Any:
+        source = "\n".join([f"def {signature}:", *self.lines]) + "\n"
+        exec(compile(source, f"<amili_async generated {name}>", "exec"), self.namespace)
+        return self.namespace[signature.partition("(")[0]]
+
+
+def _is_aware(x: str) -> str:
+    return f"{x}.tzinfo is not None and {x}.utcoffset() is not None"
+
+
+class _CheckerSource(_Source):
+    """`def check(m) -> bool`: True when `check` would accept every value of `m`."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def compile(self) -> Callable[[Any], bool]:
+        for field in _fields(self.cls):
+            value = self.var()
+            self.emit(1, f"{value} = m.{field.name}")
+            self.emit(1, f"if {value} is not None:")
+            self.value(value, field.type, 2)
+        self.emit(1, "return True")
+        function: Callable[[Any], bool] = self.build("check(m)", f"check {self.cls.__name__}")
+        return function
+
+    def value(self, x: str, tp: Any, indent: int) -> None:
+        """Statements returning False unless the (non-None) value in `x` is acceptable."""
+        shape, tp = node(tp)
+        if shape == "list":
+            element = self.var()
+            self.emit(indent, f"if not isinstance({x}, list): return False")
+            self.emit(indent, f"for {element} in {x}:")
+            self.value(element, tp, indent + 1)
+            return
+        if shape == "model":
+            cls, check = self.ref(tp), self.ref(lambda value, tp=tp: _checker(tp)(value))
+            self.emit(indent, f"if not isinstance({x}, {cls}) or not {check}({x}): return False")
+            return
+        ok = _scalar_ok(x, tp)
+        if ok is not None:
+            self.emit(indent, f"if not ({ok}): return False")
+        else:  # nothing to check (an enum...), but the block needs a body
+            self.emit(indent, "pass")
+
+
+def _scalar_ok(x: str, tp: Any) -> str | None:
+    """An expression true when `_check_value` accepts the scalar in `x`; None: any value."""
+    if tp is Decimal:
+        return f"(type({x}) is Decimal and {x}.is_finite()) or type({x}) is int"
+    if tp is int:
+        return f"type({x}) is int"
+    if tp is float:
+        return f"type({x}) is int or type({x}) is float"
+    if tp is bool or tp is str:
+        return f"isinstance({x}, {tp.__name__})"
+    if tp is dt.datetime:
+        return f"isinstance({x}, datetime) and {_is_aware(x)}"
+    if tp == dt.date | dt.datetime:
+        return f"type({x}) is date or (isinstance({x}, datetime) and {_is_aware(x)})"
+    if tp is dt.date:
+        return f"type({x}) is date"
+    return None
+
+
+class _ReaderSource(_Source):
+    """`def read(d)`: the checked model from a dict keyed one way, or raise (any exception)."""
+
+    def __init__(self, cls: type[Any], by_name: bool, decoded: bool) -> None:
+        super().__init__()
+        self.cls, self.by_name, self.decoded = cls, by_name, decoded
+
+    def compile(self) -> Callable[[Any], Any]:
+        fields = _fields(self.cls)
+        by_wire = {f.metadata.get("wire", f.name): f for f in fields}
+        # The key each field is read by; by attribute name only where `wire_keys` would read
+        # that name as this very field (a name that is another field's wire name is not).
+        keys = [
+            f.name if self.by_name and by_wire.get(f.name, f) is f else wire_name(f) for f in fields
+        ]
+        self.emit(1, "if type(d) is not dict: raise Fallback")
+        self.emit(1, "n = 0  # the values found: all of the dict's keys when it is len(d)")
+        names = [self.var() for _ in fields]
+        for name, field, key in zip(names, fields, keys, strict=True):
+            self.emit(1, f"{name} = d.get({key!r})")
+            if field.default is attrs.NOTHING:
+                self.emit(1, f"if {name} is None: raise Fallback")
+                self.value(name, field.type, 1)
+            else:
+                self.emit(1, f"if {name} is not None:")
+                self.value(name, field.type, 2)
+            self.emit(2 - (field.default is attrs.NOTHING), "n += 1")
+        # Else some keys were null or unknown: an unknown key goes the detailed way.
+        known = self.ref(frozenset(keys).issuperset)
+        self.emit(1, f"if n != len(d) and not {known}(d): raise Fallback")
+        setter: object = self.cls.__setattr__
+        plain = setter is object.__setattr__ and all(
+            f.default is attrs.NOTHING or f.default is None for f in fields
+        )
+        plain = plain and not any(f.validator or f.converter or not f.init for f in fields)
+        cls = self.ref(self.cls)
+        if plain:  # every value was checked above: no __attrs_post_init__ check again
+            self.emit(1, f"o = new({cls})")
+            for name, field in zip(names, fields, strict=True):
+                self.emit(1, f"o.{field.name} = {name}")
+        else:
+            arguments = ", ".join(f"{f.alias}={n}" for n, f in zip(names, fields, strict=True))
+            self.emit(1, f"o = {cls}({arguments})")
+        self.emit(1, "return o")
+        function: Callable[[Any], Any] = self.build("read(d)", f"read {self.cls.__name__}")
+        return function
+
+    def value(self, x: str, tp: Any, indent: int) -> None:
+        """Statements turning the (non-None) value in `x` into the field's type, in place."""
+        shape, tp = node(tp)
+        emit = self.emit
+        if shape == "list":
+            element, items = self.var(), self.var()
+            emit(indent, f"if type({x}) is not list: raise Fallback")
+            emit(indent, f"{items} = []")
+            emit(indent, f"for {element} in {x}:")
+            emit(indent + 1, f"if {element} is None: raise Fallback")
+            self.value(element, tp, indent + 1)
+            emit(indent + 1, f"{items}.append({element})")
+            emit(indent, f"{x} = {items}")
+        elif shape == "model":
+            read = self.ref(
+                _reader(tp, self.by_name, self.decoded)
+                if tp not in _compiling
+                else lambda d, tp=tp: _reader(tp, self.by_name, self.decoded)(d)  # recursive
+            )
+            emit(indent, f"{x} = {read}({x})")
+        elif tp is str or tp is bool or tp is int:
+            emit(indent, f"if type({x}) is not {tp.__name__}: raise Fallback")
+        elif tp is Decimal:
+            emit(indent, f"if type({x}) is Decimal:")
+            emit(indent + 1, f"if not {x}.is_finite(): raise Fallback")
+            text = " or type({x}) is str or type({x}) is float" if self.decoded else ""
+            emit(indent, f"elif type({x}) is int{text.format(x=x)}:")
+            emit(indent + 1, f"{x} = {self.ref(_serde._SCALAR_HOOKS[Decimal])}({x}, None)")
+            emit(indent, "else: raise Fallback")
+        elif tp is dt.datetime or tp == dt.date | dt.datetime:
+            if tp is not dt.datetime:
+                emit(indent, f"if type({x}) is date: pass")
+                emit(indent, f"elif type({x}) is str and len({x}) == 10:")
+                emit(indent + 1, f"{x} = date_fromiso({x})")
+                emit(indent, "else:")
+                indent += 1
+            emit(indent, f"if type({x}) is str: {x} = fromiso({x})")
+            emit(indent, f"elif type({x}) is not datetime: raise Fallback")
+            emit(indent, f"if not ({_is_aware(x)}): raise Fallback")
+        elif tp is dt.date:
+            emit(indent, f"if type({x}) is date: pass")
+            emit(indent, f"elif type({x}) is str and len({x}) == 10: {x} = date_fromiso({x})")
+            emit(indent, "else: raise Fallback")
+        elif is_open_enum(tp):  # a known value (or member) is one dict lookup
+            members = self.ref(tp._value2member_map_)
+            hook = self.ref(_serde.converter.get_structure_hook(tp))
+            emit(indent, f"{x} = {members}.get({x}) or {hook}({x}, {self.ref(tp)})")
+        else:  # the rest: the converter's own hook, which raises for a bad value
+            hook = self.ref(_serde.converter.get_structure_hook(tp))
+            emit(indent, f"{x} = {hook}({x}, {self.ref(tp)})")
+            if _scalar_ok(x, tp) is not None:  # float: reading may give what check refuses
+                emit(indent, f"if not ({_scalar_ok(x, tp)}): raise Fallback")

@@ -367,18 +367,18 @@ class _Chunker:
             return
         offsets = {p.index: offset for offset, p in enumerate(pending)}
         keys = {p.index: p.key for p in pending}
-        for result in results:
-            if result.outcome == "unknown":
-                continue
-            wire = None if result.succeeded is None else _serde.unstructure(result.succeeded)
-            self.ledger.outcome(
+        self.ledger.outcomes(
+            (
                 keys[result.index],
                 result.outcome,
                 key,
                 offsets[result.index],
                 result.batch_id,
-                wire,
+                None if result.succeeded is None else _serde.unstructure(result.succeeded),
             )
+            for result in results
+            if result.outcome != "unknown"
+        )
 
     async def _submit_once(self, chunk: list[T], key: str) -> str:
         """The batch id of this chunk, created at most once whatever the network does.

@@ -16,10 +16,15 @@ text where a number is meant, ValueError for a naive date-time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
+
 from . import _request_checks, _serde, models
+from ._fields import model_fields, node, wire_name
+from ._time import format_datetime
 
 __all__ = ["from_json", "from_wire", "to_json", "to_wire"]
 
@@ -68,3 +73,64 @@ def from_json(data: bytes | str, cls: type[M]) -> M:
             raise _serde.StructureError(f"data does not match {cls.__name__}: not an object")
         return _request_checks.request_item(parsed, cls, decoded=True)
     return _serde.decode(raw, cls)
+
+
+# -- request models written by a function compiled per class ----------------------------------
+#
+# A bulk write serialises every item once; cattrs' generic unstructure dispatches on the type
+# of every optional value again. Each request model gets one function generated from its
+# annotations (its nested models inlined as calls), producing exactly what the converter's
+# hooks would (wire names, fields left at None omitted, Decimals kept for `dumps`, dates as ISO
+# text), registered with the converter, so `_serde.dumps` and `to_wire` use it.
+
+
+def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """The compiled unstructure function of `cls` (and, in `done`, of its nested models)."""
+    if cls in done:
+        return done[cls]
+    namespace: dict[str, Any] = {"datetime": dt.datetime, "fmt": format_datetime, "type": type}
+    done[cls] = lambda value: namespace["write"](value)  # a recursive model calls it late
+    lines = ["def write(m):", "    o = {}"]
+
+    def expr(tp: Any, x: str, depth: int) -> str:
+        shape, tp = node(tp)
+        if shape == "list":
+            e = f"e{depth}"
+            return f"[{expr(tp, e, depth + 1)} for {e} in {x}]"
+        if shape == "model":
+            namespace[f"w{len(namespace)}"] = _writer(tp, done)
+            return f"w{len(namespace) - 1}({x})"
+        if tp is dt.datetime:
+            return f"fmt({x})"
+        if tp is dt.date:
+            return f"{x}.isoformat()"
+        if tp == dt.date | dt.datetime:
+            return f"(fmt({x}) if isinstance({x}, datetime) else {x}.isoformat())"
+        hook = _serde.converter.get_unstructure_hook(tp)
+        if hook is _IDENTITY:
+            return x
+        namespace[f"h{len(namespace)}"] = hook
+        return f"h{len(namespace) - 1}({x})"
+
+    namespace["isinstance"] = isinstance
+    for field in model_fields(cls):
+        key, value = wire_name(field), expr(field.type, "v", 0)
+        lines.append(f"    v = m.{field.name}")
+        if field.default is None:  # left at its default: not sent (no explicit nulls)
+            lines.append(f"    if v is not None: o[{key!r}] = {value}")
+        elif field.default is attrs.NOTHING:
+            lines.append(f"    o[{key!r}] = None if v is None else {value}")
+        else:
+            raise TypeError(f"{cls.__name__}.{field.name}: a default the writer does not know")
+    lines.append("    return o")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<amili_async generated write {cls.__name__}>", "exec"), namespace)
+    function: Callable[[Any], Any] = namespace["write"]
+    done[cls] = function
+    return function
+
+
+_IDENTITY = _serde.converter.get_unstructure_hook(str)
+_written: dict[type[Any], Callable[[Any], Any]] = {}
+for _cls in models.REQUEST_MODELS:
+    _serde.converter.register_unstructure_hook(_cls, _writer(_cls, _written))

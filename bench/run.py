@@ -28,6 +28,8 @@ import otel
 import ratelimit
 import stream
 import tokens
+import webhooks
+import writes
 from _common import BENCH, HEADER, ROOT, Row, machine, table
 
 FAMILIES = {
@@ -39,6 +41,8 @@ FAMILIES = {
     "ratelimit": ratelimit,
     "export_rows": export_rows,
     "otel": otel,
+    "writes": writes,
+    "webhooks": webhooks,
 }
 
 

@@ -389,7 +389,45 @@ def _undecodable(path: Path, codec: str) -> str:
 
 
 def unflatten(row: Mapping[str, str]) -> dict[str, Any]:
-    """`{"debtors.0.name": "Kari"}` -> `{"debtors": [{"name": "Kari"}]}`."""
+    """`{"debtors.0.name": "Kari"}` -> `{"debtors": [{"name": "Kari"}]}`.
+
+    Rows of one file mostly fill the same columns: the nesting of each set of filled columns
+    is worked out once (`_unflatten_slowly`) and compiled into one expression of literals.
+    """
+    columns = tuple(row)
+    build = _BUILDERS.get(columns)
+    if build is None:
+        build = _builder(columns)  # raises what _unflatten_slowly raises for such a row
+    result: dict[str, Any] = build(row)
+    return result
+
+
+_BUILDERS: dict[tuple[str, ...], Callable[[Mapping[str, str]], Any]] = {}
+"""Compiled `unflatten` per set of filled columns (in order)."""
+_BUILDERS_SIZE = 1024  # sets of columns remembered at most; emptied when full
+
+
+def _builder(columns: tuple[str, ...]) -> Callable[[Mapping[str, str]], Any]:
+    shape = _unflatten_slowly({column: column for column in columns})
+    namespace: dict[str, Any] = {}
+
+    def expr(value: Any) -> str:
+        if type(value) is dict:
+            return "{" + ", ".join(f"{k!r}: {expr(v)}" for k, v in value.items()) + "}"
+        if type(value) is list:
+            return "[" + ", ".join(expr(v) for v in value) + "]"
+        return "None" if value is None else f"r[{value!r}]"
+
+    code = compile(f"lambda r: {expr(shape)}", "<amili_async generated unflatten>", "eval")
+    build: Callable[[Mapping[str, str]], Any] = eval(code, namespace)  # literals, by repr()
+    if len(_BUILDERS) >= _BUILDERS_SIZE:
+        _BUILDERS.clear()
+    _BUILDERS[columns] = build
+    return build
+
+
+def _unflatten_slowly(row: Mapping[str, str]) -> dict[str, Any]:
+    """`unflatten`, column by column: the nesting, and the errors of a row that has none."""
     result: dict[str, Any] = {}
     for key, value in row.items():
         parts = key.split(".")
@@ -435,45 +473,79 @@ def coerce(data: Any, cls: type[Any]) -> Any:
     """Turn CSV text into the JSON types a model's fields expect (booleans, numbers)."""
     if not isinstance(data, dict) or not attrs.has(cls):
         return data
-    fields = {f.metadata.get("wire", f.name): f for f in _fields(cls)}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        field = fields.get(key)
-        out[key] = value if field is None else _coerce_value(value, field.type)
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _plan(cls)
+    if not plan:
+        return data  # only text fields: nothing to turn
+    out = dict(data)
+    for key, turn in plan:
+        value = out.get(key)
+        if value is not None:
+            out[key] = turn(value)
     return out
 
 
-def _coerce_value(value: Any, tp: Any) -> Any:
-    """CSV text -> the JSON type `tp` wants; text that does not convert is left for the model
-    to refuse, with the field's path."""
+_Turn = Callable[[Any], Any]
+_PLANS: dict[type[Any], list[tuple[str, _Turn]]] = {}
+"""Per model, found once from its annotations (every row asks): (wire name, how to turn
+the value) of each field whose CSV text is turned into something else."""
+
+
+def _plan(cls: type[Any]) -> list[tuple[str, _Turn]]:
+    plan = _PLANS[cls] = []  # a recursive model finds its (partial) plan: no endless loop
+    for field in _fields(cls):
+        turn = _turn(field.type)
+        if turn is not None:
+            plan.append((field.metadata.get("wire", field.name), turn))
+    return plan
+
+
+def _turn(tp: Any) -> _Turn | None:
+    """How CSV text becomes the JSON type `tp` wants (None: it stays as it is); text that
+    does not convert is left for the model to refuse, with the field's path."""
     kind, tp = node(tp)
     if kind == "list":
-        if isinstance(value, str):
-            try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
+        item = _turn(tp)
+
+        def turn_list(value: Any) -> Any:
+            if isinstance(value, str):
+                try:
+                    value = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    return value
+            if not isinstance(value, list) or item is None:
                 return value
-        return [_coerce_value(v, tp) for v in value] if isinstance(value, list) else value
+            return [v if v is None else item(v) for v in value]
+
+        return turn_list
     if kind == "model":
-        return coerce(value, tp)
-    if not isinstance(value, str):
-        return value
-    if tp is bool:
-        return _BOOLEANS.get(value.strip().lower(), value)
-    if tp is int:
+        return lambda value: coerce(value, tp)
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        return None
+    return lambda value: scalar(value) if isinstance(value, str) else value
+
+
+def _number(kind: type[Any]) -> _Turn:
+    def turn(value: str) -> Any:
         try:
-            return int(value)
+            return kind(value)
         except ValueError:
             return value
-    if tp is float:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if tp in (Decimal, dt.datetime, dt.date):
-        return value.strip()  # the converter reads numeric text exactly, no float on the way
-    return value
+
+    return turn
 
 
 # CSV spellings of a boolean.
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+_SCALARS: dict[Any, _Turn] = {
+    bool: lambda value: _BOOLEANS.get(value.strip().lower(), value),
+    int: _number(int),
+    float: _number(float),
+    # The converter reads numeric text exactly, no float on the way: only the blanks go.
+    Decimal: str.strip,
+    dt.datetime: str.strip,
+    dt.date: str.strip,
+}

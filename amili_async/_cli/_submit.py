@@ -108,12 +108,21 @@ def _models(path: Path, cls: type[Any], reading: Reading) -> Iterator[Any]:
         yield _request_checks.request_item(coerce(row, cls), cls, decoded=True)
 
 
-def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, list[str]]:
+KEPT_ROWS = 20_000
+"""Rows whose checked models `submit` keeps from validating to sending, so each row is read
+and checked once: ~2 KB a model, 40 MB at most. A longer file is read a second time instead,
+keeping memory flat whatever its size."""
+
+
+def validate(
+    path: Path, what: str, reading: Reading = Reading(), *, keep: list[Any] | None = None
+) -> tuple[int, list[str]]:
     """(rows, read-only columns ignored) after checking every row and column of `path`.
 
     Raises InvalidInputError listing every header problem, every unknown column (with a
     suggestion) and every invalid row or line: its number, the column, the value (shortened)
-    and why.
+    and why. `keep` gets every row's checked model, unless there are more than `KEPT_ROWS`
+    (then it is left empty).
     """
     cls, listing = MODELS[what], LISTINGS.get(what)
     unknown: dict[str, str] = {}
@@ -150,7 +159,19 @@ def validate(path: Path, what: str, reading: Reading = Reading()) -> tuple[int, 
         if jsonl:
             for key in row:
                 classify(key)
-        for where, why in _request_checks.problems(coerce(row, cls), cls, decoded=True):
+        data = coerce(row, cls)
+        try:
+            model = _request_checks.request_item(data, cls, decoded=True)
+        except (TypeError, ValueError) as error:  # every problem of the row, not the first
+            found = _request_checks.problems(data, cls, decoded=True) or [("$", str(error))]
+        else:
+            found = []
+            if keep is not None and len(keep) < KEPT_ROWS:
+                keep.append(model)
+            elif keep is not None:
+                keep.clear()
+                keep = None
+        for where, why in found:
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
             problems.append(f"{path.name} row {number}, column {column}{shown_value}: {why}")
@@ -208,8 +229,11 @@ async def submit(
     reading: Reading = Reading(),
 ) -> SubmitSummary:
     """Submit every row of `source` and write the per-row report."""
-    # Two passes, memory flat: validate every row before sending any, then stream them.
-    total, ignored = validate(source, what, reading)
+    # Every row is validated before any is sent; their models are kept for sending (or, for
+    # a long file, read again: memory stays flat).
+    kept: list[Any] = []
+    total, ignored = validate(source, what, reading, keep=kept)
+    items = kept if len(kept) == total else _models(source, MODELS[what], reading)
     if ignored:
         names = ", ".join(ignored[:5]) + (
             f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
@@ -232,7 +256,7 @@ async def submit(
         stream.flush()
         async for result in resource.create_many(
             organization_id,
-            _models(source, MODELS[what], reading),
+            items,
             chunk_size=chunk_size,
             concurrency=concurrency,
             ledger=ledger,

@@ -86,6 +86,10 @@ async def _read_body(request: web.Request, limit: int, timeout: float | None) ->
     `timeout` seconds."""
     if request.content_length is not None and request.content_length > limit:
         return None
+    content = request.content
+    if content.is_eof():  # the whole body arrived with the headers: no wait, so no timer
+        body = content.read_nowait()
+        return body if len(body) <= limit else None
     chunks: list[bytes] = []
     size = 0
     async with asyncio.timeout(timeout):
@@ -97,10 +101,15 @@ async def _read_body(request: web.Request, limit: int, timeout: float | None) ->
     return b"".join(chunks)
 
 
-async def _call(on_event: EventCallback, event: WebhookEvent | UnknownEvent) -> None:
+async def _call(
+    on_event: EventCallback, event: WebhookEvent | UnknownEvent, timeout: float | None
+) -> None:
+    """Run the callback; an async one for at most `timeout` seconds (a plain one cannot be
+    interrupted, so it gets no timer)."""
     result = on_event(event)
     if inspect.isawaitable(result):
-        await result
+        async with asyncio.timeout(timeout):
+            await result
 
 
 def webhook_handler(
@@ -168,8 +177,7 @@ def webhook_handler(
         if claim == "busy":
             return _text(503, "in progress", **{"Retry-After": str(BUSY_RETRY_AFTER)})
         try:
-            async with asyncio.timeout(callback_timeout):
-                await _call(on_event, event)
+            await _call(on_event, event, callback_timeout)
         except BaseException as error:
             await store.release(key)
             if not isinstance(error, Exception):

@@ -56,26 +56,37 @@ class UnknownEvent:
     payload: Any = attrs.field(repr=False)
 
 
-def _wire_names(cls: type[Any]) -> frozenset[str]:
-    return frozenset(f.metadata.get("wire", f.name) for f in attrs.fields(cls))
+def _declared(cls: type[Any], spellings: tuple[str, ...]) -> str | None:
+    """The spelling `cls` declares (None: neither)."""
+    wires = {f.metadata.get("wire", f.name) for f in attrs.fields(cls)}
+    return next((name for name in spellings if name in wires), None)
+
+
+# Per event name: the spelling its model declares for the event name, and its data's for the
+# organisation id (found once: every delivery asks).
+_DECLARED = {
+    name: (_declared(model, _NAME_SPELLINGS), _declared(_DATA_MODELS[name], _ORG_SPELLINGS))
+    for name, model in EVENT_MODELS.items()
+}
 
 
 def _one_of(payload: Mapping[str, Any], spellings: tuple[str, ...], what: str) -> Any:
     """The value under either spelling; WebhookError when both are present and disagree."""
-    values = {payload[name] for name in spellings if isinstance(payload.get(name), str)}
-    if len(values) > 1:
+    first, second = (payload.get(name) for name in spellings)
+    first = first if isinstance(first, str) else None
+    second = second if isinstance(second, str) else None
+    if first is not None and second is not None and first != second:
         raise WebhookError(f"the payload names two different {what}s ({' and '.join(spellings)})")
-    return next(iter(values), None)
+    return first if first is not None else second
 
 
 def _respell(
-    payload: dict[str, Any], cls: type[Any], spellings: tuple[str, ...], what: str
+    payload: dict[str, Any], declared: str | None, spellings: tuple[str, ...], what: str
 ) -> None:
-    """Put the value of either spelling under the one `cls` declares."""
-    declared = [name for name in spellings if name in _wire_names(cls)]
+    """Put the value of either spelling under the one the model declares."""
     value = _one_of(payload, spellings, what)
-    if declared and value is not None:
-        payload[declared[0]] = value
+    if declared is not None and value is not None:
+        payload[declared] = value
 
 
 def event_name(payload: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
@@ -115,12 +126,20 @@ def parse_event(
     model = EVENT_MODELS.get(name) if name is not None else None
     if model is None or name is None:
         return UnknownEvent(event_type=name, payload=payload)
-    _respell(payload, model, _NAME_SPELLINGS, "event type")
+    name_spelling, org_spelling = _DECLARED[name]
+    _respell(payload, name_spelling, _NAME_SPELLINGS, "event type")
     data = payload.get("data")
     if isinstance(data, dict):
-        _respell(data, _DATA_MODELS[name], _ORG_SPELLINGS, "organization id")
+        _respell(data, org_spelling, _ORG_SPELLINGS, "organization id")
     try:
-        event: WebhookEvent = _serde.structure(payload, model, source=body)
-    except _serde.StructureError as error:
-        raise WebhookError(f"{name} event: {error}") from None
+        event: WebhookEvent = _STRUCTURE[name](payload, model)
+    except Exception:  # the long way: exact numbers, or the error naming the failing path
+        try:
+            event = _serde.structure(payload, model, source=body)
+        except _serde.StructureError as error:
+            raise WebhookError(f"{name} event: {error}") from None
     return event
+
+
+# The converter's compiled structure function of each event model, looked up once.
+_STRUCTURE = {name: _serde.converter.get_structure_hook(cls) for name, cls in EVENT_MODELS.items()}

@@ -67,7 +67,7 @@ def compute_signature(body: bytes, secret: str | bytes, timestamp: str | None = 
     With `timestamp`, the signed message is `<timestamp>.<body>` (inferred replay protection).
     """
     message = body if timestamp is None else timestamp.encode("ascii") + b"." + body
-    return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
+    return hmac.digest(_key(secret), message, hashlib.sha256).hex()  # one C call
 
 
 def verify_signature(
