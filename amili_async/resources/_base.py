@@ -244,7 +244,7 @@ class _ListingSource(Generic[T]):
         return _response.raise_for_status(await self.sender.send(request))
 
     def read(self, answer: Response) -> RawPage:
-        return _response.decode_page(answer)
+        return _response.decode_page(answer, self.envelope)
 
     def build(self, page: RawPage) -> list[T]:
         items = _response.structure(page.answer, page.document, self.envelope).data or []
