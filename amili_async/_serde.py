@@ -105,7 +105,7 @@ def _structure_int(value: Any, _: Any) -> int:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
-        _exact_text(value)  # a 20-digit integer arrives from orjson as a rounded float
+        _exact_text(value)  # a 20-digit integer given as a float is a rounded one
         return int(value)
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)

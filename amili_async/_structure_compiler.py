@@ -230,7 +230,7 @@ class _Compiler:
             self.emit(indent + 1, f"{name} = {self.hook(tp)}({name}, {target})")
             return
         if tp is Decimal:
-            # The common case inline: a float (what orjson reads a JSON number into) already
+            # The common case inline: a float (what `parse` reads a JSON number into) already
             # remembered. `is None`, not `or`: a remembered Decimal("0E-2") is falsy, yet a hit.
             self.emit(indent, f"if type({name}) is float:")
             self.emit(indent + 1, f"if not {name}:  # 0.0 or -0.0: one memo key, two Decimals")

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import orjson
 
-from .. import wire
+from .. import _json, wire
 from .._fields import model_fields as _fields
 from .._fields import node
 
@@ -227,8 +226,8 @@ def _jsonl_records(path: Path, stream: IO[str]) -> Iterator[Record]:
             continue
         number += 1
         try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            data = _json.loads(line)
+        except _json.DecodeError:
             data = None
         if isinstance(data, dict):
             yield Record(number, data)
@@ -395,8 +394,8 @@ def _coerce_value(value: Any, tp: Any) -> Any:
     if kind == "list":
         if isinstance(value, str):
             try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
+                value = _json.loads(value)
+            except _json.DecodeError:
                 return value
         return [_coerce_value(v, tp) for v in value] if isinstance(value, list) else value
     if kind == "model":

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
+from .. import _json
 from .._durable import open_binary, write_atomic
 from ._plan import ExportUnit
 
@@ -72,11 +72,11 @@ def _load(path: Path, unit_id: str) -> UnitResult:
     with open_binary(path, create=False) as stream:  # a planted link is refused, not read
         raw = stream.read()
     try:
-        data = orjson.loads(raw)
+        data = _json.loads(raw)
         data.pop("unit", None)
         data.pop("skipped", None)
         return UnitResult(**data)
-    except (orjson.JSONDecodeError, TypeError, AttributeError) as error:
+    except (_json.DecodeError, TypeError, AttributeError) as error:
         raise UnitStateError(
             path, f"the manifest record is damaged ({type(error).__name__})", unit_id
         ) from None
@@ -98,7 +98,7 @@ def write_record(out_dir: Path, unit: ExportUnit, result: UnitResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**result.to_dict(), "unit": unit.to_dict()}
     del record["skipped"], record["resumed_from"]
-    write_atomic(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    write_atomic(path, _json.dumps(record, indent=2))
 
 
 def read_manifest(out_dir: Path) -> list[UnitResult]:

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import orjson
 
-from .. import _serde
+from .. import _json, _serde
 from .._client import AmiliClient
 from .._durable import check_inside, open_binary, open_fd, open_new, publish, sync, write_atomic
 from ..errors import APIStatusError
@@ -210,10 +209,10 @@ def _read_checkpoint(files: _Files) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     try:
-        state = orjson.loads(raw)
+        state = _json.loads(raw)
         if not isinstance(state, dict):
             raise TypeError("not an object")
-    except (orjson.JSONDecodeError, TypeError):
+    except (_json.DecodeError, TypeError):
         raise files.error(
             files.checkpoint, "the checkpoint is damaged (not a JSON object)"
         ) from None
@@ -423,7 +422,7 @@ class _Stage:
             "page_size": self._page_size,
             **extra,
         }
-        write_atomic(self._files.checkpoint, orjson.dumps(state))
+        write_atomic(self._files.checkpoint, _json.dumps(state))
 
     def append(self, data: bytes, rows: int, next_token: str | None) -> None:
         """Stage one page and move the checkpoint past it (the data is on disk first)."""
