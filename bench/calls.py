@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     Row,
     child_main,
+    has_valgrind,
+    instructions,
     nullable_spec,
     rate,
     ratio,
@@ -46,6 +48,7 @@ CLIENTS = ("raw", "ours", "opc", "httpx")
 NAME = "GetInvoiceById"
 LABELS = {"raw": "raw aiohttp", "ours": "ours", "opc": "openapi-python-client", "httpx": "httpx"}
 Get = Callable[[Any], Awaitable[Any]]
+COUNTED_CALLS = 200  # calls of a counted (callgrind) run, after the same warm-up as timed runs
 
 
 def generate_opc(tmp: Path) -> Path:
@@ -133,6 +136,9 @@ async def calls(params: dict[str, Any]) -> dict[str, Any]:
     cpu, wall = [], []
     async with client(params["kind"], params) as (get, ids):
         await load(get, ids[:warmup], concurrency)
+        if "loops" in params:  # counted under callgrind: `loops` calls after the warm-up
+            await load(get, ids[warmup : warmup + params["loops"]], concurrency)
+            return {}
         for rep in range(params["repeat"]):
             batch = ids[warmup + rep * calls : warmup + (rep + 1) * calls]
             assert len(batch) == calls
@@ -179,7 +185,65 @@ def rows(quick: bool) -> list[Row]:
                     )
                     cpu.setdefault((concurrency, kind), []).extend(out["cpu"])
                     wall.setdefault((concurrency, kind), []).extend(out["wall"])
+        for _ in range(rounds):  # many in flight: ours and the floor only
+            for kind in ("raw", "ours"):
+                out = run_child(
+                    "calls.py", kind=kind, concurrency=256, calls=count, warmup=warmup,
+                    repeat=repeat, **params,
+                )  # fmt: skip
+                cpu.setdefault((256, kind), []).extend(out["cpu"])
+        counted = {
+            (concurrency, kind): instructions(
+                "calls.py",
+                COUNTED_CALLS,
+                kind=kind,
+                concurrency=concurrency,
+                calls=0,
+                warmup=warmup,
+                repeat=0,
+                **params,
+            )  # fmt: skip
+            for concurrency in ((1, 32) if has_valgrind() else ())
+            for kind in ("raw", "ours")
+        }
+    instruction_rows = [
+        row
+        for concurrency in (1, 32)
+        if counted
+        for row in (
+            ratio(
+                f"{NAME} instructions/call c={concurrency}: ours / raw aiohttp",
+                "<=",
+                1.2,
+                [counted[concurrency, "ours"]],
+                [counted[concurrency, "raw"]],
+            ),  # fmt: skip
+            *(
+                value(
+                    f"{NAME} instructions/call c={concurrency}: {LABELS[k]}",
+                    None,
+                    0,
+                    [counted[concurrency, k]],
+                    "k",
+                    scale=1e-3,
+                )  # fmt: skip
+                for k in ("raw", "ours")
+            ),
+        )
+    ]
     return [
+        *instruction_rows,
+        ratio(
+            f"{NAME} client CPU/call c=256: ours / raw aiohttp",
+            "<=",
+            1.5,
+            cpu[256, "ours"],
+            cpu[256, "raw"],
+        ),  # fmt: skip
+        value(f"{NAME} client CPU/call c=256: ours", None, 0, cpu[256, "ours"], "µs", scale=1e6),
+        value(
+            f"{NAME} client CPU/call c=256: raw aiohttp", None, 0, cpu[256, "raw"], "µs", scale=1e6
+        ),  # fmt: skip
         *cpu_rows(1, 1.10, cpu),
         *cpu_rows(32, 1.15, cpu),
         *(
