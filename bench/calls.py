@@ -188,9 +188,14 @@ def rows(quick: bool) -> list[Row]:
         for _ in range(rounds):  # many in flight: ours and the floor only
             for kind in ("raw", "ours"):
                 out = run_child(
-                    "calls.py", kind=kind, concurrency=256, calls=count, warmup=warmup,
-                    repeat=repeat, **params,
-                )  # fmt: skip
+                    "calls.py",
+                    kind=kind,
+                    concurrency=256,
+                    calls=count,
+                    warmup=warmup,
+                    repeat=repeat,
+                    **params,
+                )
                 cpu.setdefault((256, kind), []).extend(out["cpu"])
         counted = {
             (concurrency, kind): instructions(
@@ -202,7 +207,7 @@ def rows(quick: bool) -> list[Row]:
                 warmup=warmup,
                 repeat=0,
                 **params,
-            )  # fmt: skip
+            )
             for concurrency in ((1, 32) if has_valgrind() else ())
             for kind in ("raw", "ours")
         }
@@ -217,7 +222,7 @@ def rows(quick: bool) -> list[Row]:
                 1.2,
                 [counted[concurrency, "ours"]],
                 [counted[concurrency, "raw"]],
-            ),  # fmt: skip
+            ),
             *(
                 value(
                     f"{NAME} instructions/call c={concurrency}: {LABELS[k]}",
@@ -226,7 +231,7 @@ def rows(quick: bool) -> list[Row]:
                     [counted[concurrency, k]],
                     "k",
                     scale=1e-3,
-                )  # fmt: skip
+                )
                 for k in ("raw", "ours")
             ),
         )
@@ -239,11 +244,11 @@ def rows(quick: bool) -> list[Row]:
             1.5,
             cpu[256, "ours"],
             cpu[256, "raw"],
-        ),  # fmt: skip
+        ),
         value(f"{NAME} client CPU/call c=256: ours", None, 0, cpu[256, "ours"], "µs", scale=1e6),
         value(
             f"{NAME} client CPU/call c=256: raw aiohttp", None, 0, cpu[256, "raw"], "µs", scale=1e6
-        ),  # fmt: skip
+        ),
         *cpu_rows(1, 1.10, cpu),
         *cpu_rows(32, 1.15, cpu),
         *(

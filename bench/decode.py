@@ -198,7 +198,7 @@ def rows(quick: bool) -> list[Row]:
                     [counted[kind]],
                     "M",
                     scale=1e-6,
-                )  # fmt: skip
+                )
             )
     out_rows += [
         ratio(f"{what}: CPU, ours / orjson.loads", None, 0, ours, samples["orjson"]),
