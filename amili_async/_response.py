@@ -241,8 +241,11 @@ def read(response: Response, cls: type, *, sensitive: bool = False) -> Any:
 
 
 def decode(response: Response, cls: type[T], *, sensitive: bool = False) -> T:
-    """A successful response's body as the model ``cls``."""
-    return structure(response, read(response, cls, sensitive=sensitive), cls, sensitive=sensitive)
+    """A successful response's body as the model ``cls`` (`read` and `structure` at once)."""
+    try:
+        return _serde.decode(response.content, cls)
+    except _serde.StructureError as error:
+        raise decode_error(response, str(error), sensitive=sensitive) from None
 
 
 def decode_page(response: Response, envelope: type) -> RawPage:
