@@ -50,6 +50,8 @@ def loads(data: bytes | str) -> Any:
         return _PLAIN.decode(data)
     except msgspec.DecodeError as error:
         raise decode_error(error) from None
+    except RecursionError:  # nested deeper than the interpreter's stack allows
+        raise DecodeError("not valid JSON: nested too deeply", -1) from None
 
 
 def loads_exact(data: bytes | str) -> Any:
@@ -58,6 +60,8 @@ def loads_exact(data: bytes | str) -> Any:
         return _EXACT.decode(data)
     except msgspec.DecodeError as error:
         raise decode_error(error) from None
+    except RecursionError:  # nested deeper than the interpreter's stack allows
+        raise DecodeError("not valid JSON: nested too deeply", -1) from None
 
 
 def _encoder(default: Callable[[Any], Any] | None, sort_keys: bool) -> msgspec.json.Encoder:

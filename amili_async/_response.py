@@ -258,9 +258,9 @@ def decode_page(response: Response, envelope: type) -> RawPage:
     if isinstance(data, dict):
         summary = data.get("summary")
         next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
-    else:  # the envelope's mirror: `summary` already read as a Summary, its token a str
-        summary = data.summary
-        next_token = None if summary is None else summary.next_page_token
+    else:  # the envelope's mirror (its token read as a str), or JSON of another shape
+        summary = getattr(data, "summary", None)
+        next_token = getattr(summary, "next_page_token", None)
     if next_token is not None and not isinstance(next_token, str):
         raise decode_error(response, "summary.nextPageToken is not a string")
     return RawPage(response, data, next_token or None)

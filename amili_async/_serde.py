@@ -499,8 +499,8 @@ def read(data: bytes, cls: type) -> Any:
             return typed.decoder.decode(data)
         except msgspec.ValidationError:
             pass  # valid JSON of another shape: the dict path reads it or says why not
-        except msgspec.DecodeError:
-            pass  # not JSON: parse_exact names the byte
+        except (msgspec.DecodeError, RecursionError):
+            pass  # not JSON (or nested too deeply): parse_exact says so
     return parse_exact(data)
 
 
@@ -526,6 +526,6 @@ def decode(data: bytes, cls: type[T]) -> T:
         try:
             result: T = typed.copy(typed.decoder.decode(data))
             return result
-        except (msgspec.DecodeError, Mismatch):  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, RecursionError, Mismatch):  # incl. ValidationError
             pass  # another shape, or not JSON: the dict path reads it or says why not
     return structure(parse_exact(data), cls, source=data)
