@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import attrs
-import orjson
 
-from . import _serde
+from . import _json, _serde
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerError", "chunk_key_of", "item_keys"]
 
@@ -151,7 +150,7 @@ class Ledger:
             return
         if self._stream is None:
             self._stream = self.path.open("ab")
-        self._stream.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        self._stream.write(b"".join(_json.dumps(line) + b"\n" for line in lines))
         self._stream.flush()  # in the OS: survives the process being killed
         if sync:
             os.fsync(self._stream.fileno())  # on the disk: survives a power cut
@@ -167,8 +166,8 @@ class Ledger:
                 stream.truncate(len(data) - len(lines[-1]))
         for number, raw in enumerate(lines[:-1], 1):
             try:
-                self._replay(orjson.loads(raw))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                self._replay(_json.loads(raw))
+            except (_json.DecodeError, KeyError, TypeError, ValueError) as error:
                 raise LedgerError(
                     f"{path}: line {number} is not a ledger record ({type(error).__name__}); "
                     "the file was changed by hand or by another program: restore it, or move "

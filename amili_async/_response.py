@@ -222,27 +222,45 @@ def parse_json(response: Response, *, sensitive: bool = False) -> Any:
 
 
 def structure(response: Response, data: Any, cls: type[T], *, sensitive: bool = False) -> T:
-    """Parsed body -> model; ResponseDecodeError when it has not the documented shape."""
+    """Parsed body -> model; ResponseDecodeError when it has not the documented shape.
+
+    ``data`` is a document of `read` (the typed mirror, or plain data) or any plain data.
+    """
     try:
-        return _serde.structure(data, cls, source=response.content)
+        return _serde.built(data, cls, response.content)
+    except _serde.StructureError as error:
+        raise decode_error(response, str(error), sensitive=sensitive) from None
+
+
+def read(response: Response, cls: type, *, sensitive: bool = False) -> Any:
+    """The body read for ``cls`` (`_serde.read`: typed in C where it can be); not yet built."""
+    try:
+        return _serde.read(response.content, cls)
     except _serde.StructureError as error:
         raise decode_error(response, str(error), sensitive=sensitive) from None
 
 
 def decode(response: Response, cls: type[T], *, sensitive: bool = False) -> T:
-    """A successful response's body as the model ``cls``."""
-    return structure(response, parse_json(response, sensitive=sensitive), cls, sensitive=sensitive)
+    """A successful response's body as the model ``cls`` (`read` and `structure` at once)."""
+    try:
+        return _serde.decode(response.content, cls)
+    except _serde.StructureError as error:
+        raise decode_error(response, str(error), sensitive=sensitive) from None
 
 
-def decode_page(response: Response) -> RawPage:
+def decode_page(response: Response, envelope: type) -> RawPage:
     """A listing page read just far enough to know the next token: its document and that token.
 
     No ``nextPageToken`` (absent, null or "") means the last page. Its items are built by the
     pager (`structure` into the envelope), which owns when pages are parsed, built and freed.
     """
-    data = parse_json(response)
-    summary = data.get("summary") if isinstance(data, dict) else None
-    next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
+    data = read(response, envelope)
+    if isinstance(data, dict):
+        summary = data.get("summary")
+        next_token = summary.get("nextPageToken") if isinstance(summary, dict) else None
+    else:  # the envelope's mirror (its token read as a str), or JSON of another shape
+        summary = getattr(data, "summary", None)
+        next_token = getattr(summary, "next_page_token", None)
     if next_token is not None and not isinstance(next_token, str):
         raise decode_error(response, "summary.nextPageToken is not a string")
     return RawPage(response, data, next_token or None)

@@ -11,7 +11,6 @@ and validation machinery. A failure is re-run once through a second, detailed co
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import types
 import typing
@@ -21,15 +20,19 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-import orjson
+import msgspec
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from . import _json
 from ._structure_compiler import (
+    Mismatch,
+    compile_copy_fn,
     compile_structure_fn,
     expect_object,
     is_list,
     is_open_enum,
+    mirror_of,
     not_a_list,
     optional_inner,
 )
@@ -50,7 +53,8 @@ class StructureError(AmiliError, ValueError):
 
 
 class _InexactNumber(Exception):
-    """A JSON number has more significant digits than the float orjson read it into keeps.
+    """A number has more significant digits than the float it arrived as keeps (a dict with
+    floats: `wire`, or `parse`'s plain data).
 
     Raised on the fast path only; `structure` then re-reads the document with every number as
     an exact Decimal (`parse_exact`), so amounts are exact at any size JSON can carry.
@@ -92,6 +96,8 @@ def _structure_str(value: Any, _: Any) -> str:
         return str(value)
     if type(value) is float:
         return _exact_text(value)
+    if type(value) is Decimal:  # a number read exactly (`parse_exact`)
+        return str(value)
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
@@ -99,7 +105,7 @@ def _structure_int(value: Any, _: Any) -> int:
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
-        _exact_text(value)  # a 20-digit integer arrives from orjson as a rounded float
+        _exact_text(value)  # a 20-digit integer given as a float is a rounded one
         return int(value)
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
@@ -238,6 +244,8 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
         def structure_union(value: Any, _: Any) -> Any:
             if type(value) in accepted:
                 return value
+            if type(value) is Decimal and float in accepted:  # read exactly (`parse_exact`)
+                return float(value)
             names = " or ".join(sorted(t.__name__ for t in accepted))
             raise TypeError(f"expected {names}, got {type(value).__name__}")
 
@@ -418,58 +426,106 @@ def unstructure(obj: Any) -> Any:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("amounts must be finite numbers")
-        # A Fragment is written verbatim: Decimal("4500.10") goes out as 4500.10, not a float.
-        return orjson.Fragment(str(value).encode())
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def dumps(obj: Any) -> bytes:
-    """Model or plain data -> JSON bytes."""
+    """Model or plain data -> JSON bytes; Decimals as exact numbers (4500.10, not a float)."""
     try:
-        return orjson.dumps(unstructure(obj), default=_json_default)
-    except orjson.JSONEncodeError as error:
-        # orjson wraps what `default` raised; give the caller our own, clearer error back.
-        if isinstance(error.__cause__, ValueError):
-            raise error.__cause__ from None
-        raise
+        return _json.dumps(unstructure(obj), default=_json_default)
+    except ValueError:  # the engine's only ValueError: a NaN or infinite Decimal
+        raise ValueError("amounts must be finite numbers") from None
 
 
 def parse(data: bytes) -> Any:
     """JSON bytes -> plain data; StructureError for a body that is not JSON (an HTML page).
 
-    orjson reads numbers as floats and refuses those beyond a double's range (1e400); such a
-    document is read exactly instead (see `parse_exact`), so a valid document never fails here.
+    Numbers come as floats; a document with a number beyond a double's range (1e400) is read
+    exactly instead (see `parse_exact`), so a valid document never fails here.
     """
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        position = error.pos
-    try:
+        return _json.loads(data)
+    except _json.DecodeError:
         return parse_exact(data)
-    except StructureError:
-        raise StructureError(f"body is not valid JSON (at byte {position})") from None
 
 
 def parse_exact(data: bytes) -> Any:
-    """JSON bytes -> plain data with every non-integer number as an exact Decimal.
-
-    The slow path (the standard library's parser), taken only for documents whose numbers a
-    float cannot carry. NaN and Infinity, which are not JSON, are refused.
-    """
+    """JSON bytes -> plain data with every non-integer number as an exact Decimal, read from
+    its text in C (the engine's). NaN and Infinity, which are not JSON, are refused."""
     try:
-        return json.loads(data, parse_float=Decimal, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # RecursionError: nested deeper than the interpreter allows (orjson stops at 1,024).
-        raise StructureError("body is not valid JSON") from None
+        return _json.loads_exact(data)
+    except _json.DecodeError as error:
+        raise StructureError(f"body is not valid JSON (at byte {error.pos})") from None
 
 
-def _refuse_constant(name: str) -> typing.NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
+# -- typed reading: the page's document in one C pass ---------------------------------------
+
+
+@attrs.frozen
+class _Typed:
+    """How `cls` is read in C: its mirror's decoder and the copy into the models."""
+
+    mirror: Any
+    decoder: msgspec.json.Decoder[Any]
+    copy: Callable[[Any], Any]
+
+
+_TYPED: dict[type, _Typed | None] = {}
+
+
+def _typed(cls: type) -> _Typed | None:
+    try:
+        return _TYPED[cls]
+    except KeyError:
+        pass
+    mirror = mirror_of(cls) if attrs.has(cls) else None
+    typed = None
+    if mirror is not None:
+        # Numbers under `Any` exact too, as `parse_exact` reads them on the dict path.
+        decoder = msgspec.json.Decoder(mirror, float_hook=Decimal)
+        typed = _Typed(mirror, decoder, compile_copy_fn(cls))
+    _TYPED[cls] = typed
+    return typed
+
+
+def read(data: bytes, cls: type) -> Any:
+    """JSON bytes -> the document `structure` builds `cls` from: `cls`'s mirror, decoded in C
+    (amounts exact from their text), or, when the mirror refuses it, plain data with exact
+    numbers (`parse_exact`), which the dict path reads or explains. StructureError when the
+    body is not JSON."""
+    typed = _typed(cls)
+    if typed is not None:
+        try:
+            return typed.decoder.decode(data)
+        except msgspec.ValidationError:
+            pass  # valid JSON of another shape: the dict path reads it or says why not
+        except (msgspec.DecodeError, RecursionError):
+            pass  # not JSON (or nested too deeply): parse_exact says so
+    return parse_exact(data)
+
+
+def built(document: Any, cls: type[T], source: bytes) -> T:
+    """The model from a document of `read` (a mirror is copied; plain data is structured)."""
+    typed = _TYPED.get(cls)
+    if typed is not None and type(document) is typed.mirror:
+        try:
+            result: T = typed.copy(document)
+            return result
+        except Mismatch:
+            document = parse_exact(source)
+    return structure(document, cls, source=source)
 
 
 def decode(data: bytes, cls: type[T]) -> T:
-    """JSON bytes -> model; StructureError for a body that is not JSON or not the shape."""
-    return structure(parse(data), cls, source=data)
+    """JSON bytes -> model; StructureError for a body that is not JSON or not the shape.
+
+    `read` then `built` in one step (a single model's answer: nothing to overlap).
+    """
+    typed = _TYPED.get(cls) or _typed(cls)
+    if typed is not None:
+        try:
+            result: T = typed.copy(typed.decoder.decode(data))
+            return result
+        except (msgspec.DecodeError, RecursionError, Mismatch):  # incl. ValidationError
+            pass  # another shape, or not JSON: the dict path reads it or says why not
+    return structure(parse_exact(data), cls, source=data)

@@ -17,6 +17,7 @@ import datetime as dt
 import itertools
 import linecache
 import math
+import types
 import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -24,8 +25,9 @@ from typing import Any
 
 import attrs
 import cattrs
-import orjson
+import msgspec
 
+from . import _json
 from ._fields import is_list as is_list  # re-exported: _serde registers its hooks by these
 from ._fields import optional_inner as optional_inner
 from ._openenum import OpenEnum
@@ -228,7 +230,7 @@ class _Compiler:
             self.emit(indent + 1, f"{name} = {self.hook(tp)}({name}, {target})")
             return
         if tp is Decimal:
-            # The common case inline: a float (what orjson reads a JSON number into) already
+            # The common case inline: a float (what `parse` reads a JSON number into) already
             # remembered. `is None`, not `or`: a remembered Decimal("0E-2") is falsy, yet a hit.
             self.emit(indent, f"if type({name}) is float:")
             self.emit(indent + 1, f"if not {name}:  # 0.0 or -0.0: one memo key, two Decimals")
@@ -271,13 +273,13 @@ class _Compiler:
 
 
 def _json_key(wire: str) -> str:
-    """`wire` as the very str object orjson returns for that key (else an equal one).
+    """`wire` as the very str object the JSON engine returns for that key (else an equal one).
 
-    orjson hands out one cached object per key name, so a subscript with that object finds its
+    The engine hands out one cached object per key name, so a subscript with that object finds its
     entry by identity; with an equal literal every lookup would compare the text. A speed hint
     only: a dict built any other way is read the same, one string comparison per key slower.
     """
-    key: str = next(iter(orjson.loads(orjson.dumps({wire: None}))))
+    key: str = next(iter(_json.loads(_json.dumps({wire: None}))))
     return key
 
 
@@ -290,3 +292,178 @@ def compile_structure_fn(
     else is read by the hook ``conv`` has for it.
     """
     return _Compiler(conv, scalar_hooks).compile(cls)
+
+
+# -- typed decoding: msgspec mirrors of the models, copied into them --------------------------
+
+# A page read straight into typed containers in C (numbers into Decimal from their text,
+# date-times, enums, lists) costs about what a bare parse does (docs/DESIGN.md, "JSON engine");
+# what is left in Python is copying each mirror's fields into its attrs model, with no type
+# check. A mirror is a `msgspec.Struct` per model: the same field names, the wire names as its
+# keys, the same types, models replaced by their mirrors. Anything a mirror refuses (a case
+# number sent as a number, a naive date-time, a date sent as a date-time) is left to the
+# dict path, which reads it or explains why not.
+
+_AWARE = typing.Annotated[dt.datetime, msgspec.Meta(tz=True)]
+"""A date-time with an offset: a naive one goes to the dict path (read as UTC there)."""
+# What msgspec reads into exactly what the scalar hooks would make of the same JSON value.
+_MIRRORED_SCALARS = frozenset({str, int, bool, float, Decimal, dt.date, type(None)})
+
+
+class NotMirrored(Exception):
+    """A type the typed decoder cannot read exactly as the dict path does (`date | datetime`,
+    a recursive model): such a model is always read through the dict path."""
+
+
+class Mismatch(Exception):
+    """A value the mirror accepted that the model may not hold (a NaN or infinite amount from
+    a string): the document goes to the dict path, which explains the failure."""
+
+
+class _Mirrors:
+    """One mirror per model, built on first use and kept (generic: from the annotations)."""
+
+    def __init__(self) -> None:
+        self.types: dict[type, Any] = {}
+        self.building: set[type] = set()
+
+    def of(self, cls: type) -> Any:
+        found = self.types.get(cls)
+        if found is not None:
+            return found
+        if cls in self.building:
+            raise NotMirrored(f"{cls.__name__} is recursive")
+        self.building.add(cls)
+        try:
+            attrs.resolve_types(cls)
+            fields = []
+            for field in attrs.fields(cls):
+                wire = field.metadata.get("wire", field.name)
+                tp = self.type(field.type)
+                if field.default is attrs.NOTHING:
+                    fields.append((field.name, tp, msgspec.field(name=wire)))
+                elif field.default is None:
+                    fields.append((field.name, tp, msgspec.field(name=wire, default=None)))
+                else:
+                    raise NotMirrored(f"{cls.__name__}.{field.name} has a default other than None")
+            mirror = msgspec.defstruct(
+                f"{cls.__name__}Mirror", fields, kw_only=True, gc=False, module=__name__
+            )
+        finally:
+            self.building.discard(cls)
+        self.types[cls] = mirror
+        return mirror
+
+    def type(self, tp: Any) -> Any:
+        inner = optional_inner(tp)
+        if inner is not None:
+            return self.type(inner) | None
+        if attrs.has(tp):
+            return self.of(tp)
+        if is_list(tp):
+            args = typing.get_args(tp)
+            return list[self.type(args[0])] if args else list[Any]  # type: ignore[misc]
+        if tp is dt.datetime:
+            return _AWARE
+        if tp in _MIRRORED_SCALARS or is_open_enum(tp) or tp is Any:
+            return tp
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            key, value = typing.get_args(tp)
+            if key is str:
+                return dict[str, self.type(value)]  # type: ignore[misc]
+        if origin is typing.Union or origin is types.UnionType:
+            args = typing.get_args(tp)
+            if all(a in (str, int, float, bool, type(None)) for a in args):
+                return tp  # a union of JSON scalars, passed through as the dict path does
+        raise NotMirrored(f"no mirror for {tp!r}")
+
+
+MIRRORS = _Mirrors()
+
+
+def mirror_of(cls: type) -> Any | None:
+    """The msgspec Struct mirroring `cls`, or None when it cannot be mirrored exactly."""
+    try:
+        return MIRRORS.of(cls)
+    except NotMirrored:
+        return None
+
+
+class _Copier:
+    """Writes one function copying a mirror (and its nested mirrors) into the attrs models."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"new": object.__new__, "Mismatch": Mismatch}
+        self.count = 0
+
+    def var(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
+
+    def ref(self, value: Any) -> str:
+        name = f"k{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def compile(self, cls: type) -> Callable[[Any], Any]:
+        result = self.obj(cls, "m", 1)
+        self.emit(1, f"return {result}")
+        bound = ", ".join(f"{name}={name}" for name in self.namespace)
+        source = "\n".join([f"def copy(m, {bound}):", *self.lines]) + "\n"
+        exec(compile(source, _source_name(cls, source), "exec"), self.namespace)
+        function: Callable[[Any], Any] = self.namespace["copy"]
+        return function
+
+    def obj(self, cls: type, src: str, indent: int) -> str:
+        fields = attrs.fields(cls)
+        values = []
+        for field in fields:
+            inner = optional_inner(field.type)
+            tp = field.type if inner is None else inner
+            item = typing.get_args(tp)[0] if is_list(tp) and typing.get_args(tp) else None
+            if attrs.has(tp) or (item is not None and attrs.has(item)) or tp is Decimal:
+                name = self.var()
+                self.emit(indent, f"{name} = {src}.{field.name}")
+                self.emit(indent, f"if {name} is not None:")
+                if tp is Decimal:
+                    # From a string msgspec reads "NaN" and "Infinity" too; amounts are finite.
+                    self.emit(indent + 1, f"if not {name}.is_finite(): raise Mismatch")
+                elif attrs.has(tp):
+                    self.emit(indent + 1, f"{name} = {self.obj(tp, name, indent + 1)}")
+                else:
+                    element, items = self.var(), self.var()
+                    self.emit(indent + 1, f"{items} = []")
+                    self.emit(indent + 1, f"for {element} in {name}:")
+                    built = self.obj(typing.cast(type, item), element, indent + 2)
+                    self.emit(indent + 2, f"{items}.append({built})")
+                    self.emit(indent + 1, f"{name} = {items}")
+                values.append(name)
+            else:
+                values.append(f"{src}.{field.name}")
+        result = self.var()
+        setter: object = cls.__setattr__
+        plain = setter is object.__setattr__ and not any(
+            f.validator or f.converter or not f.init for f in fields
+        )
+        if plain and not hasattr(cls, "__attrs_post_init__"):
+            self.emit(indent, f"{result} = new({self.ref(cls)})")
+            for value, field in zip(values, fields, strict=True):
+                self.emit(indent, f"{result}.{field.name} = {value}")
+        else:
+            arguments = ", ".join(f"{f.alias}={v}" for v, f in zip(values, fields, strict=True))
+            self.emit(indent, f"{result} = {self.ref(cls)}({arguments})")
+        return result
+
+
+def compile_copy_fn(cls: type) -> Callable[[Any], Any]:
+    """The function building `cls` from its mirror (`mirror_of`), nested models inlined.
+
+    It checks no types (the mirror's decoder did); it raises Mismatch for an amount that is
+    not finite.
+    """
+    return _Copier().compile(cls)

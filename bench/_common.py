@@ -14,7 +14,9 @@ import json
 import os
 import platform
 import random
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -306,6 +308,28 @@ def run_child(script: str, **params: Any) -> dict[str, Any]:
     return result
 
 
+def instructions(script: str, loops: int, **params: Any) -> float:
+    """Instructions of one loop of bench/`script`'s child (valgrind callgrind, load-free):
+    the child run with `loops` loops less the same run with none, over `loops`."""
+
+    def total(n: int) -> int:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+        cmd += [str(BENCH / script), "--child", json.dumps({**params, "loops": n})]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        found = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or found is None:
+            raise RuntimeError(f"callgrind of bench/{script} failed:\n{proc.stderr[-2000:]}")
+        return int(found.group(1))
+
+    return (total(loops) - total(0)) / loops
+
+
+def has_valgrind() -> bool:
+    """Whether instruction counts can be taken (valgrind on PATH)."""
+    return shutil.which("valgrind") is not None
+
+
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """The entry point of a measurement process: `script.py --child PARAMS_JSON`."""
     if len(sys.argv) != 3 or sys.argv[1] != "--child":
@@ -358,7 +382,7 @@ class Row:
         return [self.name, target, low, mid, ratio, self.verdict]
 
 
-_DECIMALS = {"µs": 0, "ms": 3, "s": 2, "MB": 1}
+_DECIMALS = {"µs": 0, "ms": 3, "s": 2, "MB": 1, "M": 1}
 
 
 def fmt(value: float, unit: str) -> str:

@@ -1,4 +1,4 @@
-"""GetInvoiceById: client CPU per call at concurrency 1 and 32, and throughput at 32.
+"""GetInvoiceById: instructions and client CPU per call at concurrency 1, 32 and 256; throughput.
 
 Four clients make the same requests (the same invoice ids, none twice in one process) with
 the same bearer token, each in its own fresh process against the sandbox in another:
@@ -11,8 +11,12 @@ the same bearer token, each in its own fresh process against the sandbox in anot
 - httpx: a plain `httpx.AsyncClient` + `response.json()`.
 
 Client CPU is `time.process_time()` of the client process over N calls (the sandbox's CPU is
-not in it); throughput is N over the wall time. Targets: ours <= 1.10x raw CPU at c=1 and
-<= 1.15x at c=32; ours >= 8x the httpx-based clients' throughput at c=32.
+not in it); throughput is N over the wall time. Instructions per call (raw and ours, c=1 and
+c=32) are counted by valgrind callgrind in the client process: a run of `COUNTED_CALLS` calls
+after the warm-up less a run of the warm-up alone, over `COUNTED_CALLS` (load-independent).
+Targets (issue 24): ours <= 1.2x raw's instructions per call at c=1 and c=32, <= 1.5x raw's
+CPU per call at c=256; ours <= 1.10x raw CPU at c=1 and <= 1.15x at c=32; ours >= 8x the
+httpx-based clients' throughput at c=32.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     Row,
     child_main,
+    has_valgrind,
+    instructions,
     nullable_spec,
     rate,
     ratio,
@@ -46,6 +52,7 @@ CLIENTS = ("raw", "ours", "opc", "httpx")
 NAME = "GetInvoiceById"
 LABELS = {"raw": "raw aiohttp", "ours": "ours", "opc": "openapi-python-client", "httpx": "httpx"}
 Get = Callable[[Any], Awaitable[Any]]
+COUNTED_CALLS = 200  # calls of a counted (callgrind) run, after the same warm-up as timed runs
 
 
 def generate_opc(tmp: Path) -> Path:
@@ -133,6 +140,9 @@ async def calls(params: dict[str, Any]) -> dict[str, Any]:
     cpu, wall = [], []
     async with client(params["kind"], params) as (get, ids):
         await load(get, ids[:warmup], concurrency)
+        if "loops" in params:  # counted under callgrind: `loops` calls after the warm-up
+            await load(get, ids[warmup : warmup + params["loops"]], concurrency)
+            return {}
         for rep in range(params["repeat"]):
             batch = ids[warmup + rep * calls : warmup + (rep + 1) * calls]
             assert len(batch) == calls
@@ -179,7 +189,70 @@ def rows(quick: bool) -> list[Row]:
                     )
                     cpu.setdefault((concurrency, kind), []).extend(out["cpu"])
                     wall.setdefault((concurrency, kind), []).extend(out["wall"])
+        for _ in range(rounds):  # many in flight: ours and the floor only
+            for kind in ("raw", "ours"):
+                out = run_child(
+                    "calls.py",
+                    kind=kind,
+                    concurrency=256,
+                    calls=count,
+                    warmup=warmup,
+                    repeat=repeat,
+                    **params,
+                )
+                cpu.setdefault((256, kind), []).extend(out["cpu"])
+        counted = {
+            (concurrency, kind): instructions(
+                "calls.py",
+                COUNTED_CALLS,
+                kind=kind,
+                concurrency=concurrency,
+                calls=0,
+                warmup=warmup,
+                repeat=0,
+                **params,
+            )
+            for concurrency in ((1, 32) if has_valgrind() else ())
+            for kind in ("raw", "ours")
+        }
+    instruction_rows = [
+        row
+        for concurrency in (1, 32)
+        if counted
+        for row in (
+            ratio(
+                f"{NAME} instructions/call c={concurrency}: ours / raw aiohttp",
+                "<=",
+                1.2,
+                [counted[concurrency, "ours"]],
+                [counted[concurrency, "raw"]],
+            ),
+            *(
+                value(
+                    f"{NAME} instructions/call c={concurrency}: {LABELS[k]}",
+                    None,
+                    0,
+                    [counted[concurrency, k]],
+                    "k",
+                    scale=1e-3,
+                )
+                for k in ("raw", "ours")
+            ),
+        )
+    ]
     return [
+        *instruction_rows,
+        ratio(
+            f"{NAME} client CPU/call c=256: ours / raw aiohttp",
+            "<=",
+            1.5,
+            cpu[256, "ours"],
+            cpu[256, "raw"],
+        ),
+        value(f"{NAME} client CPU/call c=256: ours", None, 0, cpu[256, "ours"], "µs", scale=1e6),
+        value(
+            f"{NAME} client CPU/call c=256: raw aiohttp", None, 0, cpu[256, "raw"], "µs", scale=1e6
+        ),
         *cpu_rows(1, 1.10, cpu),
         *cpu_rows(32, 1.15, cpu),
         *(

@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 TIMEOUT = 120.0
 """Seconds any one step may take (each takes a few on a loaded 2-core machine)."""
 
-RUNTIME = {"aiohttp", "attrs", "cattrs", "orjson"}
+RUNTIME = {"aiohttp", "attrs", "cattrs", "msgspec"}
 """The runtime dependencies the README's Install section names: nothing else is required."""
 
 

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
-from .. import _serde
+from .. import _json, _serde
 from .._client import AmiliClient
 from .._durable import open_binary, open_new, publish, sync, write_atomic
 from ..export import (
@@ -129,7 +128,7 @@ async def export(client: AmiliClient, opts: ExportOptions) -> ExportSummary:
         _refuse_overwrite(opts.out, work)
     if not work.exists():
         work.mkdir()
-        write_atomic(work / _PLAN_FILE, orjson.dumps(_identity(opts)))
+        write_atomic(work / _PLAN_FILE, _json.dumps(_identity(opts)))
     started = time.monotonic()
     progress = Progress(opts.what) if opts.progress else None
     try:
@@ -210,8 +209,8 @@ def _check_resumable(work: Path, opts: ExportOptions) -> None:
         )
     path = work / _PLAN_FILE
     try:
-        saved = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        saved = _json.loads(path.read_bytes())
+    except (OSError, _json.DecodeError):
         raise ValueError(
             f"{path}: not the state of an export (missing or damaged): --force starts over"
         ) from None

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import orjson
 
-from .. import wire
+from .. import _json, wire
 from .._fields import model_fields as _fields
 from .._fields import node
 
@@ -282,8 +281,8 @@ def _jsonl_records(path: Path, stream: IO[str]) -> Iterator[Record]:
             continue
         number += 1
         try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            data = _json.loads(line)
+        except _json.DecodeError:
             data = None
         if isinstance(data, dict):
             yield Record(number, data)
@@ -511,8 +510,8 @@ def _turn(tp: Any) -> _Turn | None:
         def turn_list(value: Any) -> Any:
             if isinstance(value, str):
                 try:
-                    value = orjson.loads(value)
-                except orjson.JSONDecodeError:
+                    value = _json.loads(value)
+                except _json.DecodeError:
                     return value
             if not isinstance(value, list) or item is None:
                 return value

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import orjson
-
+from .. import _json
 from ._manifest import UnitResult
 from ._plan import ExportUnit
 from ._store import Store
@@ -37,14 +36,14 @@ def finish_plan(
         from ._delta import commit_parts
 
         done = commit_parts(store, units, done)
-    marker = orjson.dumps(
+    marker = _json.dumps(
         {
             "plan": plan_id(units),
             "format": fmt,
             "units": len(done),
             "rows": sum(r.rows for r in done),
         },
-        option=orjson.OPT_SORT_KEYS,
+        sort_keys=True,
     )
     if store.read(SUCCESS) != marker:
         store.write(SUCCESS, marker)

@@ -5,7 +5,7 @@ gives (wire names, fields at their default left out, exact money as JSON numbers
 by `_time.format_datetime`, dates ISO, enums by value, unknown ones too). cattrs' generic
 unstructuring dispatches on every optional value and `dumps` then calls back into Python for
 every amount; here each model gets one generated function that reads its fields and converts
-each by its known type inline, and orjson writes the dict with the newline. Anything but the
+each by its known type inline, and the JSON engine writes the dict with the newline. Anything but the
 known types goes through `_serde.unstructure`, so the bytes never differ
 (`tests/unit/test_export_rows.py` holds them to `_serde.dumps`).
 """
@@ -20,9 +20,8 @@ from enum import Enum
 from typing import Any
 
 import attrs
-import orjson
 
-from .. import _serde
+from .. import _json, _serde
 from .._fields import model_fields, node, unwrap_optional, wire_name
 from .._time import format_datetime
 
@@ -40,11 +39,11 @@ def encode_lines(items: Sequence[Any], cls: type[Any]) -> bytes:
     return encode(items)
 
 
-def _money(value: Decimal) -> orjson.Fragment:
+def _money(value: Decimal) -> _json.Fragment:
     """An amount as its exact JSON number (as `_serde.dumps` writes it)."""
     if not value.is_finite():
         raise ValueError("amounts must be finite numbers")
-    return orjson.Fragment(str(value).encode())
+    return _json.Fragment(str(value).encode())
 
 
 def _stamp(value: dt.datetime) -> str:
@@ -62,8 +61,8 @@ def _stamp(value: dt.datetime) -> str:
 def line_encoder(cls: type[Any]) -> Encode:
     """The compiled JSON Lines encoder of one model class."""
     names: dict[str, Any] = {
-        "_dumps": orjson.dumps,
-        "_NEWLINE": orjson.OPT_APPEND_NEWLINE,
+        "_dumps": _json.dumps,
+        "_NEWLINE": b"\n",
         "_money": _money,
         "_stamp": _stamp,
         "_unstructure": _serde.unstructure,
@@ -72,7 +71,7 @@ def line_encoder(cls: type[Any]) -> Encode:
     root = _compile(cls, names, source, {})
     source += [
         "def encode_lines(items):",
-        f"    return b''.join([_dumps({root}(item), option=_NEWLINE) for item in items])",
+        f"    return b''.join([_dumps({root}(item)) + _NEWLINE for item in items])",
     ]
     text = "\n".join(source) + "\n"
     filename = f"<amili_async export line encoder {cls.__module__}.{cls.__qualname__}>"

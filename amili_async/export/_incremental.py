@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 
+from .. import _json
 from .._time import as_utc, format_datetime
 from ._commit import plan_id
 from ._plan import ExportUnit, plan_export
@@ -38,10 +38,10 @@ def _read(store: Store) -> dict[str, Any]:
     if raw is None:
         return {"orgs": {}}
     try:
-        state: dict[str, Any] = orjson.loads(raw)
+        state: dict[str, Any] = _json.loads(raw)
         if not isinstance(state.get("orgs"), dict):
             raise TypeError("no orgs")
-    except (orjson.JSONDecodeError, TypeError, AttributeError):
+    except (_json.DecodeError, TypeError, AttributeError):
         raise ValueError(
             f"{store.path(STATE)}: the incremental state is damaged (not a JSON object with "
             "orgs): remove it and pass --from to start over"
@@ -109,4 +109,4 @@ def save_state(
         if known is None or dt.datetime.fromisoformat(known["to"]) < unit.to:
             state["orgs"][unit.org_id] = {"to": end}
     state["plan"] = plan_id(units)
-    store.write(STATE, orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    store.write(STATE, _json.dumps(state, indent=2, sort_keys=True))

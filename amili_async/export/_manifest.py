@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
+from .. import _json
 from ._plan import ExportUnit
 from ._store import STATE_DIR, Store, open_store
 
@@ -76,11 +76,11 @@ def record_key(unit: ExportUnit) -> str:
 def _load(raw: bytes, where: Path | str, unit_id: str) -> UnitResult:
     """The record read from `where`; UnitStateError (naming it) when it is not one."""
     try:
-        data = orjson.loads(raw)
+        data = _json.loads(raw)
         data.pop("unit", None)
         data.pop("skipped", None)
         return UnitResult(**data)
-    except (orjson.JSONDecodeError, TypeError, AttributeError) as error:
+    except (_json.DecodeError, TypeError, AttributeError) as error:
         raise UnitStateError(
             Path(where), f"the manifest record is damaged ({type(error).__name__})", unit_id
         ) from None
@@ -100,7 +100,7 @@ def write_record(store: Store, unit: ExportUnit, result: UnitResult) -> None:
     """Record the unit as done (after its output file is in place)."""
     record = {**result.to_dict(), "unit": unit.to_dict()}
     del record["skipped"], record["resumed_from"]
-    store.write(record_key(unit), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    store.write(record_key(unit), _json.dumps(record, indent=2))
 
 
 def read_manifest(

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-import orjson
 
+from .. import _json
 from .._time import as_utc, format_datetime, partition_window
 from ._listings import LISTINGS
 
@@ -100,7 +100,7 @@ class ExportUnit:
 
     @unit_id.default
     def _digest(self) -> str:
-        identity = orjson.dumps(self._identity(), option=orjson.OPT_SORT_KEYS)
+        identity = _json.dumps(self._identity(), sort_keys=True)
         return hashlib.sha256(identity).hexdigest()[:_ID_HEX]
 
     def _identity(self) -> dict[str, Any]:

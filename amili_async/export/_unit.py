@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import orjson
 
-from .. import _telemetry
+from .. import _json, _telemetry
 from .._client import AmiliClient
 from .._durable import check_inside, open_binary, open_fd, open_new, sync, write_atomic
 from .._time import format_datetime
@@ -299,10 +298,10 @@ def _read_checkpoint(files: _Files) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     try:
-        state = orjson.loads(raw)
+        state = _json.loads(raw)
         if not isinstance(state, dict):
             raise TypeError("not an object")
-    except (orjson.JSONDecodeError, TypeError):
+    except (_json.DecodeError, TypeError):
         raise files.error(
             files.checkpoint, "the checkpoint is damaged (not a JSON object)"
         ) from None
@@ -520,7 +519,7 @@ class _Stage:
             "extracted_at": self._extracted_at,
             **extra,
         }
-        write_atomic(self._files.checkpoint, orjson.dumps(state))
+        write_atomic(self._files.checkpoint, _json.dumps(state))
 
     def append(self, data: bytes, rows: int, next_token: str | None) -> None:
         """Stage one page and move the checkpoint past it (the data is on disk first)."""

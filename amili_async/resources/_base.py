@@ -83,11 +83,13 @@ def path(template: str, *ids: str) -> str:
     So are "." and "..": quoting leaves them as they are, and URL normalisation (RFC 3986 dot
     segments) would turn `/orgs/o1/invoices/..` into `/orgs/o1`.
     """
+    quoted = []
     for value in ids:
         if not isinstance(value, str) or not value or value in (".", ".."):
             raise ValueError("ids must be non-empty strings other than '.' and '..'")
-    # Most ids (UUIDs, numbers) need no quoting: one regex match instead of quote() each.
-    return template.format(*(v if _UNRESERVED(v) else quote(v, safe="") for v in ids))
+        # Most ids (UUIDs, numbers) need no quoting: one regex match instead of quote() each.
+        quoted.append(value if _UNRESERVED(value) else quote(value, safe=""))
+    return template.format(*quoted)
 
 
 # RFC 3986 unreserved characters: quote(safe="") leaves exactly these as they are.
@@ -265,7 +267,7 @@ class _ListingSource(Generic[T]):
         return _response.raise_for_status(await _telemetry.span("page", self.sender.send(request)))
 
     def read(self, answer: Response) -> RawPage:
-        return _response.decode_page(answer)
+        return _response.decode_page(answer, self.envelope)
 
     def build(self, page: RawPage) -> list[T]:
         items = _response.structure(page.answer, page.document, self.envelope).data or []

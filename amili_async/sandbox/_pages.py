@@ -18,8 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-import orjson
-
+from .. import _json
 from ._wire import ApiError
 
 __all__ = [
@@ -71,7 +70,7 @@ class PageCodec:
         self._key = hashlib.sha256(b"amili-sandbox/page-token/" + secret).digest()
 
     def _mac(self, org_id: str, listing: str, filters: dict[str, object], body: bytes) -> bytes:
-        context = orjson.dumps([org_id, listing, filters], option=orjson.OPT_SORT_KEYS)
+        context = _json.dumps([org_id, listing, filters], sort_keys=True)
         return hmac.new(self._key, context + b"\x00" + body, hashlib.sha256).digest()[:_MAC_LEN]
 
     def encode(

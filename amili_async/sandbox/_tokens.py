@@ -11,15 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import orjson
 
+from .. import _json
 from ._config import ClientConfig
 from ._wire import ApiError
 
 __all__ = ["TokenClaims", "TokenIssuer"]
 
 # Tokens are HS256 JWTs: shaped like the real ones, signed with the app's secret.
-_HEADER = orjson.dumps({"alg": "HS256", "typ": "JWT"})
+_HEADER = _json.dumps({"alg": "HS256", "typ": "JWT"})
 # The scope and issuer a token names; the issuer's .invalid host can never resolve.
 SCOPE = "write:collection.case"
 ISSUER = "https://auth.sandbox.amili.invalid"
@@ -101,7 +101,7 @@ class TokenIssuer:
             "orgs": ["*"] if client.org_ids is None else sorted(client.org_ids),
             "jti": str(uuid.uuid4()),
         }
-        signing_input = f"{_b64(_HEADER)}.{_b64(orjson.dumps(payload))}".encode()
+        signing_input = f"{_b64(_HEADER)}.{_b64(_json.dumps(payload))}".encode()
         token = f"{signing_input.decode()}.{_b64(self._sign(signing_input))}"
         return {
             "access_token": token,
@@ -128,9 +128,9 @@ class TokenIssuer:
             raise _unauthorized("Malformed token.")
         try:
             signature = _unb64(parts[2])
-            payload = orjson.loads(_unb64(parts[1]))
-            header = orjson.loads(_unb64(parts[0]))
-        except (ValueError, orjson.JSONDecodeError):
+            payload = _json.loads(_unb64(parts[1]))
+            header = _json.loads(_unb64(parts[0]))
+        except (ValueError, _json.DecodeError):
             raise _unauthorized("Malformed token.") from None
         if not isinstance(header, dict) or header.get("alg") != "HS256":
             raise _unauthorized("Unsupported token algorithm.")

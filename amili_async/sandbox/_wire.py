@@ -8,8 +8,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
+from .. import _json
 from .._time import as_utc
 
 __all__ = [
@@ -58,7 +57,7 @@ def _default(obj: object) -> Any:
         if "E" in text or "e" in text:
             text = format(obj, "f")
         # Exact JSON number, no float round trip: 4500.10 stays 4500.10.
-        return orjson.Fragment(text.encode())
+        return _json.Fragment(text.encode())
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
@@ -67,9 +66,9 @@ def dumps(obj: object) -> bytes:
     integers beyond 64 bits (a stored legacy batch echoes what it was sent; JSON has no
     integer limit)."""
     try:
-        return orjson.dumps(obj, default=_default)
+        return _json.dumps(obj, default=_default)
     except TypeError:
-        return orjson.dumps(_exact_big_ints(obj), default=_default)
+        return _json.dumps(_exact_big_ints(obj), default=_default)
 
 
 # The integers orjson writes itself; a larger one goes out as its exact digits.
@@ -82,7 +81,7 @@ def _exact_big_ints(obj: object) -> object:
     if isinstance(obj, list):
         return [_exact_big_ints(v) for v in obj]
     if isinstance(obj, int) and not isinstance(obj, bool) and obj not in _INT64:
-        return orjson.Fragment(str(obj).encode())
+        return _json.Fragment(str(obj).encode())
     return obj
 
 

@@ -90,7 +90,7 @@ EXACT = [
     ("123456789012345678901234567890.12", "123456789012345678901234567890.12"),
     ("1e400", "1E+400"),  # beyond a double's range
     ('"98765432109876.54"', "98765432109876.54"),  # money sent as a string
-    ("4500.10", "4500.1"),
+    ("4500.10", "4500.10"),  # issue 24: exact from the JSON text, trailing zero kept
     ("0.01", "0.01"),
 ]
 EXACT += [
@@ -99,10 +99,12 @@ EXACT += [
     # Past 10^13 every amount is read again exactly, whatever its double's repr looks like.
     ("10000000000000.01", "10000000000000.01"),
 ]
-# Below 10^13 a number whose double has a short repr can differ from its text only past the
-# 15th significant digit: below a cent. Such (hostile) noise is read to 15 digits: exact to the
-# cent, as the SDK promises, not to the 21st digit.
-TO_THE_CENT = [("0.10000000000000000001", "0.1"), ("4500.1000000000000000001", "4500.1")]
+# Numbers are read into Decimal from their text (issue 24), so even sub-cent noise past the
+# 15th significant digit is kept as sent.
+TO_THE_CENT = [
+    ("0.10000000000000000001", "0.10000000000000000001"),
+    ("4500.1000000000000000001", "4500.1000000000000000001"),
+]
 
 
 @pytest.mark.parametrize(
