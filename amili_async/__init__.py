@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import models, wire
 from ._client import AmiliClient, RawResponse, RawResponseUnavailableError
 from ._pagination import AsyncPager, Page
+from ._ratelimit import AdaptiveRate, FixedRate
 from ._response import Response
 from ._serde import StructureError
 from ._transport import RequestHook, RequestInfo, ResponseHook
@@ -68,6 +69,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveRate",
     "AmiliClient",
     "AmiliError",
     "AsyncPager",
@@ -77,6 +79,7 @@ __all__ = [
     "BatchWaitTimeoutError",
     "ClientClosedError",
     "ConflictError",
+    "FixedRate",
     "InternalServerError",
     "ItemResult",
     "LockedError",

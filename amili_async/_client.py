@@ -122,7 +122,7 @@ class AmiliClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         prefetch: int = DEFAULT_PREFETCH,
-        rate_limit: float | Literal["adaptive"] | None = None,
+        rate_limit: float | Literal["adaptive"] | RateLimiter | None = None,
         retry_budget: bool | RetryBudget = True,
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,

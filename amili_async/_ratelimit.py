@@ -317,13 +317,24 @@ def _throttled(status: int, headers: Mapping[str, str]) -> bool:
 
 
 def limiter_for(
-    rate_limit: float | str | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    rate_limit: float | str | RateLimiter | None,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
 ) -> RateLimiter | None:
-    """The limiter for ``AmiliClient(rate_limit=...)``: None, a number, or "adaptive"."""
+    """The limiter for ``AmiliClient(rate_limit=...)``: None, a number, "adaptive", or a limiter
+    built by the caller (one `FixedRate` shared by several clients of one API client, or one
+    on an injected clock), used as it is."""
     if rate_limit is None:
         return None
     if rate_limit == "adaptive":
         return AdaptiveRate(clock=clock, sleep=sleep)
     if isinstance(rate_limit, str | bool):
         raise ValueError('rate_limit must be None, a number of requests per second or "adaptive"')
-    return FixedRate(float(rate_limit), clock=clock, sleep=sleep)
+    if isinstance(rate_limit, int | float):
+        return FixedRate(float(rate_limit), clock=clock, sleep=sleep)
+    if callable(getattr(rate_limit, "before_attempt", None)) and callable(
+        getattr(rate_limit, "after_response", None)
+    ):
+        return rate_limit
+    raise TypeError('rate_limit must be None, a number, "adaptive" or a rate limiter')

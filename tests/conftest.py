@@ -47,9 +47,21 @@ _ONE_WORKER = {
 }
 
 
+def _unique_nodeid(item: pytest.Item) -> None:
+    """Schemathesis gives every operation's item its function's nodeid (the name holds the
+    operation); xdist schedules by nodeid, so 23 of the 24 were silently dropped. Each item
+    gets the nodeid its name implies."""
+    parent = item.parent.nodeid if item.parent is not None else ""
+    wanted = f"{parent}::{item.name}"
+    original = getattr(item, "originalname", item.name)
+    if item.nodeid != wanted and item.nodeid == f"{parent}::{original}":
+        item._nodeid = wanted  # type: ignore[attr-defined]  # pytest keeps the nodeid there
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        _unique_nodeid(item)
         group = _ONE_WORKER.get(item.nodeid.partition("::")[0])
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))

@@ -5,8 +5,8 @@ gives (wire names, fields at their default left out, exact money as JSON numbers
 by `_time.format_datetime`, dates ISO, enums by value, unknown ones too). cattrs' generic
 unstructuring dispatches on every optional value and `dumps` then calls back into Python for
 every amount; here each model gets one generated function that reads its fields and converts
-each by its known type inline, and the JSON engine writes the dict with the newline. Anything but the
-known types goes through `_serde.unstructure`, so the bytes never differ
+each by its known type inline, and the JSON engine writes the dict, then the newline. Anything but
+the known types goes through `_serde.unstructure`, so the bytes never differ
 (`tests/unit/test_export_rows.py` holds them to `_serde.dumps`).
 """
 

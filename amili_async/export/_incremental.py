@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from .. import _json
 from .._time import as_utc, format_datetime
 from ._commit import plan_id

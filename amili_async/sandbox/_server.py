@@ -101,10 +101,14 @@ class SandboxServer(LocalServer):
         client = issuer.clients[client_id or self.client_id]
         return str(issuer.issue(client, lifetime)["access_token"])
 
-    def set_rate_limit(self, rate: float | None) -> Throttle | None:
+    def set_rate_limit(
+        self, rate: float | None, *, clock: Callable[[], float] | None = None
+    ) -> Throttle | None:
         """Swap the per-client rate limit at runtime (None: unlimited); returns the throttle,
-        whose ``allowed`` and ``refused`` counters a test or benchmark can read."""
-        throttle = Throttle(rate) if rate else None
+        whose ``allowed`` and ``refused`` counters a test or benchmark can read. ``clock``
+        (sandbox behaviour, for tests): the bucket's time source instead of the monotonic
+        clock, so a test decides when tokens come back."""
+        throttle = (Throttle(rate) if clock is None else Throttle(rate, clock)) if rate else None
         self.app[THROTTLE_KEY][0] = throttle
         return throttle
 

@@ -15,10 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import cattrs
-import orjson
 import pytest
 
-from amili_async import _request_checks, _serde, models
+from amili_async import _json, _request_checks, _serde, models
 
 NAIVE = dt.datetime(2024, 3, 1, 12, 0)
 OSLO = dt.timezone(dt.timedelta(hours=1))
@@ -201,7 +200,7 @@ def test_the_compiled_writer_writes_what_the_converters_hooks_write() -> None:
     )
     body = models.CreateInvoicesRequest(invoices=invoices)
     assert _serde.unstructure(body) == reference.unstructure(body)
-    assert _serde.dumps(body) == orjson.dumps(
+    assert _serde.dumps(body) == _json.dumps(
         reference.unstructure(body), default=_serde._json_default
     )
     payment = models.NewPayment(
