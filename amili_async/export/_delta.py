@@ -12,6 +12,7 @@ commits nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ import attrs
 
 from ._listings import LISTINGS
 from ._manifest import UnitResult, write_record
+from ._parquet import EXTRACTED_AT, arrow_schema
 from ._plan import ExportUnit
 from ._store import Store, delta_options
 
@@ -37,8 +39,6 @@ it touches, so fewer is cheaper), while the merge's source (~1 KB a row in Arrow
 within ~0.5 GB of the driver's memory."""
 ORG_COLUMN = "org"
 """The partition column: the organisation id, as in the Parquet layout's `org=<id>/`."""
-EXTRACTED_AT = "_extracted_at"
-"""When the row's unit began listing (UTC): the merge keeps the newest copy of an invoice."""
 _MERGE_ON = f"t.{ORG_COLUMN} = s.{ORG_COLUMN} AND t.id = s.id"
 """Invoice ids are unique within an organisation; the org also prunes the table's partitions."""
 _NEWER = f"s.{EXTRACTED_AT} > t.{EXTRACTED_AT}"
@@ -54,22 +54,15 @@ def _part(store: Store, unit: ExportUnit, result: UnitResult) -> Any:
     import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
     import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 
-    from ._parquet import arrow_schema
-
     raw = store.read(result.path)
     if raw is None:
         raise FileNotFoundError(f"{store.path(result.path)}: the unit's Delta part is missing")
     table = pq.read_table(io.BytesIO(raw), schema=arrow_schema(LISTINGS[unit.resource].model))
     assert result.extracted_at is not None, "a unit with rows records when it was listed"
-    stamp = pa.scalar(_parse(result.extracted_at), type=pa.timestamp("us", tz="UTC"))
+    listed = dt.datetime.fromisoformat(result.extracted_at)
+    stamp = pa.scalar(listed, type=pa.timestamp("us", tz="UTC"))
     table = table.append_column(ORG_COLUMN, pa.array([unit.org_id] * table.num_rows, pa.string()))
     return table.append_column(EXTRACTED_AT, pa.array([stamp] * table.num_rows))
-
-
-def _parse(text: str) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _batches(

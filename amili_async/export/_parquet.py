@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     pq = None
 
 __all__ = [
+    "EXTRACTED_AT",
     "MONEY_PRECISION",
     "MONEY_SCALE",
     "ParquetValueError",
@@ -126,9 +127,31 @@ class ParquetValueError(ValueError):
     it would be data loss, so the file is not written. The message names no value."""
 
 
-def write_parquet(lines: Iterable[bytes], cls: type[Any], stream: IO[bytes]) -> int:
-    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows."""
-    return write_tables(arrow_tables_from_jsonl(lines, cls), arrow_schema(cls), stream)
+EXTRACTED_AT = "_extracted_at"
+"""The column saying when a row's unit began listing (UTC): of two copies of an invoice, the
+later one is the newer (the Delta merge keeps it; a Parquet reader can too)."""
+
+
+def write_parquet(
+    lines: Iterable[bytes],
+    cls: type[Any],
+    stream: IO[bytes],
+    *,
+    extracted_at: dt.datetime | None = None,
+) -> int:
+    """Write JSON Lines rows (wire JSON of `cls`) as Parquet to an open file, synced; rows.
+    With ``extracted_at`` every row also carries it in the `_extracted_at` column."""
+    schema = arrow_schema(cls)
+    tables = arrow_tables_from_jsonl(lines, cls)
+    if extracted_at is None:
+        return write_tables(tables, schema, stream)
+    column = pa.field(EXTRACTED_AT, pa.timestamp(TIMESTAMP_UNIT, tz="UTC"))
+    stamp = pa.scalar(extracted_at, type=column.type)
+    stamped = (
+        table.append_column(column, pa.array([stamp] * table.num_rows, column.type))
+        for table in tables
+    )
+    return write_tables(stamped, schema.append(column), stream)
 
 
 def write_tables(tables: Iterable[Any], schema: Any, stream: IO[bytes]) -> int:

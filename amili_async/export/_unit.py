@@ -559,7 +559,12 @@ class _Stage:
             from ._parquet import write_parquet
 
             with open_new(files.tmp) as stream:
-                write_parquet(_lines(files.data), LISTINGS[files.unit.resource].model, stream)
+                write_parquet(
+                    _lines(files.data),
+                    LISTINGS[files.unit.resource].model,
+                    stream,
+                    extracted_at=dt.datetime.fromisoformat(self._extracted_at),
+                )
             output = files.tmp
         result = attrs.evolve(
             _describe(files, output),

@@ -247,3 +247,22 @@ async def test_a_done_units_leftover_stage_is_removed_when_it_runs_again(
     assert again.skipped
     assert (again.path, again.rows, again.sha256) == (first.path, first.rows, first.sha256)
     assert not any(path.exists() for path in leftovers)
+
+
+async def test_every_parquet_row_carries_when_its_unit_was_listed(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    units = plan_export([server.default_org_id], from_=FROM, to=TO, partitions_per_org=2)
+    async with _client(server) as client:
+        result = await run_units(
+            units, client=client, out_dir=tmp_path, page_size=PAGE, format="parquet"
+        )
+    written = [unit for unit in result.units if unit.rows]  # an empty unit writes no file
+    assert sum(unit.rows for unit in written) == result.total == 600
+    for unit in written:
+        table = pq.read_table(tmp_path / unit.path)
+        assert unit.extracted_at is not None
+        listed = dt.datetime.fromisoformat(unit.extracted_at)
+        assert set(table.column("_extracted_at").to_pylist()) == {listed}
+        assert table.num_rows == unit.rows
