@@ -212,16 +212,17 @@ def run_units_on_dask(
                 lost = lost or not stop.is_set()  # cancelled, not by us: the scheduler went
                 continue
             unit = by_key[future.key]
-            try:
+            try:  # both reads: the scheduler can go between them (FutureCancelledError)
                 error = future.exception()
+                if error is None:
+                    results[unit.unit_id] = future.result()
             except concurrent.futures.CancelledError:  # since the check: the scheduler went
                 lost = lost or not stop.is_set()
                 continue
             if error is not None:
                 failures[unit.unit_id] = error
                 continue
-            result: UnitResult = future.result()
-            results[unit.unit_id] = result
+            result = results[unit.unit_id]
             if on_unit is not None:
                 on_unit(result)
     except OSError:  # the scheduler's connection (CommClosedError, a timeout)
