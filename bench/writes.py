@@ -39,7 +39,6 @@ import orjson
 from _common import Row, child_main, ratio, run_child, sandbox, value
 
 from amili_async import AmiliClient, models, wire
-from amili_async._cli._rows import flatten
 from amili_async._cli._submit import submit
 
 KINDS = ("raw", "dicts", "models", "submit")
@@ -106,6 +105,24 @@ def invoices(count: int, seed: int) -> list[dict[str, Any]]:
 
 def _cell(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts dotted, list items dotted by index (the submit CSV's column names)."""
+    out: dict[str, Any] = {}
+    for key, cell in data.items():
+        name = prefix + key
+        if isinstance(cell, dict):
+            out.update(flatten(cell, name + "."))
+        elif isinstance(cell, list):
+            for index, item in enumerate(cell):
+                if isinstance(item, dict):
+                    out.update(flatten(item, f"{name}.{index}."))
+                else:
+                    out[f"{name}.{index}"] = item
+        elif cell is not None:
+            out[name] = cell
+    return out
 
 
 def write_csv(path: Path, items: list[dict[str, Any]]) -> None:
