@@ -44,24 +44,23 @@ def decode_error(error: msgspec.DecodeError) -> DecodeError:
     return DecodeError(f"not valid JSON: {error}", int(found.group(1)) if found else -1)
 
 
-def loads(data: bytes | str) -> Any:
-    """JSON -> plain data (dict, list, str, int, float, bool, None)."""
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str) -> Any:
     try:
-        return _PLAIN.decode(data)
+        return decoder.decode(data)
     except msgspec.DecodeError as error:
         raise decode_error(error) from None
     except RecursionError:  # nested deeper than the interpreter's stack allows
         raise DecodeError("not valid JSON: nested too deeply", -1) from None
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON -> plain data (dict, list, str, int, float, bool, None)."""
+    return _decode(_PLAIN, data)
 
 
 def loads_exact(data: bytes | str) -> Any:
     """JSON -> plain data with every non-integer number an exact Decimal (any size)."""
-    try:
-        return _EXACT.decode(data)
-    except msgspec.DecodeError as error:
-        raise decode_error(error) from None
-    except RecursionError:  # nested deeper than the interpreter's stack allows
-        raise DecodeError("not valid JSON: nested too deeply", -1) from None
+    return _decode(_EXACT, data)
 
 
 def _encoder(default: Callable[[Any], Any] | None, sort_keys: bool) -> msgspec.json.Encoder:

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _serde
+from . import _codegen, _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
 from ._fields import node, wire_name
 from ._fields import unwrap_optional as _unwrap_optional
-from ._structure_compiler import is_open_enum
+from ._structure_compiler import emit_build, is_open_enum
 
 M = TypeVar("M")
 
@@ -328,39 +328,22 @@ def _read_fast(item: dict[str, Any], cls: type[M], decoded: bool) -> M | None:
     return None
 
 
-class _Source:
-    """Shared by the generated functions: names for values passed in, lines, variables."""
+class _Source(_codegen.Source):
+    """Shared by the generated checkers and readers: the helpers their code names."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {
-            "Decimal": Decimal,
-            "date": dt.date,
-            "datetime": dt.datetime,
-            "Fallback": _Fallback,
-            "new": object.__new__,
-            "fromiso": dt.datetime.fromisoformat,
-            "date_fromiso": dt.date.fromisoformat,
-            **{f.__name__: f for f in (type, isinstance, len, list, dict)},
-        }
-        self.count = 0
-
-    def var(self) -> str:
-        self.count += 1
-        return f"v{self.count}"
-
-    def ref(self, value: Any) -> str:
-        name = f"k{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
-
-    def build(self, signature: str, name: str) -> Any:
-        source = "\n".join([f"def {signature}:", *self.lines]) + "\n"
-        exec(compile(source, f"<amili_async generated {name}>", "exec"), self.namespace)
-        return self.namespace[signature.partition("(")[0]]
+        super().__init__(
+            {
+                "Decimal": Decimal,
+                "date": dt.date,
+                "datetime": dt.datetime,
+                "Fallback": _Fallback,
+                "new": object.__new__,
+                "fromiso": dt.datetime.fromisoformat,
+                "date_fromiso": dt.date.fromisoformat,
+                **{f.__name__: f for f in (type, isinstance, len, list, dict)},
+            }
+        )
 
 
 def _is_aware(x: str) -> str:
@@ -381,7 +364,7 @@ class _CheckerSource(_Source):
             self.emit(1, f"if {value} is not None:")
             self.value(value, field.type, 2)
         self.emit(1, "return True")
-        function: Callable[[Any], bool] = self.build("check(m)", f"check {self.cls.__name__}")
+        function: Callable[[Any], bool] = self.function("check(m)", f"check {self.cls.__name__}")
         return function
 
     def value(self, x: str, tp: Any, indent: int) -> None:
@@ -453,21 +436,12 @@ class _ReaderSource(_Source):
         # Else some keys were null or unknown: an unknown key goes the detailed way.
         known = self.ref(frozenset(keys).issuperset)
         self.emit(1, f"if n != len(d) and not {known}(d): raise Fallback")
-        setter: object = self.cls.__setattr__
-        plain = setter is object.__setattr__ and all(
-            f.default is attrs.NOTHING or f.default is None for f in fields
-        )
-        plain = plain and not any(f.validator or f.converter or not f.init for f in fields)
-        cls = self.ref(self.cls)
-        if plain:  # every value was checked above: no __attrs_post_init__ check again
-            self.emit(1, f"o = new({cls})")
-            for name, field in zip(names, fields, strict=True):
-                self.emit(1, f"o.{field.name} = {name}")
-        else:
-            arguments = ", ".join(f"{f.alias}={n}" for n, f in zip(names, fields, strict=True))
-            self.emit(1, f"o = {cls}({arguments})")
-        self.emit(1, "return o")
-        function: Callable[[Any], Any] = self.build("read(d)", f"read {self.cls.__name__}")
+        # Every value was checked above: no __attrs_post_init__ check again, where no field
+        # has a default of its own (which only __init__ would know to give).
+        defaults = all(f.default is attrs.NOTHING or f.default is None for f in fields)
+        result = emit_build(self, self.cls, fields, names, 1, checked=defaults)
+        self.emit(1, f"return {result}")
+        function: Callable[[Any], Any] = self.function("read(d)", f"read {self.cls.__name__}")
         return function
 
     def value(self, x: str, tp: Any, indent: int) -> None:

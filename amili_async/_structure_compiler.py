@@ -14,8 +14,6 @@ what a value means stays in the converter's scalar hooks, called for everything 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import linecache
 import math
 import types
 import typing
@@ -27,8 +25,9 @@ import attrs
 import cattrs
 import msgspec
 
-from . import _json
+from . import _codegen, _json
 from ._fields import is_list as is_list  # re-exported: _serde registers its hooks by these
+from ._fields import node
 from ._fields import optional_inner as optional_inner
 from ._openenum import OpenEnum
 from ._time import as_utc
@@ -82,65 +81,79 @@ def _remembering(hook: _Hook) -> _Hook:
     return structure_and_remember
 
 
-_generated = itertools.count()
-
-
-def _source_name(cls: type, source: str) -> str:
-    """A file name for the compiled source of `cls`, registered in `linecache` (as attrs and
-    cattrs do) so tracebacks show its lines and `inspect.getsource` finds it."""
-    name = f"<amili_async generated structure {cls.__module__}.{cls.__qualname__}>"
-    if name in linecache.cache:  # compiled again (another converter): a name of its own
-        name = f"{name[:-1]}-{next(_generated)}>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-    return name
-
-
 # -- the compiler -----------------------------------------------------------------------------
+
+
+def _label(kind: str, cls: type) -> str:
+    return f"{kind} {cls.__module__}.{cls.__qualname__}"
+
+
+def plain_init(cls: type, fields: typing.Sequence[attrs.Attribute[Any]]) -> bool:
+    """True when filling the slots of a `cls` directly is what its __init__ would do (no
+    validators, converters, hooks or own __setattr__)."""
+    setter: object = cls.__setattr__
+    return setter is object.__setattr__ and not any(
+        f.validator or f.converter or not f.init for f in fields
+    )
+
+
+def emit_build(
+    source: _codegen.Source,
+    cls: type,
+    fields: typing.Sequence[attrs.Attribute[Any]],
+    values: typing.Sequence[str],
+    indent: int,
+    *,
+    checked: bool = False,
+) -> str:
+    """Code building a `cls` from one expression per field; the variable holding it.
+
+    Its slots are filled directly where `plain_init` allows and it has no
+    `__attrs_post_init__` (or ``checked``: the caller checked every value already), saving
+    the cost of passing ~20 keyword arguments; else its __init__ is called.
+    """
+    result = source.var()
+    if plain_init(cls, fields) and (checked or not hasattr(cls, "__attrs_post_init__")):
+        source.emit(indent, f"{result} = new({source.ref(cls)})")
+        for value, field in zip(values, fields, strict=True):
+            source.emit(indent, f"{result}.{field.name} = {value}")
+    else:
+        arguments = ", ".join(f"{f.alias}={v}" for v, f in zip(values, fields, strict=True))
+        source.emit(indent, f"{result} = {source.ref(cls)}({arguments})")
+    return result
+
 
 # Field types checked inline: the common case (the value already has the right JSON type)
 # costs one type() comparison instead of a hook call.
 _INLINE_TYPES = {str: "str", int: "int", bool: "bool"}
 
 
-class _Compiler:
+class _Compiler(_codegen.Source):
     """Writes the source of one structure function; helpers become its default arguments."""
 
     def __init__(self, conv: cattrs.Converter, scalar_hooks: Mapping[Any, _Hook]) -> None:
+        super().__init__(
+            {
+                # Builtins as default arguments too: a local is read faster than a builtin.
+                **{f.__name__: f for f in (type, str, int, bool, dict, list, len)},
+                "expect_object": expect_object,
+                "not_a_list": not_a_list,
+                "new": object.__new__,
+                "memo": MEMO,
+                "memo_size": _MEMO_SIZE,
+                "remembered": MEMO.get,
+                "remember": _remembering(scalar_hooks[Decimal]),
+                "zero": scalar_hooks[Decimal](0.0, Decimal),
+                "negative_zero": scalar_hooks[Decimal](-0.0, Decimal),
+                "copysign": math.copysign,
+                "fromiso": dt.datetime.fromisoformat,
+                "date_fromiso": dt.date.fromisoformat,
+                "as_utc": as_utc,
+            }
+        )
         self.conv = conv
         self.scalar_hooks = scalar_hooks
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {
-            # Builtins as default arguments too: a local is read faster than a builtin.
-            **{f.__name__: f for f in (type, str, int, bool, dict, list, len)},
-            "expect_object": expect_object,
-            "not_a_list": not_a_list,
-            "new": object.__new__,
-            "memo": MEMO,
-            "memo_size": _MEMO_SIZE,
-            "remembered": MEMO.get,
-            "remember": _remembering(scalar_hooks[Decimal]),
-            "zero": scalar_hooks[Decimal](0.0, Decimal),
-            "negative_zero": scalar_hooks[Decimal](-0.0, Decimal),
-            "copysign": math.copysign,
-            "fromiso": dt.datetime.fromisoformat,
-            "date_fromiso": dt.date.fromisoformat,
-            "as_utc": as_utc,
-        }
-        self.names: dict[int, str] = {}
-        self.count = 0
         self.inlining: list[type] = []  # classes being inlined: a recursive one is called
-
-    def var(self) -> str:
-        self.count += 1
-        return f"v{self.count}"
-
-    def ref(self, value: Any) -> str:
-        """The name under which `value` is passed into the function (one per object)."""
-        name = self.names.get(id(value))
-        if name is None:
-            name = self.names[id(value)] = f"k{len(self.names)}"
-            self.namespace[name] = value
-        return name
 
     def hook(self, tp: Any) -> str:
         """The name of the converter's hook for `tp`, looked up when first called if `tp` is
@@ -153,17 +166,10 @@ class _Compiler:
             return self.ref(lambda value, target: conv.structure(value, target))
         return self.ref(self.conv.get_structure_hook(tp))
 
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
-
     def compile(self, cls: type) -> _Hook:
         result = self.obj(cls, "o", 1)
         self.emit(1, f"return {result}")
-        bound = ", ".join(f"{name}={name}" for name in self.namespace)
-        source = "\n".join([f"def structure(o, _, {bound}):", *self.lines]) + "\n"
-        filename = _source_name(cls, source)
-        exec(compile(source, filename, "exec"), self.namespace)
-        function: _Hook = self.namespace["structure"]
+        function: _Hook = self.function("structure(o, _)", _label("structure", cls), bind=True)
         return function
 
     def obj(self, cls: type, src: str, indent: int) -> str:
@@ -189,20 +195,7 @@ class _Compiler:
                 self.emit(indent + 1, f"{name} = {read}")
         for name, field in zip(names, fields, strict=True):
             self.value(name, field.type, indent)
-        result = self.var()
-        setter: object = cls.__setattr__
-        plain = setter is object.__setattr__ and not any(
-            f.validator or f.converter or not f.init for f in fields
-        )
-        if plain and not hasattr(cls, "__attrs_post_init__"):
-            # No validators, converters or hooks: filling the slots directly is what __init__
-            # would do, minus the cost of passing ~20 keyword arguments.
-            self.emit(indent, f"{result} = new({self.ref(cls)})")
-            for name, field in zip(names, fields, strict=True):
-                self.emit(indent, f"{result}.{field.name} = {name}")
-        else:
-            arguments = ", ".join(f"{f.alias}={n}" for n, f in zip(names, fields, strict=True))
-            self.emit(indent, f"{result} = {self.ref(cls)}({arguments})")
+        result = emit_build(self, cls, fields, names, indent)
         self.inlining.pop()
         return result
 
@@ -390,74 +383,45 @@ def mirror_of(cls: type) -> Any | None:
         return None
 
 
-class _Copier:
+class _Copier(_codegen.Source):
     """Writes one function copying a mirror (and its nested mirrors) into the attrs models."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {"new": object.__new__, "Mismatch": Mismatch}
-        self.count = 0
-
-    def var(self) -> str:
-        self.count += 1
-        return f"v{self.count}"
-
-    def ref(self, value: Any) -> str:
-        name = f"k{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
+        super().__init__({"new": object.__new__, "Mismatch": Mismatch})
 
     def compile(self, cls: type) -> Callable[[Any], Any]:
         result = self.obj(cls, "m", 1)
         self.emit(1, f"return {result}")
-        bound = ", ".join(f"{name}={name}" for name in self.namespace)
-        source = "\n".join([f"def copy(m, {bound}):", *self.lines]) + "\n"
-        exec(compile(source, _source_name(cls, source), "exec"), self.namespace)
-        function: Callable[[Any], Any] = self.namespace["copy"]
+        function: Callable[[Any], Any] = self.function("copy(m)", _label("copy", cls), bind=True)
         return function
 
     def obj(self, cls: type, src: str, indent: int) -> str:
         fields = attrs.fields(cls)
         values = []
         for field in fields:
-            inner = optional_inner(field.type)
-            tp = field.type if inner is None else inner
-            item = typing.get_args(tp)[0] if is_list(tp) and typing.get_args(tp) else None
-            if attrs.has(tp) or (item is not None and attrs.has(item)) or tp is Decimal:
+            kind, tp = node(field.type)
+            money = kind == "scalar" and tp is Decimal
+            models = kind == "list" and attrs.has(tp)
+            if kind == "model" or models or money:
                 name = self.var()
                 self.emit(indent, f"{name} = {src}.{field.name}")
                 self.emit(indent, f"if {name} is not None:")
-                if tp is Decimal:
+                if money:
                     # From a string msgspec reads "NaN" and "Infinity" too; amounts are finite.
                     self.emit(indent + 1, f"if not {name}.is_finite(): raise Mismatch")
-                elif attrs.has(tp):
+                elif kind == "model":
                     self.emit(indent + 1, f"{name} = {self.obj(tp, name, indent + 1)}")
                 else:
                     element, items = self.var(), self.var()
                     self.emit(indent + 1, f"{items} = []")
                     self.emit(indent + 1, f"for {element} in {name}:")
-                    built = self.obj(typing.cast(type, item), element, indent + 2)
+                    built = self.obj(tp, element, indent + 2)
                     self.emit(indent + 2, f"{items}.append({built})")
                     self.emit(indent + 1, f"{name} = {items}")
                 values.append(name)
             else:
                 values.append(f"{src}.{field.name}")
-        result = self.var()
-        setter: object = cls.__setattr__
-        plain = setter is object.__setattr__ and not any(
-            f.validator or f.converter or not f.init for f in fields
-        )
-        if plain and not hasattr(cls, "__attrs_post_init__"):
-            self.emit(indent, f"{result} = new({self.ref(cls)})")
-            for value, field in zip(values, fields, strict=True):
-                self.emit(indent, f"{result}.{field.name} = {value}")
-        else:
-            arguments = ", ".join(f"{f.alias}={v}" for v, f in zip(values, fields, strict=True))
-            self.emit(indent, f"{result} = {self.ref(cls)}({arguments})")
-        return result
+        return emit_build(self, cls, fields, values, indent)
 
 
 def compile_copy_fn(cls: type) -> Callable[[Any], Any]:

@@ -262,15 +262,19 @@ def operation(operation_id: str, method: _F) -> _F:
     parent of the call's attempts (``amili.organization_id``; ``error.type`` on failure)."""
     org_at = _org_position(method)
 
+    # Not itself a coroutine: while tracing is off a call is the method's own coroutine, with
+    # no frame of ours around it (a GET is on the hot path).
     @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        coro = method(*args, **kwargs)
         on = _on()
         if on is None or on.tracer is None:
-            return await method(*args, **kwargs)
+            return coro
         attributes = _call_attributes(org_at, args, kwargs)
-        return await _in_span(on, on.tracer, operation_id, method(*args, **kwargs), attributes)
+        return _in_span(on, on.tracer, operation_id, coro, attributes)
 
-    return cast(_F, call)
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    return cast(_F, call if mark is None else mark(call))
 
 
 class Listing:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _request_checks, _serde, models
+from . import _codegen, _request_checks, _serde, models
 from ._fields import model_fields, node, wire_name
 from ._time import format_datetime
 
@@ -124,8 +124,9 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
             raise TypeError(f"{cls.__name__}.{field.name}: a default the writer does not know")
     lines.append("    return o")
     source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<amili_async generated write {cls.__name__}>", "exec"), namespace)
-    function: Callable[[Any], Any] = namespace["write"]
+    function: Callable[[Any], Any] = _codegen.define(source, namespace, f"write {cls.__name__}")[
+        "write"
+    ]
     done[cls] = function
     return function
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "openapi" / "amili-autocollect.yaml"
 # The read-only docs facts sit beside the repository (../shared), locally and in CI alike.
 DOCS = ROOT.parent / "shared" / "amili-docs"
+
+
+def run_readme_example(heading: str) -> subprocess.CompletedProcess[str]:
+    """The first Python block under ``heading`` in README.md, run as written in a fresh
+    interpreter (its output captured)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None, f"no Python block under {heading!r}"
+    return subprocess.run(
+        [sys.executable, "-c", code.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

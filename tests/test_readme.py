@@ -7,21 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_readme_example
 
 
 def test_readme_quickstart_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Quickstart") :]
-    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None
-    result = subprocess.run(
-        [sys.executable, "-c", code.group(1)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_readme_example("## Quickstart")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("SUCCESS ")

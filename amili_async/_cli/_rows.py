@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import attrs
 
-from .. import _json, wire
+from .. import _codegen, _json, wire
 from .._fields import model_fields as _fields
 from .._fields import node
 
@@ -75,8 +75,9 @@ def row_cells(cls: type[Any]) -> Callable[[Mapping[str, Any]], list[Any]]:
         _cells_source(cls, "d", body, "    ", itertools.count())
         text = "def cells(d):\n    out = []\n" + "\n".join(body) + "\n    return out\n"
         names: dict[str, Any] = {"_json": _json_text, "_Mapping": Mapping}
-        exec(compile(text, f"<amili_async CSV cells of {cls.__qualname__}>", "exec"), names)
-        found = _ROW_CELLS[cls] = names["cells"]
+        found = _ROW_CELLS[cls] = _codegen.define(text, names, f"CSV cells {cls.__qualname__}")[
+            "cells"
+        ]
     return found
 
 

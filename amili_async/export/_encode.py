@@ -13,7 +13,6 @@ the known types goes through `_serde.unstructure`, so the bytes never differ
 from __future__ import annotations
 
 import datetime as dt
-import linecache
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from enum import Enum
@@ -21,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from .. import _json, _serde
+from .. import _codegen, _json, _serde
 from .._fields import model_fields, node, unwrap_optional, wire_name
 from .._time import format_datetime
 
@@ -74,10 +73,8 @@ def line_encoder(cls: type[Any]) -> Encode:
         f"    return b''.join([_dumps({root}(item)) + _NEWLINE for item in items])",
     ]
     text = "\n".join(source) + "\n"
-    filename = f"<amili_async export line encoder {cls.__module__}.{cls.__qualname__}>"
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-    exec(compile(text, filename, "exec"), names)  # our own generated source
-    encode: Encode = names["encode_lines"]
+    label = f"export line encoder {cls.__module__}.{cls.__qualname__}"
+    encode: Encode = _codegen.define(text, names, label)["encode_lines"]
     return encode
 
 

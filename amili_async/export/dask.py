@@ -222,9 +222,8 @@ def run_units_on_dask(
             if error is not None:
                 failures[unit.unit_id] = error
                 continue
-            result = results[unit.unit_id]
             if on_unit is not None:
-                on_unit(result)
+                on_unit(results[unit.unit_id])
     except OSError:  # the scheduler's connection (CommClosedError, a timeout)
         lost = True
     finally:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-
-from tests.conftest import ROOT
+from tests.conftest import run_readme_example
 
 
 def test_readme_observability_example_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Observability") :]
-    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None
-    result = subprocess.run(
-        [sys.executable, "-c", code.group(1)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_readme_example("## Observability")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "25 invoices" in lines

@@ -85,7 +85,16 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "foundations": (
         frozenset(
             {"_config", "_time", "_logging", "_request", "_gc", "_tasks", "_openenum"}
-            | {"_fields", "_explain", "_version", "_durable", "_serving", "_telemetry", "_json"}
+            | {
+                "_fields",
+                "_explain",
+                "_version",
+                "_durable",
+                "_serving",
+                "_telemetry",
+                "_json",
+                "_codegen",
+            }
         ),
         frozenset({"foundations"}),
     ),
