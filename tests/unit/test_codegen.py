@@ -19,7 +19,7 @@ def test_a_defined_function_shows_its_source_in_a_traceback() -> None:
     check = source.function("check(x)", "test check", bind=True)
     assert check(2) == 2
     assert "raise ValueError('too big')" in inspect.getsource(check)
-    with pytest.raises(ValueError, match='too big') as caught:
+    with pytest.raises(ValueError, match="too big") as caught:
         check(4)
     assert "raise ValueError('too big')" in "".join(traceback.format_tb(caught.tb))
 
