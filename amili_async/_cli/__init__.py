@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ from ._args import (
     timestamp,
 )
 from ._progress import plural
+from ._signals import Interrupted, interruptible
 from ._units import add_arguments as add_unit_arguments
 from ._units import check_arguments as check_unit_arguments
 from ._units import export_units, interrupted_message
@@ -456,10 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", 0)
     setup_logging(log_level(parser, verbose, os.environ), verbose)
     try:
-        return asyncio.run(_run(args))
-    except KeyboardInterrupt:
+        return asyncio.run(interruptible(_run(args)))
+    except Interrupted as stop:
         print(interrupted_message(args), file=sys.stderr)
-        return 130
+        return stop.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before the loop ran, or where it takes no signals
+        print(interrupted_message(args), file=sys.stderr)
+        return 128 + signal.SIGINT
     except (AmiliError, ValueError, OSError) as error:
         for line in getattr(error, "details", ()):  # what to fix, one line each (submit)
             print(line, file=sys.stderr)

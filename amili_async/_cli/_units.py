@@ -238,7 +238,7 @@ async def export_units(args: argparse.Namespace, settings: ClientSettings) -> in
 
 
 def interrupted_message(args: argparse.Namespace) -> str:
-    """What Ctrl-C prints: how to go on, for the exports that can."""
+    """What a stop (Ctrl-C, SIGTERM) prints: how to go on, for the exports that can."""
     if getattr(args, "command", None) != "export":
         return "interrupted"
     if args.orgs_file is not None:

@@ -22,7 +22,7 @@ import pytest
 from amili_async import AmiliClient
 from amili_async.sandbox import DEFAULT_WEBHOOK_SECRET, SandboxConfig, SandboxServer, make_orgs
 
-from ..export._interrupt import INTERRUPTIBLE_CLI
+from ..export._interrupt import BACKGROUND_CLI
 from ..export._state import exported_rows, stage_files, work_dir
 from .conftest import Run, assert_one_line_error, run_cli, sandbox_invoice_count, seeded_ids
 
@@ -243,7 +243,7 @@ async def test_export_cases_batches_and_settlements(
 
 async def test_sandbox_command_serves_until_interrupted() -> None:
     proc = await asyncio.create_subprocess_exec(
-        *INTERRUPTIBLE_CLI,  # SIGINT stops it even when the test run ignores SIGINT
+        *BACKGROUND_CLI,  # SIGINT stops it although it inherited SIGINT ignored
         "sandbox",
         "--port",
         "0",
@@ -306,7 +306,7 @@ async def test_sandbox_command_serves_until_interrupted() -> None:
 
 async def test_sandbox_json_banner_lists_every_org_for_scripts() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "amili_async", "sandbox", "--port", "0", "--invoices", "4",
+        *BACKGROUND_CLI, "sandbox", "--port", "0", "--invoices", "4",
         "--orgs", "3", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=base_env(),
     )  # fmt: skip
@@ -336,7 +336,7 @@ async def test_sandbox_json_banner_lists_every_org_for_scripts() -> None:
 async def test_sandbox_never_prints_a_webhook_secret_of_ones_own() -> None:
     own = "own-s3cret-never-printed"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "amili_async", "sandbox", "--port", "0", "--invoices", "1",
+        *BACKGROUND_CLI, "sandbox", "--port", "0", "--invoices", "1",
         "--json", "--webhook-secret", own,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=base_env(),
     )  # fmt: skip
@@ -347,9 +347,11 @@ async def test_sandbox_never_prints_a_webhook_secret_of_ones_own() -> None:
         assert orjson.loads(line)["webhook_secret"] is None
     finally:
         if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # what a container runtime or systemd sends
         async with asyncio.timeout(CHILD_TIMEOUT):
             out, err = await proc.communicate()
+    assert proc.returncode == 143  # 128 + SIGTERM: a clean stop, as a shell reports it
+    assert err.decode().splitlines()[-1:] == ["interrupted"]
     assert own.encode() not in line + out + err
 
 

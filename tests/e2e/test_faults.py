@@ -74,24 +74,29 @@ async def test_retries_hide_every_fault_kind(amili_sandbox: SandboxServer) -> No
 
 async def test_retry_after_is_honoured(amili_sandbox: SandboxServer) -> None:
     """A 429 with Retry-After: 1 makes the client wait that second, then succeed."""
-    loop = asyncio.get_running_loop()
-    sent: list[float] = []
+    attempts: list[int] = []
+    waits: list[float] = []
 
     def hook(info: Any) -> None:
-        sent.append(loop.time())
+        attempts.append(info.attempt)
         # The first attempt meets the 429; its retry goes through.
         amili_sandbox.set_faults(
             FaultConfig(rate_429=1.0, retry_after=1) if info.attempt == 1 else None
         )
 
+    async def recorded_sleep(seconds: float) -> None:
+        waits.append(seconds)  # counted, not timed: the wait the client chose
+        await asyncio.sleep(0)
+
     async with connect(amili_sandbox, on_request=hook) as client:
+        client._transport._sleep = recorded_sleep  # the transport's injected sleep
         # prefetch=0: only the page asked for is requested, so the attempts are countable.
         pager = client.invoices.list(amili_sandbox.default_org_id, prefetch=0)
         invoices = await pager.collect(limit=5)
 
     assert len(invoices) == 5
-    assert len(sent) == 2
-    assert sent[1] - sent[0] >= 0.95
+    assert attempts == [1, 2]
+    assert waits == [1.0]
 
 
 ERRORS: list[tuple[str, FaultConfig, tuple[type[AmiliError], ...]]] = [

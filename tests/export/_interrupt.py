@@ -1,21 +1,20 @@
-"""Starting a CLI child that Ctrl-C (SIGINT) can interrupt, however the test run was started.
+"""A CLI child started the way a shell starts a background job: with SIGINT ignored.
 
-A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored in
-every child (Python then never installs its KeyboardInterrupt handler): a test sending SIGINT
-to a CLI would see it ignored when `make test` runs in the background. The child restores the
-default handler first, then runs the CLI as `python -m amili_async` would.
+An ignored signal stays ignored in every child, and Python then installs no KeyboardInterrupt
+handler; the CLI must still stop on Ctrl-C (`_cli/_signals.py`). Tests that send SIGINT start
+their child this way, so they prove that, whether or not the test run itself ignores SIGINT.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["INTERRUPTIBLE_CLI"]
+__all__ = ["BACKGROUND_CLI"]
 
-INTERRUPTIBLE_CLI = (
+BACKGROUND_CLI = (
     sys.executable,
     "-c",
-    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "runpy.run_module('amili_async', run_name='__main__', alter_sys=True)",
 )
-"""The argv prefix of a CLI child that Ctrl-C interrupts (append the CLI's arguments)."""
+"""The argv prefix of a CLI child that inherited SIGINT ignored (append the CLI's arguments)."""

@@ -14,7 +14,7 @@ from amili_async._cli import main
 from amili_async.export import PARTIAL_DIR, SUCCESS, read_manifest
 
 from ..e2e.conftest import run_cli
-from ._interrupt import INTERRUPTIBLE_CLI
+from ._interrupt import BACKGROUND_CLI
 from .conftest import FROM, RemoteSandbox, read_jsonl
 
 CLI_TIMEOUT = 120.0
@@ -132,7 +132,7 @@ async def test_ctrl_c_on_a_dask_cluster_cancels_the_units_and_says_how_to_resume
         "--dask-scheduler", cluster.scheduler.address,
     ]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        *INTERRUPTIBLE_CLI, *map(str, args),
+        *BACKGROUND_CLI, *map(str, args),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=remote_sandbox.env(),
     )  # fmt: skip

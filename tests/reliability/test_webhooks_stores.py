@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +40,7 @@ import pytest
 
 from amili_async import webhooks
 
+from ..export._interrupt import BACKGROUND_CLI
 from .conftest import CHILD_TIMEOUT, wait_until
 
 SECRET = "whsec-replicas"
@@ -214,7 +214,8 @@ class Replicas:
         stderr = self.out / f"{name}-{self.started}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "amili_async", "webhooks", "listen", "--port", "0"),
+                *BACKGROUND_CLI,
+                *("webhooks", "listen", "--port", "0"),
                 *("--store", self.store, "--secret", SECRET),
                 stdout=out,
                 stderr=err,
