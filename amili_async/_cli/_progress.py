@@ -28,7 +28,7 @@ class Progress:
         *,
         total: int | None = None,
         already: int = 0,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
     ) -> None:
         self.plural = noun
         self.singular = singular(noun)
@@ -36,8 +36,9 @@ class Progress:
         self.count = already
         self._already = already
         self._updates = 0
-        self._stream = stream
-        self._tty = stream.isatty()
+        # sys.stderr when drawn, not when defined: pytest's capsys and a redirect swap it.
+        self._stream = sys.stderr if stream is None else stream
+        self._tty = self._stream.isatty()
         self._start = time.monotonic()
         self._last_draw = 0.0
         self._drawn: int | None = None  # the count of the last line drawn

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from amili_async._cli._progress import ETA_AFTER_UPDATES, Progress, plural
 
 
@@ -53,3 +55,14 @@ def test_a_log_gets_no_closing_line_that_repeats_the_last() -> None:
         "10 of 20 invoices",
         "20 of 20 invoices",
     ]
+
+
+def test_by_default_it_draws_on_the_stderr_of_its_creation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = Progress("invoices", total=3)  # capsys replaced sys.stderr before this
+    progress.advance(3)
+    progress.close()
+    captured = capsys.readouterr()
+    assert "3 of 3 invoices" in captured.err
+    assert captured.out == ""
