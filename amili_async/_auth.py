@@ -59,11 +59,14 @@ class BearerAuth:
     Keeps one ``"Bearer <token>"`` string per token, not one per attempt.
     """
 
-    __slots__ = ("_auth", "_fetch", "_header", "_token")
+    __slots__ = ("_auth", "_cached", "_fetch", "_header", "_token")
 
     def __init__(self, auth: Auth, fetch: TokenFetcher) -> None:
         self._auth = auth
         self._fetch = fetch
+        # The SDK's auths also answer without a coroutine while their token is valid
+        # (`cached`); a caller's own Auth needs only `token`.
+        self._cached: Callable[[], str | None] | None = getattr(auth, "cached", None)
         self._token: str | None = None
         self._header = ""
 
@@ -71,11 +74,17 @@ class BearerAuth:
         """The authentication of one call, attempt after attempt."""
         return BearerFlow(self)
 
-    async def _current(self) -> tuple[str, str]:
-        token = await self._auth.token(self._fetch)
+    def _at_hand(self) -> str | None:
+        """The token to send now if the auth holds a valid one, without awaiting."""
+        return None if self._cached is None else self._cached()
+
+    async def _fetched(self) -> str:
+        return await self._auth.token(self._fetch)
+
+    def _header_of(self, token: str) -> str:
         if token is not self._token:
             self._token, self._header = token, "Bearer " + token
-        return token, self._header
+        return self._header
 
     def __repr__(self) -> str:
         return f"BearerAuth({self._auth!r})"
@@ -91,20 +100,34 @@ class BearerFlow:
         self._sent: str | None = None
         self._refreshed = False
 
+    def ready(self) -> str | None:
+        """The Authorization header of the next attempt when the token is at hand (the
+        common case: no coroutine), else None: then await :meth:`authorization`."""
+        token = self._policy._at_hand()
+        if token is None:
+            return None
+        self._sent = token
+        return self._policy._header_of(token)
+
     async def authorization(self) -> str:
         """The Authorization header of the next attempt (a token fetched if none is cached)."""
-        self._sent, header = await self._policy._current()
-        return header
+        token = self._sent = await self._policy._fetched()
+        return self._policy._header_of(token)
+
+    def rejected(self, status: int) -> bool:
+        """Whether an answer with `status` may be worth a resend, without a coroutine: the
+        call's first 401 after a token was sent (:meth:`resend` then decides)."""
+        return status == _REJECTED_TOKEN_STATUS and not self._refreshed and self._sent is not None
 
     async def resend(self, status: int) -> bool:
         """After an answer: True to send the same request again, with a fresh token.
 
-        Only for the call's first 401, and only when the auth has a different token to try
-        (a static token has none): the rejected one is invalidated first, so concurrent calls
+        Only when :meth:`rejected`, and only when the auth has a different token to try (a
+        static token has none): the rejected one is invalidated first, so concurrent calls
         rejected with the same token share one refresh.
         """
         sent = self._sent
-        if status != _REJECTED_TOKEN_STATUS or self._refreshed or sent is None:
+        if sent is None or not self.rejected(status):
             return False
         self._refreshed = True
         auth = self._policy._auth
@@ -123,6 +146,10 @@ class StaticTokenAuth:
         self._token = _bearer(token)
 
     async def token(self, fetch: TokenFetcher) -> str:
+        return self._token
+
+    def cached(self) -> str:
+        """The token, without a coroutine (see :class:`BearerAuth`)."""
         return self._token
 
     def invalidate(self, token: str) -> None:
@@ -146,10 +173,15 @@ class _SingleFlight:
         self._refresh_at = 0.0
         self._pending: asyncio.Task[str] | None = None
 
+    def cached(self) -> str | None:
+        """The token while it is valid (not due for refresh), else None."""
+        token = self._token
+        return token if token is not None and self._clock() < self._refresh_at else None
+
     async def get(self, refresh: Callable[[], Awaitable[tuple[str, float]]]) -> str:
         """The cached token, or the result of the refresh in flight (started if none is)."""
-        token = self._token
-        if token is not None and self._clock() < self._refresh_at:
+        token = self.cached()
+        if token is not None:
             return token
         pending = self._pending
         if pending is None:
@@ -194,6 +226,10 @@ class CallableTokenAuth:
     async def token(self, fetch: TokenFetcher) -> str:
         return await self._cache.get(self._call)
 
+    def cached(self) -> str | None:
+        """The token while one is kept, without a coroutine (see :class:`BearerAuth`)."""
+        return self._cache.cached()
+
     def invalidate(self, token: str) -> None:
         self._cache.invalidate(token)
 
@@ -234,6 +270,10 @@ class ClientCredentialsAuth:
 
     async def token(self, fetch: TokenFetcher) -> str:
         return await self._cache.get(lambda: self._request_token(fetch))
+
+    def cached(self) -> str | None:
+        """The token until it is due for refresh, without a coroutine (see :class:`BearerAuth`)."""
+        return self._cache.cached()
 
     def invalidate(self, token: str) -> None:
         self._cache.invalidate(token)

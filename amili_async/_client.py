@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextvars
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import aiohttp
 import attrs
+import msgspec
 
 from ._auth import Auth, CallableTokenAuth, ClientCredentialsAuth, StaticTokenAuth
 from ._config import (
@@ -322,16 +323,25 @@ class _Channel:
         chosen = self.defaults.retry_posts
         return self.transport.retry_posts if chosen is None else chosen
 
-    async def send(self, request: Request) -> Response:
-        """Send with the client's defaults under the request's own options."""
+    def send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        """Send with the client's defaults under the request's own options.
+
+        Not a coroutine itself: outside `with_raw_response` it hands back the transport's
+        own, one frame less on every call.
+        """
         if self.defaults is not DEFAULT_OPTIONS:
-            request = attrs.evolve(request, options=request.options.over(self.defaults))
-        response = await self.transport.send(request)
+            request = msgspec.structs.replace(request, options=request.options.over(self.defaults))
+        sending = self.transport.send(request)
         captured = _captured.get()
-        if captured is not None:
-            captured.count += 1
-            captured.last = response
-        return response
+        return sending if captured is None else _capture(sending, captured)
+
+
+async def _capture(sending: Coroutine[Any, Any, Response], captured: _Capture) -> Response:
+    """The response of `sending`, recorded for :meth:`AmiliClient.with_raw_response`."""
+    response = await sending
+    captured.count += 1
+    captured.last = response
+    return response
 
 
 def _environment_from_env() -> Literal["staging", "production"] | None:

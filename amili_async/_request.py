@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import attrs
+import msgspec
 
 
 @attrs.frozen
@@ -62,9 +63,8 @@ def check_header_value(name: str, value: str) -> str:
     return value
 
 
-@attrs.frozen
-class Request:
-    """One API call as a resource describes it.
+class Request(msgspec.Struct, frozen=True):
+    """One API call as a resource describes it (a msgspec Struct: one per call, built in C).
 
     ``path`` is URL-quoted and relative to the API base URL, or to the origin of that URL
     when ``root`` is set (the legacy ``/webapi`` paths). ``params`` values are wire strings.

@@ -21,6 +21,7 @@ from typing import Final
 
 import aiohttp
 import attrs
+import msgspec
 
 from amili_async._config import BACKOFF_BASE, BACKOFF_CAP, DEFAULT_MAX_RETRIES, MAX_RETRY_AFTER
 from amili_async._time import parse_retry_after
@@ -68,7 +69,8 @@ class RetryBudget:
         return True
 
     def refund(self, amount: int) -> None:
-        self.tokens = min(self.capacity, self.tokens + amount)
+        tokens = self.tokens + amount  # not min(): this runs on every successful call
+        self.tokens = tokens if tokens < self.capacity else self.capacity
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self.tokens}/{self.capacity}, refused={self.refused})"
@@ -128,8 +130,8 @@ class RetryPolicy:
             clock,
             deadline,
             monotonic,
-            retry_until=now + retry_for if retry_for is not None and may_retry else None,
-            budget=budget,
+            now + retry_for if retry_for is not None and may_retry else None,
+            budget,
         )
 
     def backoff(self, attempt: int, rng: Random) -> float:
@@ -154,9 +156,9 @@ class RetryPolicy:
         return retry_after
 
 
-@attrs.define
-class RetryState:
-    """The retry decisions of one call, attempt after attempt."""
+class RetryState(msgspec.Struct):
+    """The retry decisions of one call, attempt after attempt (a msgspec Struct: one per
+    call, built in C; see `_response.Response`)."""
 
     policy: RetryPolicy
     max_retries: int

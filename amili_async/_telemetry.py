@@ -132,6 +132,8 @@ def _on() -> _Instruments | None:
     if _override is not None:
         return _override
     modules = sys.modules
+    if "opentelemetry" not in modules:  # the common case in one lookup: runs on every call
+        return None
     trace_api = modules.get("opentelemetry.trace")
     metrics_api = modules.get("opentelemetry.metrics")
     if trace_api is None and metrics_api is None:

@@ -16,11 +16,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 from urllib.request import getproxies
 
 import aiohttp
 import attrs
+import msgspec
 from yarl import URL
 
 from amili_async import _telemetry
@@ -81,16 +82,14 @@ Sleep = Callable[[float], Awaitable[object]]
 _T = TypeVar("_T")
 
 
-@attrs.define(slots=True)
-class _Call:
-    """One call's wire details, fixed across its attempts (the token header aside)."""
+class _Call(msgspec.Struct):
+    """One call's wire details, fixed across its attempts (the token header aside); a
+    msgspec Struct, as `Response` is: one per call, built in C."""
 
     method: str
     wire_url: URL
     url: str
     """Without the query: for responses, errors and hooks."""
-    path: str
-    """The path alone: for log lines."""
     headers: dict[str, str]
     body: bytes | None
     timeout: aiohttp.ClientTimeout
@@ -99,6 +98,25 @@ class _Call:
     """Seconds for the whole call (attempts, waits for a connection, retry waits), or None."""
     retry_for: float | None = None
     """Seconds from the call's start during which retries go on past max_retries, or None."""
+
+    @property
+    def path(self) -> str:
+        """The path alone, for log lines and messages (worked out only when one is made)."""
+        return path_of(self.url)
+
+
+class _Slots(asyncio.Semaphore):
+    """The attempts-on-the-wire gate: an asyncio.Semaphore whose free slot is taken without a
+    coroutine (`take`), so a call that need not wait pays no `acquire` (which also scans its
+    waiters on every call)."""
+
+    def take(self) -> bool:
+        """Take a slot now if one is free and nobody waits (exactly `acquire`'s own fast
+        path); False: await `acquire` (FIFO, cancellation-safe)."""
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return True
+        return False
 
 
 class Transport:
@@ -136,7 +154,6 @@ class Transport:
             raise ValueError("max_response_size must be >= 1")
         self._base_url = base_url.rstrip("/")
         self._origin = origin_of(self._base_url)
-        self._base_path = urlsplit(self._base_url).path
         self._bearer = None if auth is None else BearerAuth(auth, self._fetch_token)
         self._timeout = (
             timeout
@@ -159,7 +176,7 @@ class Transport:
         self._owns_session = session is None
         # Attempts on the wire at once: calls queue here, before their attempt's timeout
         # starts, so time spent waiting for a free connection never times a healthy call out.
-        self._gate: asyncio.Semaphore | None = None
+        self._gate: _Slots | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._on_request = on_request
@@ -196,7 +213,6 @@ class Transport:
         """
         options = request.options
         url = (self._origin if request.root else self._base_url) + request.path
-        display_path = request.path if request.root else self._base_path + request.path
         wire_url = URL(
             url + "?" + urlencode(request.params, quote_via=quote) if request.params else url,
             encoded=True,
@@ -220,13 +236,12 @@ class Transport:
             request.method,
             wire_url,
             url,
-            display_path,
             headers,
             request.body,
             timeout,
-            retry_posts=self._retry_posts if options.retry_posts is None else options.retry_posts,
-            deadline=self._deadline if options.deadline is None else options.deadline,
-            retry_for=self._retry_for if options.retry_for is None else options.retry_for,
+            self._retry_posts if options.retry_posts is None else options.retry_posts,
+            self._deadline if options.deadline is None else options.deadline,
+            self._retry_for if options.retry_for is None else options.retry_for,
         )
         return self._execute(call, options.max_retries, authenticate=True)
 
@@ -239,7 +254,6 @@ class Transport:
             "POST",
             URL(url),
             plain_url,
-            path_of(plain_url),
             headers,
             urlencode(form).encode(),
             self._timeout,
@@ -273,9 +287,9 @@ class Transport:
             )
         return session
 
-    def _slots(self) -> asyncio.Semaphore:
+    def _slots(self) -> _Slots:
         if self._gate is None:
-            self._gate = asyncio.Semaphore(self._max_connections)
+            self._gate = _Slots(self._max_connections)
         return self._gate
 
     async def _execute(
@@ -304,7 +318,7 @@ class Transport:
             attempt += 1
             self._live_session()  # refuses a closed client, or one from another loop
             if flow is not None:
-                call.headers["Authorization"] = await flow.authorization()
+                call.headers["Authorization"] = flow.ready() or await flow.authorization()
             if authenticate and self._on_request is not None:
                 info = RequestInfo(call.method, call.url, redact_headers(call.headers), attempt)
                 await _run_hook(self._on_request, info)
@@ -331,7 +345,11 @@ class Transport:
                 limiter.after_response(response.status_code, response.headers, sent_at)
             if authenticate and self._on_response is not None:
                 await _run_hook(self._on_response, response)
-            if flow is not None and await flow.resend(response.status_code):
+            if (
+                flow is not None
+                and flow.rejected(response.status_code)
+                and await flow.resend(response.status_code)
+            ):
                 logger.info("retrying %s %s with a fresh token (401)", call.method, call.path)
                 _telemetry.event("token_refresh")
                 continue
@@ -354,12 +372,13 @@ class Transport:
         the limiter's send time.
         """
         slots = self._slots()
-        remaining = decisions.remaining()
-        if remaining is None:
+        if slots.take():
+            pass
+        elif decisions.deadline is None:
             await slots.acquire()
         else:
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(decisions.remaining()):
                     await slots.acquire()
             except TimeoutError:
                 raise TimeoutError("no connection became free before the call's deadline") from None
@@ -373,7 +392,7 @@ class Transport:
             session = self._session
             if self._closed or session is None:
                 raise ClientClosedError("client is closed")
-            remaining = decisions.remaining()
+            remaining = None if decisions.deadline is None else decisions.remaining()
             if remaining is not None:
                 if remaining <= 0:
                     raise TimeoutError("the call's deadline passed")
@@ -402,14 +421,14 @@ class Transport:
         finally:
             slots.release()
         response = Response(
-            status_code=raw.status,
-            headers=raw.headers,
-            content=content,
-            method=call.method,
-            url=call.url,
-            request_id=raw.headers.get(REQUEST_ID_HEADER),
-            elapsed=time.perf_counter() - started,
-            attempts=attempt,
+            raw.status,
+            raw.headers,
+            content,
+            call.method,
+            call.url,
+            raw.headers.get(REQUEST_ID_HEADER),  # request_id
+            time.perf_counter() - started,  # elapsed
+            attempt,
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -452,14 +471,15 @@ class Transport:
             ) from None
         return sent_at, timeout if left is None else attrs.evolve(timeout, total=left)
 
-    async def _read(self, raw: aiohttp.ClientResponse, call: _Call) -> bytes:
+    def _read(self, raw: aiohttp.ClientResponse, call: _Call) -> Awaitable[bytes]:
         """The whole body as decoded bytes, refused (ResponseTooLargeError) once it passes
         max_response_size, whatever the framing: Content-Length, chunked, gzip or deflate.
 
         An unencoded body's Content-Length is its size: one larger than the limit is refused
-        before a byte is read, one within it read at once. An encoded body's length says
-        nothing of what it inflates to, so it is read (decoded) a chunk at a time and dropped
-        at the limit: a 500 KB gzip body never becomes 500 MB in memory.
+        before a byte is read, one within it read at once (aiohttp's own `read`, handed back
+        as it is: no frame of ours per call). An encoded body's length says nothing of what
+        it inflates to, so it is read (decoded) a chunk at a time and dropped at the limit: a
+        500 KB gzip body never becomes 500 MB in memory.
         """
         limit = self._max_response_size
         length = raw.content_length
@@ -469,7 +489,10 @@ class Transport:
         ):
             if length > limit:
                 raise self._too_large(call, limit)
-            return await raw.read()
+            return raw.read()
+        return self._read_chunks(raw, call, limit)
+
+    async def _read_chunks(self, raw: aiohttp.ClientResponse, call: _Call, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in raw.content.iter_chunked(_READ_CHUNK):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, overload
@@ -74,7 +74,7 @@ class Sender(Protocol):
         """Whether POSTs may be sent again (bulk resends a chunk only then)."""
         ...
 
-    async def send(self, request: Request) -> Response: ...
+    def send(self, request: Request) -> Coroutine[Any, Any, Response]: ...
 
 
 def path(template: str, *ids: str) -> str:
@@ -83,6 +83,12 @@ def path(template: str, *ids: str) -> str:
     So are "." and "..": quoting leaves them as they are, and URL normalisation (RFC 3986 dot
     segments) would turn `/orgs/o1/invoices/..` into `/orgs/o1`.
     """
+    try:
+        # The common case (ids that need no quoting) checked in C: no Python loop per id.
+        if all(map(_UNRESERVED, ids)) and "." not in ids and ".." not in ids:
+            return template.format(*ids)
+    except TypeError:  # an id that is not a str: refused below
+        pass
     quoted = []
     for value in ids:
         if not isinstance(value, str) or not value or value in (".", ".."):
@@ -149,7 +155,7 @@ class Resource:
         response = _response.raise_for_status(await self._sender.send(request))
         return None if cast_to is None else _response.decode(response, cast_to)
 
-    async def _get(
+    def _get(
         self,
         route: str,
         cast_to: type[T],
@@ -157,10 +163,12 @@ class Resource:
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         root: bool = False,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
+        """GET `route` into `cast_to`: `_call`'s coroutine itself (one frame less per call)."""
         wire = query(params) if params else None
-        request = Request("GET", route, params=wire, root=root, options=options(timeout))
-        return await self._call(request, cast_to)
+        chosen = DEFAULT_OPTIONS if timeout is None else options(timeout)
+        request = Request("GET", route, params=wire, root=root, options=chosen)
+        return self._call(request, cast_to)
 
     @overload
     async def _post(

@@ -349,6 +349,44 @@ async def test_concurrent_401s_of_one_token_share_one_refresh() -> None:
     assert len(endpoint.calls) == 2
 
 
+async def test_a_valid_token_is_at_hand_without_a_coroutine_until_its_refresh_time() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint()
+    policy = BearerAuth(credentials(clock, margin=60.0), endpoint)
+    assert policy.start().ready() is None  # no token yet: the caller awaits authorization()
+    assert await policy.start().authorization() == "Bearer tok-1"
+    flow = policy.start()
+    assert flow.ready() == "Bearer tok-1"
+    assert flow.rejected(401)  # the token ready() handed out is the one a 401 invalidates
+    assert await flow.resend(401) is True
+    assert policy.start().ready() == "Bearer tok-2"
+    clock.now = NOW + 3600 - 60  # its refresh time: no longer at hand
+    assert policy.start().ready() is None
+    assert await policy.start().authorization() == "Bearer tok-3"
+    assert len(endpoint.calls) == 3
+
+
+async def test_an_auth_of_ones_own_needs_only_token() -> None:
+    class OwnAuth:
+        async def token(self, fetch: Any) -> str:
+            return "own"
+
+        def invalidate(self, token: str) -> None:
+            pass
+
+    flow = BearerAuth(OwnAuth(), FakeTokenEndpoint()).start()
+    assert flow.ready() is None
+    assert await flow.authorization() == "Bearer own"
+    assert BearerAuth(StaticTokenAuth("abc"), FakeTokenEndpoint()).start().ready() == "Bearer abc"
+
+
+def test_only_the_first_401_after_a_sent_token_is_rejected() -> None:
+    flow = BearerAuth(StaticTokenAuth("abc"), FakeTokenEndpoint()).start()
+    assert not flow.rejected(401)  # nothing sent yet
+    assert flow.ready() == "Bearer abc"
+    assert [flow.rejected(s) for s in (200, 400, 401, 403)] == [False, False, True, False]
+
+
 async def test_one_header_string_per_token() -> None:
     policy = BearerAuth(StaticTokenAuth("abc"), FakeTokenEndpoint())
     first, second = policy.start(), policy.start()

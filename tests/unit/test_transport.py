@@ -827,3 +827,18 @@ def test_encode_multipart_round_trips() -> None:
 
 def test_encode_multipart_boundaries_differ() -> None:
     assert encode_multipart({}, {})[1] != encode_multipart({}, {})[1]
+
+
+async def test_a_free_connection_slot_is_taken_without_jumping_the_queue() -> None:
+    from amili_async._transport import _Slots
+
+    slots = _Slots(1)
+    assert slots.take()  # free and nobody waits: taken at once, no coroutine
+    assert not slots.take()  # none left
+    waiter = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0)  # the waiter queues
+    slots.release()  # the slot is the waiter's now (FIFO), not for a newcomer's take()
+    assert not slots.take()
+    assert await waiter is True
+    slots.release()
+    assert slots.take()
