@@ -233,3 +233,56 @@ def test_memory_store_refuses_nonsense_bounds() -> None:
         webhooks.MemoryDedupeStore(max_keys=0)
     with pytest.raises(ValueError, match="ttl"):
         webhooks.MemoryDedupeStore(ttl=0)
+
+
+def _variants(payload: dict[str, object]) -> list[bytes]:
+    """The payload and the spellings, headers' cases and odd values around it."""
+    data = payload["data"]
+    assert isinstance(data, dict)
+    name_key = "type" if "type" in payload else "eventType"
+    org_key = "orgId" if "orgId" in data else "organizationId"
+    other_name = "eventType" if name_key == "type" else "type"
+    other_org = "organizationId" if org_key == "orgId" else "orgId"
+    changes: list[dict[str, object]] = [
+        {},
+        {other_name: payload[name_key]},  # both spellings, agreeing
+        {other_name: "SOMETHING_ELSE"},  # both, disagreeing
+        {"data": {**data, other_org: data[org_key]}},
+        {"data": {**data, other_org: ""}},
+        {"data": {**data, other_org: "another-org"}},
+        {"data": {k: v for k, v in data.items() if k != org_key}},
+        {"data": None},
+        {"data": [1]},
+        {name_key: f" {payload[name_key]} "},
+        {name_key: 7},
+        {"id": None},
+        {"timeStamp": "not a time"},
+    ]
+    return [json.dumps({**payload, **change}).encode() for change in changes]
+
+
+def _outcome(body: bytes, headers: dict[str, str]) -> object:
+    try:
+        return webhooks.parse_event(body, headers)
+    except webhooks.WebhookError as error:
+        return ("error", str(error))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_typed_read_agrees_with_the_general_path(
+    docs_dir: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amili_async.webhooks import _parse
+
+    payload = json.loads((docs_dir / "examples" / name).read_bytes())
+    event_name = payload.get("type") or payload.get("eventType")
+    cases = [
+        (body, headers)
+        for body in _variants(payload)
+        for headers in ({}, {"X-Amili-Event": event_name}, {"X-Amili-Event": " CASE "})
+    ]
+    typed = [_outcome(body, headers) for body, headers in cases]
+    taken = sum(_parse._as_declared(body, headers) is not None for body, headers in cases)
+    assert taken >= 4  # the documented spelling, with and without the header, at least
+    monkeypatch.setattr(_parse, "_as_declared", lambda body, headers: None)
+    assert [_outcome(body, headers) for body, headers in cases] == typed
