@@ -1,0 +1,238 @@
+"""Staged export rows written in C from the page's typed document (`export/_staging`): the same
+bytes as the models' way (`_serde.dumps(item) + b"\\n"`), the same errors, the same tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import pytest
+
+from amili_async import _json, _response, _serde, models
+from amili_async.errors import ResponseDecodeError
+from amili_async.export import _staging
+from amili_async.export._staging import _shape, _StagingSource, joined
+from amili_async.resources._base import _ListingSource, options
+from amili_async.resources.invoices import _created_before
+from amili_async.sandbox._seed import seed_invoices
+
+UTC = dt.UTC
+
+
+def _answer(body: bytes) -> _response.Response:
+    return _response.Response(200, {}, body, "GET", "http://sdk.test/orgs/o/invoices", None, 0.0, 1)
+
+
+def _source(keep: Any = None) -> tuple[_ListingSource[Any], _StagingSource]:
+    """The listing's own source (models) and the staging one around it."""
+    inner: _ListingSource[Any] = _ListingSource(
+        None,  # type: ignore[arg-type]  # no request is sent: pages are given
+        "/orgs/o/invoices",
+        {},
+        "PageToken",
+        options(),
+        models.InvoiceListResponse,
+        keep,
+    )
+    shape = _shape(models.InvoiceListResponse, models.Invoice)
+    return inner, _StagingSource(inner, models.Invoice, shape)
+
+
+def _page(items: list[str], summary: str = '{"nextPageToken":"next"}') -> bytes:
+    return f'{{"data":[{",".join(items)}],"summary":{summary}}}'.encode()
+
+
+def _seeded(count: int) -> list[str]:
+    seeded = seed_invoices(count, seed=11)
+    return [seeded.invoice_json(i) for i in range(count)]
+
+
+def _edited(item: str, **changes: Any) -> str:
+    data = _json.loads(item)
+    data.update(changes)
+    return _json.dumps(data).decode()
+
+
+def _edge_items() -> list[str]:
+    """What the C way must write as the models do: every kind of milliseconds and offset,
+    exact amounts with trailing zeros and exponents, nulls, an unknown enum value, empty lists,
+    a text that looks like a date-time (it stays as it is)."""
+    (base,) = _seeded(1)
+    stamps = [
+        "2024-01-02T07:00:02.621Z",  # milliseconds: msgspec writes .621000
+        "2024-01-02T07:00:02.000Z",  # none: both write no fraction
+        "2024-01-02T07:00:02.100000Z",
+        "2024-01-02T07:00:02.000001Z",  # microseconds: six digits both ways
+        "2024-01-02T08:30:00.123+01:30",  # an offset, kept
+        "2024-01-02T02:00:00.5-05:00",
+        "2024-01-02T07:00:02+00:00",  # UTC as an offset: written Z
+        "2024-02-29T23:59:59.999999Z",
+    ]
+    items = [_edited(base, createdAt=s, closedAt=s, dueDate=s) for s in stamps]
+    items.append(
+        _edited(
+            base, status="SOMETHING_NEW", closedAt=None, organization=None, claims=[], debtors=[]
+        )
+    )
+    raw = base.replace('"originalInvoiceAmount":5012.28', '"originalInvoiceAmount":4500.10')
+    raw = raw.replace(
+        '"remainingAmount":0.00,"paidAmount":5012.28,"creditedAmount":0.00}',
+        '"remainingAmount":1e2,"paidAmount":5012.28,"creditedAmount":-0.0000001}',
+    )
+    raw = raw.replace('"paidAmount":5012.28,', '"paidAmount":null,', 1)
+    items.append(raw)
+    items.append(
+        _edited(
+            base,
+            invoiceNumber="2024-01-02T07:00:02.621000Z",
+            uniqueSourceInvoiceId='","createdAt":"2024-01-02T07:00:02.621000Z',
+            ocrReferenceNumber='000Z"000',
+        )
+    )
+    items.append(_edited(base, unknownField={"createdAt": "2024-01-02T07:00:02.621000Z"}))
+    return items
+
+
+def _models_way(inner: _ListingSource[Any], body: bytes) -> bytes:
+    built = inner.build(inner.read(_answer(body)))
+    return b"".join(_serde.dumps(item) + b"\n" for item in built)
+
+
+@pytest.mark.parametrize(
+    "items", [_seeded(300), _edge_items(), []], ids=["seeded", "edges", "empty"]
+)
+def test_the_c_way_writes_the_bytes_of_the_models(items: list[str]) -> None:
+    inner, staging = _source()
+    body = _page(items)
+    raw = staging.read(_answer(body))
+    assert type(raw.document) is staging.shape.envelope  # type: ignore[union-attr]
+    lines = staging.build(raw)
+    assert len(lines) == len(items)
+    assert joined(lines) == _models_way(inner, body)
+    assert list(lines) == joined(lines).splitlines(keepends=True)
+    assert lines[0:1] == list(lines)[0:1]
+
+
+def test_the_edges_are_what_the_models_write() -> None:
+    _, staging = _source()
+    lines = list(staging.build(staging.read(_answer(_page(_edge_items())))))
+    assert b'"createdAt":"2024-01-02T07:00:02.621Z"' in lines[0]
+    assert b'"createdAt":"2024-01-02T07:00:02Z"' in lines[1]
+    assert b'"createdAt":"2024-01-02T07:00:02.100Z"' in lines[2]
+    assert b'"createdAt":"2024-01-02T07:00:02.000001Z"' in lines[3]
+    assert b'"createdAt":"2024-01-02T08:30:00.123+01:30"' in lines[4]
+    assert b'"createdAt":"2024-01-02T07:00:02Z"' in lines[6]
+    assert b'"originalInvoiceAmount":4500.10,' in lines[9]
+    assert b'"remainingAmount":1E+2,' in lines[9]
+    assert b'"creditedAmount":-1E-7}' in lines[9]
+    assert b'"paidAmount"' not in lines[9].split(b'"claims"')[1].split(b"}")[0]  # null: left out
+    assert b'"invoiceNumber":"2024-01-02T07:00:02.621000Z"' in lines[10]  # text, not a stamp
+    assert (
+        b'"uniqueSourceInvoiceId":"\\",\\"createdAt\\":\\"2024-01-02T07:00:02.621000Z"'
+        in (lines[10])
+    )
+
+
+def test_the_next_token_is_read_as_the_listing_reads_it() -> None:
+    _, staging = _source()
+    items = _seeded(2)
+    for summary, token in [
+        ('{"nextPageToken":"abc"}', "abc"),
+        ('{"nextPageToken":""}', None),
+        ('{"nextPageToken":null}', None),
+        ("{}", None),
+        ("null", None),
+    ]:
+        assert staging.read(_answer(_page(items, summary))).next_page_token == token
+    with pytest.raises(ResponseDecodeError, match="nextPageToken is not a string"):
+        staging.read(_answer(_page(items, '{"nextPageToken":7}')))
+
+
+def test_a_page_the_mirror_refuses_goes_through_the_models() -> None:
+    """A naive date-time (read as UTC by the models) and a case number sent as a number."""
+    inner, staging = _source()
+    (base,) = _seeded(1)
+    items = [_edited(base, createdAt="2024-01-02T07:00:02.621"), base]
+    body = _page(items)
+    raw = staging.read(_answer(body))
+    assert type(raw.document) is not staging.shape.envelope  # type: ignore[union-attr]
+    assert joined(staging.build(raw)) == _models_way(inner, body)
+    assert b'"createdAt":"2024-01-02T07:00:02.621Z"' in joined(staging.build(raw))
+
+
+def test_what_the_models_refuse_is_refused_alike() -> None:
+    inner, staging = _source()
+    (base,) = _seeded(1)
+    for bad in [
+        _page([_edited(base, paidAmount="NaN")]),  # the mirror reads it; not an amount
+        _page([_edited(base, createdAt="not a date")]),
+        b"<html>",
+    ]:
+        with pytest.raises(ResponseDecodeError) as ours:
+            staging.build(staging.read(_answer(bad)))
+        with pytest.raises(ResponseDecodeError) as theirs:
+            inner.build(inner.read(_answer(bad)))
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_the_window_bound_drops_the_same_items() -> None:
+    bound = dt.datetime(2024, 1, 2, 7, 1, tzinfo=UTC)
+    inner, staging = _source(keep=_created_before(bound))
+    items = _seeded(5)
+    body = _page(items)
+    lines = staging.build(staging.read(_answer(body)))
+    assert 0 < len(lines) < len(items)
+    assert joined(lines) == _models_way(inner, body)
+
+
+# Models of the shapes the C way leaves to the models (module level: their annotations resolve).
+
+
+@attrs.frozen
+class Stamped:
+    at: dt.datetime | None = attrs.field(default=None, metadata={"wire": "at"})
+
+
+@attrs.frozen
+class Texted:
+    at: str | None = attrs.field(default=None, metadata={"wire": "at"})
+
+
+@attrs.frozen
+class Both:
+    stamped: Stamped | None = None
+    texted: list[Texted] | None = None
+
+
+@attrs.frozen
+class Anything:
+    extra: Any = None
+
+
+@attrs.frozen
+class BothPage:
+    data: list[Both] | None = None
+    summary: models.Summary | None = None
+
+
+@attrs.frozen
+class AnythingPage:
+    data: list[Anything] | None = None
+    summary: models.Summary | None = None
+
+
+def test_a_model_msgspec_would_write_otherwise_keeps_the_models_way() -> None:
+    assert _shape(BothPage, Both) is None  # "at" is a date-time and a text
+    assert _shape(AnythingPage, Anything) is None  # a value of any shape
+    assert _shape(models.InvoiceListResponse, models.Batch) is None  # not its items
+    assert _shape(None, models.Invoice) is None  # a source that names no envelope
+    assert _shape(models.InvoiceListResponse, models.Invoice) is not None
+
+
+def test_staged_pages_takes_one_window() -> None:
+    class NotAPager:
+        pass
+
+    with pytest.raises(TypeError, match="one window"):
+        _staging.staged_pages(NotAPager(), models.Invoice)  # type: ignore[arg-type]
