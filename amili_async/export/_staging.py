@@ -10,13 +10,20 @@ bytes, no model built. msgspec writes whole milliseconds as six digits (`.621000
 `_time.format_datetime` writes `.621Z`); one regular expression anchored on the date-time
 fields' keys takes the three zeros out of the page's output (`_milliseconds`). A page the
 mirror refuses (another shape, a naive date-time, a non-finite amount) goes through the
-models (`_encode`), with their errors: `tests/unit/test_export_rows.py` holds both ways to
+models (`_encode`), with their errors: `tests/unit/test_export_staging.py` holds both ways to
 the same bytes.
+
+Amounts cost most of what is left (a Decimal made from each number's text, then written
+back): so a page is first read with its amounts kept as their JSON text (`msgspec.Raw`, written
+back verbatim), and kept so only when every amount on it is a number written the way
+`str(Decimal)` writes it (`_CANONICAL`: no exponent, fewer than six zeros after "0.") or
+absent; a null, a string or another spelling, and the page is read again with exact Decimals.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +34,7 @@ from typing import Any, overload
 import attrs
 import msgspec
 
+from .. import _codegen
 from .._fields import model_fields, node, optional_inner, wire_name
 from .._pagination import AsyncPager, RawPage, TokenPager
 from .._structure_compiler import mirror_of
@@ -84,11 +92,25 @@ def staged_pages(pager: AsyncPager[Any], model: type[Any]) -> AsyncPager[bytes]:
 class _Shape:
     """How the pages of one envelope are read and written in C."""
 
-    envelope: Any
-    """The envelope's mirror, fields at their default left out when written."""
+    envelopes: tuple[Any, ...]
+    """The envelope's mirrors (amounts as text, amounts as Decimal), fields at their default
+    left out when written."""
     decoder: msgspec.json.Decoder[Any]
+    """Amounts as Decimal: exact whatever their spelling."""
+    as_text: msgspec.json.Decoder[Any] | None
+    """Amounts as their JSON text (None: the model has none, or not all optional fields)."""
+    amounts: Callable[[Sequence[Any]], list[Any]]
+    """The amounts (texts) of items read `as_text`."""
     encode: Callable[[Sequence[Any]], bytes]
     """Items (mirrors) -> their JSON Lines."""
+
+    def read(self, content: bytes) -> Any:
+        """The page's document; msgspec's DecodeError when the mirror refuses it."""
+        if self.as_text is not None:
+            document = self.as_text.decode(content)
+            if _CANONICAL.fullmatch(b",".join(self.amounts(document.data or ()))):
+                return document
+        return self.decoder.decode(content)
 
 
 @attrs.frozen
@@ -107,7 +129,7 @@ class _StagingSource:
         shape = self.shape
         if shape is not None:
             try:
-                document = shape.decoder.decode(answer.content)
+                document = shape.read(answer.content)
             except (msgspec.DecodeError, RecursionError):  # incl. ValidationError
                 pass  # another shape, or not JSON: the listing's own read says why
             else:
@@ -119,7 +141,7 @@ class _StagingSource:
 
     def build(self, page: RawPage) -> Lines:
         shape = self.shape
-        if shape is not None and type(page.document) is shape.envelope:
+        if shape is not None and type(page.document) in shape.envelopes:
             items = page.document.data or []
             keep = getattr(self.inner, "keep", None)  # the window's bound, on mirrors alike
             if keep is not None:
@@ -156,12 +178,13 @@ def _make_shape(envelope: Any, model: type[Any]) -> _Shape | None:
         return None
     stamps: set[str] = set()
     others: set[str] = set()
-    if not _plain(model, stamps, others) or stamps & others:
+    amounts: list[bool] = []
+    if not _plain(model, stamps, others, amounts) or stamps & others:
         return None  # a key both a date-time and something else: the fix could hit a text
     mirror = mirror_of(envelope)
     if mirror is None:
         return None
-    omitting = _omitting(mirror, {})
+    exact = _omitting(mirror, {}, as_text=False)
     encoder = msgspec.json.Encoder(decimal_format="number")
     fix = _milliseconds(stamps)
 
@@ -170,13 +193,22 @@ def _make_shape(envelope: Any, model: type[Any]) -> _Shape | None:
         return lines if fix is None else fix.sub(b"", lines)
 
     # Numbers under `Any` exact, as the SDK's own read (none here: `_plain` has no `Any`).
-    decoder = msgspec.json.Decoder(omitting, float_hook=Decimal)
-    return _Shape(omitting, decoder, encode)
+    decoder = msgspec.json.Decoder(exact, float_hook=Decimal)
+    if not amounts or not all(amounts):  # no amount, or one the text way cannot take
+        return _Shape((exact,), decoder, None, _no_amounts, encode)
+    texts = _omitting(mirror, {}, as_text=True)
+    as_text = msgspec.json.Decoder(texts, float_hook=Decimal)
+    return _Shape((texts, exact), decoder, as_text, _amount_walker(model), encode)
 
 
-def _plain(cls: type[Any], stamps: set[str], others: set[str]) -> bool:
+def _no_amounts(items: Sequence[Any]) -> list[Any]:
+    return []
+
+
+def _plain(cls: type[Any], stamps: set[str], others: set[str], amounts: list[bool]) -> bool:
     """True when every field of `cls` (nested too) is written by msgspec as the models are;
-    collects the wire names of date-time fields (`stamps`) and of all others."""
+    collects the wire names of date-time fields (`stamps`) and of all others, and for each
+    amount whether it can be read as text (`_as_text`)."""
     for field in model_fields(cls):
         kind, tp = node(field.type)
         wire = wire_name(field)
@@ -184,14 +216,72 @@ def _plain(cls: type[Any], stamps: set[str], others: set[str]) -> bool:
             stamps.add(wire)  # directly under its key: what the fix is anchored on
             continue
         others.add(wire)
+        if kind == "scalar" and tp is Decimal:
+            amounts.append(_as_text(field))
         while kind == "list":
             kind, tp = node(tp)
+            if tp is Decimal:
+                amounts.append(False)  # in a list: not walked by `_amount_walker`
         if kind == "model":
-            if not _plain(tp, stamps, others):
+            if not _plain(tp, stamps, others, amounts):
                 return False
         elif not (tp in _SCALARS or (isinstance(tp, type) and issubclass(tp, Enum))):
             return False  # `Any`, dicts, unions, date-times in a list: the models' way
     return True
+
+
+def _as_text(field: attrs.Attribute[Any]) -> bool:
+    """True for an amount the text way reads: `Decimal | None`, None by default (absent when
+    None, so a text of `null` is never written)."""
+    return field.default is None and optional_inner(field.type) is Decimal
+
+
+_NUMBER = rb"(?!-?0\.000000|-0(?![.0-9]))-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+"""A JSON number that the exact read (msgspec's Decimal) and `str` give back as the same text:
+no exponent, not six zeros or more after "0." (0.0000001 is written 1E-7), not the integer -0
+(read as the int 0)."""
+_CANONICAL = re.compile(rb"(?:" + _NUMBER + rb"(?:," + _NUMBER + rb")*)?")
+"""A page's amounts (texts, joined by commas) that the text way writes as the models do."""
+
+
+def _amount_walker(model: type[Any]) -> Callable[[Sequence[Any]], list[Any]]:
+    """A compiled function listing the amounts (present ones) of items of `model`."""
+    lines = ["def amounts(items):", "    out = []", "    put = out.append", "    for o in items:"]
+    _walk(model, "o", 2, lines, itertools.count())
+    lines.append("    return out")
+    label = f"export amounts {model.__module__}.{model.__qualname__}"
+    walker: Callable[[Sequence[Any]], list[Any]] = _codegen.define(
+        "\n".join(lines) + "\n", {}, label
+    )["amounts"]
+    return walker
+
+
+def _walk(cls: type[Any], var: str, indent: int, lines: list[str], names: Iterator[int]) -> None:
+    pad = "    " * indent
+    for field in model_fields(cls):
+        kind, tp = node(field.type)
+        if kind == "scalar" and tp is Decimal:
+            value = f"v{next(names)}"
+            lines.append(f"{pad}{value} = {var}.{field.name}")
+            lines.append(f"{pad}if {value} is not None: put({value})")
+        elif kind == "model" and _has_amounts(tp):
+            item = f"v{next(names)}"
+            lines.append(f"{pad}{item} = {var}.{field.name}")
+            lines.append(f"{pad}if {item} is not None:")
+            _walk(tp, item, indent + 1, lines, names)
+        elif kind == "list" and node(tp)[0] == "model" and _has_amounts(tp):
+            item = f"v{next(names)}"
+            lines.append(f"{pad}for {item} in {var}.{field.name} or ():")
+            _walk(node(tp)[1], item, indent + 1, lines, names)
+
+
+def _has_amounts(tp: Any) -> bool:
+    kind, tp = node(tp)
+    if kind == "list":
+        return _has_amounts(tp)
+    if kind == "model":
+        return any(_has_amounts(f.type) for f in model_fields(tp))
+    return bool(tp is Decimal)
 
 
 _DATETIME_TO_MILLIS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\d"
@@ -211,9 +301,10 @@ def _milliseconds(stamps: set[str]) -> re.Pattern[bytes] | None:
     return re.compile(rb'000(?=Z"|[+-]\d\d:\d\d")(?:' + behind + b")")
 
 
-def _omitting(mirror: Any, done: dict[Any, Any]) -> Any:
+def _omitting(mirror: Any, done: dict[Any, Any], *, as_text: bool) -> Any:
     """`mirror` as a Struct that leaves out fields at their default when written (what the
-    models' unstructuring does), its nested mirrors likewise; same fields, names, types."""
+    models' unstructuring does), its nested mirrors likewise; same fields, names, types, but
+    with `as_text` its optional amounts kept as their JSON text."""
     found = done.get(mirror)
     if found is None:
         fields = []
@@ -222,20 +313,22 @@ def _omitting(mirror: Any, done: dict[Any, Any]) -> Any:
                 spec = msgspec.field(name=info.encode_name)
             else:
                 spec = msgspec.field(name=info.encode_name, default=info.default)
-            fields.append((info.name, _swap(info.type, done), spec))
+            text = as_text and info.default is None and optional_inner(info.type) is Decimal
+            tp = msgspec.Raw if text else _swap(info.type, done, as_text)
+            fields.append((info.name, tp, spec))
         found = done[mirror] = msgspec.defstruct(
             mirror.__name__, fields, kw_only=True, gc=False, omit_defaults=True, module=__name__
         )
     return found
 
 
-def _swap(tp: Any, done: dict[Any, Any]) -> Any:
+def _swap(tp: Any, done: dict[Any, Any], as_text: bool) -> Any:
     """`tp` with every mirror in it replaced by its `_omitting` twin."""
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return _omitting(tp, done)
+        return _omitting(tp, done, as_text=as_text)
     inner = optional_inner(tp)
     if inner is not None:
-        return _swap(inner, done) | None
+        return _swap(inner, done, as_text) | None
     if typing.get_origin(tp) is list:
-        return list[_swap(typing.get_args(tp)[0], done)]  # type: ignore[misc]
+        return list[_swap(typing.get_args(tp)[0], done, as_text)]  # type: ignore[misc]
     return tp  # a scalar, an enum, a date-time (`_plain` lets no dict or union through)

@@ -4,6 +4,7 @@ bytes as the models' way (`_serde.dumps(item) + b"\\n"`), the same errors, the s
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -91,6 +92,7 @@ def _edge_items() -> list[str]:
         )
     )
     items.append(_edited(base, unknownField={"createdAt": "2024-01-02T07:00:02.621000Z"}))
+    items.append(_edited(base, paidAmount=Decimal("-0")))  # read as the int 0 both ways
     return items
 
 
@@ -99,14 +101,38 @@ def _models_way(inner: _ListingSource[Any], body: bytes) -> bytes:
     return b"".join(_serde.dumps(item) + b"\n" for item in built)
 
 
+def _texts(item: str) -> str:
+    """`item` with amounts the text way keeps (trailing zeros, integers, tiny, negative)."""
+    return _edited(
+        item,
+        originalInvoiceAmount=Decimal("4500.10"),
+        currentAmount=12,
+        remainingAmount=Decimal("-0.000001"),
+        paidAmount=Decimal("-0.0"),
+        creditedAmount=Decimal("123456789012345678901234567890.000"),
+    )
+
+
+TEXT, EXACT = 0, 1
+"""Which of the shape's envelopes reads a page: amounts as their text, or as Decimal."""
+
+
 @pytest.mark.parametrize(
-    "items", [_seeded(300), _edge_items(), []], ids=["seeded", "edges", "empty"]
+    ("items", "way"),
+    [
+        (_seeded(300), TEXT),
+        ([_texts(item) for item in _seeded(3)], TEXT),
+        (_edge_items(), EXACT),  # a null amount, 1e2, -1E-7, -0
+        ([], TEXT),
+    ],
+    ids=["seeded", "texts", "edges", "empty"],
 )
-def test_the_c_way_writes_the_bytes_of_the_models(items: list[str]) -> None:
+def test_the_c_way_writes_the_bytes_of_the_models(items: list[str], way: int) -> None:
     inner, staging = _source()
     body = _page(items)
     raw = staging.read(_answer(body))
-    assert type(raw.document) is staging.shape.envelope  # type: ignore[union-attr]
+    assert staging.shape is not None
+    assert type(raw.document) is staging.shape.envelopes[way]
     lines = staging.build(raw)
     assert len(lines) == len(items)
     assert joined(lines) == _models_way(inner, body)
@@ -156,7 +182,8 @@ def test_a_page_the_mirror_refuses_goes_through_the_models() -> None:
     items = [_edited(base, createdAt="2024-01-02T07:00:02.621"), base]
     body = _page(items)
     raw = staging.read(_answer(body))
-    assert type(raw.document) is not staging.shape.envelope  # type: ignore[union-attr]
+    assert staging.shape is not None
+    assert type(raw.document) not in staging.shape.envelopes
     assert joined(staging.build(raw)) == _models_way(inner, body)
     assert b'"createdAt":"2024-01-02T07:00:02.621Z"' in joined(staging.build(raw))
 
@@ -236,3 +263,20 @@ def test_staged_pages_takes_one_window() -> None:
 
     with pytest.raises(TypeError, match="one window"):
         _staging.staged_pages(NotAPager(), models.Invoice)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "amount", ["1e2", "1E+2", "-0", "0.0000001", "-0.0000000", "0.000000", "null", '"4500.10"']
+)
+def test_an_amount_its_text_would_not_give_back_is_read_exactly(amount: str) -> None:
+    """Each spelling on its own: the page is read again with Decimal amounts, and written as
+    the models write it (1E+2, 1E-7, 0, left out, a number)."""
+    inner, staging = _source()
+    (base,) = _seeded(1)
+    item = base.replace('"originalInvoiceAmount":5012.28', f'"originalInvoiceAmount":{amount}')
+    assert item != base
+    body = _page([item, *_seeded(2)])
+    raw = staging.read(_answer(body))
+    assert staging.shape is not None
+    assert type(raw.document) is staging.shape.envelopes[EXACT]
+    assert joined(staging.build(raw)) == _models_way(inner, body)
