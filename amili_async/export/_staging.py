@@ -14,10 +14,10 @@ models (`_encode`), with their errors: `tests/unit/test_export_staging.py` holds
 the same bytes.
 
 Amounts cost most of what is left (a Decimal made from each number's text, then written
-back): so a page is first read with its amounts kept as their JSON text (`msgspec.Raw`, written
-back verbatim), and kept so only when every amount on it is a number written the way
-`str(Decimal)` writes it (`_CANONICAL`: no exponent, fewer than six zeros after "0.") or
-absent; a null, a string or another spelling, and the page is read again with exact Decimals.
+back): so a page is first read with its amounts kept as their JSON text (`msgspec.Raw`,
+written back verbatim), and kept so only when every amount on it is absent or a number spelled
+as `str(Decimal)` writes it (`_as_written`); a null, a string or another spelling, and the
+page is read again with exact Decimals.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class _Shape:
         """The page's document; msgspec's DecodeError when the mirror refuses it."""
         if self.as_text is not None:
             document = self.as_text.decode(content)
-            if _CANONICAL.fullmatch(b",".join(self.amounts(document.data or ()))):
+            if _as_written(b",".join(self.amounts(document.data or ()))):
                 return document
         return self.decoder.decode(content)
 
@@ -236,12 +236,22 @@ def _as_text(field: attrs.Attribute[Any]) -> bool:
     return field.default is None and optional_inner(field.type) is Decimal
 
 
-_NUMBER = rb"(?!-?0\.000000|-0(?![.0-9]))-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
-"""A JSON number that the exact read (msgspec's Decimal) and `str` give back as the same text:
-no exponent, not six zeros or more after "0." (0.0000001 is written 1E-7), not the integer -0
-(read as the int 0)."""
-_CANONICAL = re.compile(rb"(?:" + _NUMBER + rb"(?:," + _NUMBER + rb")*)?")
-"""A page's amounts (texts, joined by commas) that the text way writes as the models do."""
+_NUMBER_BYTES = b"0123456789.-,"
+"""All a page's amounts (texts, joined by commas) may hold to be read as text: a JSON value
+of only these is a number without exponent (a string has quotes, a literal letters)."""
+
+
+def _as_written(amounts: bytes) -> bool:
+    """True when every amount in `amounts` (texts joined by commas) is a number that the
+    exact read (msgspec's Decimal) and `str` give back as the same text: no exponent, not the
+    integer -0 (read as the int 0), not six zeros after "0." (0.0000001 is written 1E-7; a
+    text like 10.000000 is refused too, and merely read the exact way)."""
+    return (
+        not amounts.translate(None, _NUMBER_BYTES)
+        and b"-0," not in amounts
+        and not amounts.endswith(b"-0")
+        and b"0.000000" not in amounts
+    )
 
 
 def _amount_walker(model: type[Any]) -> Callable[[Sequence[Any]], list[Any]]:

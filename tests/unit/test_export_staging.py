@@ -280,3 +280,27 @@ def test_an_amount_its_text_would_not_give_back_is_read_exactly(amount: str) -> 
     assert staging.shape is not None
     assert type(raw.document) is staging.shape.envelopes[EXACT]
     assert joined(staging.build(raw)) == _models_way(inner, body)
+
+
+@pytest.mark.parametrize(
+    ("amounts", "as_text"),
+    [
+        (b"", True),
+        (b"5012.28,0.00,12,-0.0,-12.5,0.000001,123456789012345678901234567890.000", True),
+        (b"1e2", False),
+        (b"12,-0", False),
+        (b"-0,12", False),
+        (b"0.0000001", False),
+        (b"10.000000", False),  # refused, though it would do: read the exact way
+        (b"null", False),
+        (b'"1.5"', False),
+        (b"true", False),
+    ],
+)
+def test_amounts_read_as_text_only_when_decimal_gives_them_back(
+    amounts: bytes, as_text: bool
+) -> None:
+    assert _staging._as_written(amounts) is as_text
+    if as_text:
+        for text in filter(None, amounts.split(b",")):
+            assert str(_json.loads_exact(b"[" + text + b"]")[0]).encode() == text
