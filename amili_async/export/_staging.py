@@ -22,6 +22,7 @@ page is read again with exact Decimals.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import re
@@ -78,14 +79,21 @@ def staged_pages(pager: AsyncPager[Any], model: type[Any]) -> AsyncPager[bytes]:
     """`pager` (one window's listing of `model`) with each page's items as its `Lines`.
 
     The pager keeps fetching, prefetching, following tokens and pausing GC; only how a page
-    is read and built changes (`_StagingSource`).
+    is read and built changes (`_StagingSource`). A pager wrapping the listing (its span, while
+    tracing is on) is kept, around the staged listing.
     """
-    if not isinstance(pager, TokenPager):
-        raise TypeError("a unit lists one window: a TokenPager")
-    # The pager's own source and settings (no public accessor: see the module docstring).
-    inner = pager._source
-    staging = _StagingSource(inner, model, _shape(getattr(inner, "envelope", None), model))
-    return TokenPager(staging, page_token=pager._start, prefetch=pager._prefetch)
+    # The pagers' own parts (no public accessor; the minimal hook would be a
+    # `TokenPager.with_source(wrap)` in `_pagination`).
+    if isinstance(pager, TokenPager):
+        inner = pager._source
+        staging = _StagingSource(inner, model, _shape(getattr(inner, "envelope", None), model))
+        return TokenPager(staging, page_token=pager._start, prefetch=pager._prefetch)
+    wrapped = getattr(pager, "_inner", None)
+    if not isinstance(wrapped, AsyncPager):
+        raise TypeError("a unit lists one window: a TokenPager (or a wrapper of one)")
+    wrapper: AsyncPager[bytes] = copy.copy(pager)
+    vars(wrapper)["_inner"] = staged_pages(wrapped, model)
+    return wrapper
 
 
 @attrs.frozen

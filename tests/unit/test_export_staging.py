@@ -4,13 +4,18 @@ bytes as the models' way (`_serde.dumps(item) + b"\\n"`), the same errors, the s
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
 import attrs
 import pytest
+from aioresponses import aioresponses
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from amili_async import _json, _response, _serde, models
+from amili_async import AmiliClient, _json, _response, _serde, _telemetry, models
 from amili_async.errors import ResponseDecodeError
 from amili_async.export import _staging
 from amili_async.export._staging import _shape, _StagingSource, joined
@@ -263,6 +268,40 @@ def test_staged_pages_takes_one_window() -> None:
 
     with pytest.raises(TypeError, match="one window"):
         _staging.staged_pages(NotAPager(), models.Invoice)  # type: ignore[arg-type]
+
+
+BASE = "https://api.test.invalid/collection/v1"
+LISTING = re.compile(r"^https://api\.test\.invalid/collection/v1/orgs/o/invoices")
+
+
+async def _stage_through_a_client(mocked: aioresponses, items: list[list[str]]) -> list[bytes]:
+    """The pages staged through a real client's listing (each page answered in turn)."""
+    for number, page_items in enumerate(items, 1):
+        token = f'{{"nextPageToken":"t{number}"}}' if number < len(items) else "{}"
+        mocked.get(LISTING, body=_page(page_items, token), content_type="application/json")
+    staged = []
+    async with AmiliClient(token="t", base_url=BASE, max_retries=0) as client:
+        pager = _staging.staged_pages(client.invoices.list("o", page_size=2), models.Invoice)
+        async for page in pager.pages():
+            staged.append(joined(page.items))
+    return staged
+
+
+@pytest.mark.parametrize("traced", [False, True])
+async def test_a_clients_listing_is_staged_in_its_span(mocked: aioresponses, traced: bool) -> None:
+    items = _seeded(3)
+    inner, _ = _source()
+    want = [_models_way(inner, _page(items[:2])), _models_way(inner, _page(items[2:]))]
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    undo = _telemetry.use(provider if traced else None)
+    try:
+        assert await _stage_through_a_client(mocked, [items[:2], items[2:]]) == want
+    finally:
+        undo()
+    spans = [s for s in exporter.get_finished_spans() if s.name == "GetInvoicesByOrganization"]
+    assert [(s.attributes or {}).get("amili.items") for s in spans] == ([3] if traced else [])
 
 
 @pytest.mark.parametrize(
