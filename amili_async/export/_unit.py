@@ -377,9 +377,10 @@ def _digest(path: Path) -> _Digest:
     return _Digest(size, digest.hexdigest(), newlines, last == b"\n")
 
 
-def _describe(files: _Files, path: Path) -> UnitResult:
-    """Rows, checksum and size of a local output file (at `path`, to be published)."""
-    digest = _digest(path)
+def _describe(files: _Files, path: Path, digest: _Digest | None = None) -> UnitResult:
+    """Rows, checksum and size of a local output file (at `path`, to be published; its
+    `digest` when already taken)."""
+    digest = digest or _digest(path)
     if files.format != "jsonl":
         from ._parquet import parquet_rows
 
@@ -555,7 +556,7 @@ class _Stage:
             self.clean()
             return result
         if files.format == "jsonl":
-            output = files.data
+            output, digest = files.data, staged  # the stage is the output: read once
         else:
             from ._parquet import write_parquet
 
@@ -566,9 +567,9 @@ class _Stage:
                     stream,
                     extracted_at=dt.datetime.fromisoformat(self._extracted_at),
                 )
-            output = files.tmp
+            output, digest = files.tmp, None
         result = attrs.evolve(
-            _describe(files, output),
+            _describe(files, output, digest),
             resumed_from=self._resumed_from,
             extracted_at=self._extracted_at,
         )
