@@ -27,6 +27,7 @@ from .errors import AmiliError, RepeatedPageTokenError
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+U = TypeVar("U")
 
 DEFAULT_PREFETCH = 1
 """Pages fetched ahead of the caller: one hides a round trip per page (the big win) while
@@ -192,6 +193,12 @@ class AsyncPager(Generic[T]):
         """Fetch and read pages, `put` each as an `_Entry` holding its slots (and `gate`)."""
         raise NotImplementedError
 
+    def restaged(self, wrap: Callable[[Source[T]], Source[U]]) -> AsyncPager[U]:
+        """This listing with its pages read and built by `wrap(source)` instead (the export
+        writes pages as JSON Lines straight from their documents): the same fetches, tokens,
+        prefetch and GC pauses. Listings that are not one source's refuse (TypeError)."""
+        raise TypeError(f"{type(self).__name__} cannot change how its pages are built")
+
     async def _entries(self, ledger: _Ledger) -> AsyncGenerator[_Entry[T], None]:
         """The entries a producer task reads ahead, each taken (its slots freed) in turn."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -289,6 +296,9 @@ class TokenPager(AsyncPager[T]):
         self._source = source
         self._start = page_token
         self._prefetch = prefetch
+
+    def restaged(self, wrap: Callable[[Source[T]], Source[U]]) -> TokenPager[U]:
+        return TokenPager(wrap(self._source), page_token=self._start, prefetch=self._prefetch)
 
     def _entries(self, ledger: _Ledger) -> AsyncGenerator[_Entry[T], None]:
         return super()._entries(ledger) if self._prefetch else self._in_turn(ledger)

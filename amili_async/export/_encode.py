@@ -8,6 +8,9 @@ every amount; here each model gets one generated function that reads its fields 
 each by its known type inline, and the JSON engine writes the dict, then the newline. Anything but
 the known types goes through `_serde.unstructure`, so the bytes never differ
 (`tests/unit/test_export_rows.py` holds them to `_serde.dumps`).
+
+This is the models' way: a unit's pages are written in C from their typed document
+(`_staging`) wherever that gives the same bytes; pages and models it does not take come here.
 """
 
 from __future__ import annotations

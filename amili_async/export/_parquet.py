@@ -9,6 +9,7 @@ rounded.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from enum import Enum
@@ -20,6 +21,7 @@ import attrs
 from .. import _serde
 from .._durable import sync
 from .._fields import model_fields, node, wire_name
+from .._time import as_utc
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -146,12 +148,25 @@ def write_parquet(
     if extracted_at is None:
         return write_tables(tables, schema, stream)
     column = pa.field(EXTRACTED_AT, pa.timestamp(TIMESTAMP_UNIT, tz="UTC"))
-    stamp = pa.scalar(extracted_at, type=column.type)
     stamped = (
-        table.append_column(column, pa.array([stamp] * table.num_rows, column.type))
+        table.append_column(column, _repeated(extracted_at, table.num_rows, column.type))
         for table in tables
     )
     return write_tables(stamped, schema.append(column), stream)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TICK = {"us": dt.timedelta(microseconds=1)}[TIMESTAMP_UNIT]
+"""One TIMESTAMP_UNIT, the step of the `_extracted_at` column's int64 values."""
+
+
+def _repeated(stamp: dt.datetime, rows: int, arrow_type: Any) -> Any:
+    """`rows` copies of `stamp` (naive: UTC) as an Arrow array, made from its bytes: pyarrow
+    turning any Python value into Arrow (`pa.scalar`, `pa.array`) imports pandas when it is
+    installed, ~0.3 s of CPU an export's other steps never need."""
+    ticks = (as_utc(stamp) - _EPOCH) // _TICK
+    data = pa.py_buffer(struct.pack("=q", ticks) * rows)  # int64 in the machine's order
+    return pa.Array.from_buffers(arrow_type, rows, [None, data])
 
 
 def write_tables(tables: Iterable[Any], schema: Any, stream: IO[bytes]) -> int:

@@ -36,11 +36,11 @@ from .._client import AmiliClient
 from .._durable import check_inside, open_binary, open_fd, open_new, sync, write_atomic
 from .._time import format_datetime
 from ..errors import APIStatusError
-from ._encode import encode_lines
 from ._listings import LISTINGS
 from ._manifest import UnitResult, UnitStateError, read_record, write_record
 from ._plan import ExportUnit
 from ._settings import ClientSettings
+from ._staging import joined, staged_pages
 from ._store import STATE_DIR, Store, open_store
 
 __all__ = [
@@ -342,12 +342,13 @@ async def _list_into(
     on_rows: Callable[[int], object] | None,
 ) -> None:
     """Page through the unit's window from `token`, staging each page before the next."""
-    listing = LISTINGS[unit.resource].call(
+    listing = LISTINGS[unit.resource]
+    pager = listing.call(
         client, unit.org_id, unit.from_, unit.to, unit.listing_filters(), page_size, token
     )
-    async with contextlib.aclosing(listing.pages()) as pages:
+    async with contextlib.aclosing(staged_pages(pager, listing.model).pages()) as pages:
         async for page in pages:
-            data = encode_lines(page.items, LISTINGS[unit.resource].model)
+            data = joined(page.items)
             await asyncio.to_thread(stage.append, data, len(page.items), page.next_page_token)
             if on_rows is not None:
                 on_rows(len(page.items))
@@ -376,9 +377,10 @@ def _digest(path: Path) -> _Digest:
     return _Digest(size, digest.hexdigest(), newlines, last == b"\n")
 
 
-def _describe(files: _Files, path: Path) -> UnitResult:
-    """Rows, checksum and size of a local output file (at `path`, to be published)."""
-    digest = _digest(path)
+def _describe(files: _Files, path: Path, digest: _Digest | None = None) -> UnitResult:
+    """Rows, checksum and size of a local output file (at `path`, to be published; its
+    `digest` when already taken)."""
+    digest = digest or _digest(path)
     if files.format != "jsonl":
         from ._parquet import parquet_rows
 
@@ -554,7 +556,7 @@ class _Stage:
             self.clean()
             return result
         if files.format == "jsonl":
-            output = files.data
+            output, digest = files.data, staged  # the stage is the output: read once
         else:
             from ._parquet import write_parquet
 
@@ -565,9 +567,9 @@ class _Stage:
                     stream,
                     extracted_at=dt.datetime.fromisoformat(self._extracted_at),
                 )
-            output = files.tmp
+            output, digest = files.tmp, None
         result = attrs.evolve(
-            _describe(files, output),
+            _describe(files, output, digest),
             resumed_from=self._resumed_from,
             extracted_at=self._extracted_at,
         )

@@ -20,13 +20,14 @@ from urllib.parse import quote
 import attrs
 
 from .. import _response, _serde, _telemetry, models
-from .._pagination import AsyncPager, Page, RawPage, TokenPager
+from .._pagination import AsyncPager, Page, RawPage, Source, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
 from .._request_checks import refuse_naive, request_item
 from .._response import ListResponse, Response
 from .._time import format_datetime
 
 T = TypeVar("T")
+U = TypeVar("U")
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
 
@@ -59,6 +60,9 @@ class _TracedPager(AsyncPager[T]):
 
     async def _produce(self, *args: Any) -> None:
         await self._inner._produce(*args)
+
+    def restaged(self, wrap: Callable[[Source[T]], Source[U]]) -> AsyncPager[U]:
+        return _TracedPager(self._inner.restaged(wrap), self._span)
 
     def _built(self, ledger: Any) -> AsyncGenerator[Page[T], None]:
         return self._span.pages(self._inner._built(ledger))
