@@ -69,6 +69,18 @@ def request_item(
     return model
 
 
+class Checked(_serde.Encoded):
+    """`cls` items `create_many` checked (or read from dicts) one by one as they streamed,
+    with their wire JSON: `as_models` takes them as they are (one check per item), and the
+    request's writer sends `wire` (`wire._writer`), the bytes the ledger keys hashed."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, encoded: _serde.Encoded, cls: type[Any]) -> None:
+        super().__init__(encoded, encoded.wire)
+        self.cls = cls
+
+
 def problems(
     item: Mapping[str, Any], cls: type[Any], *, decoded: bool = False
 ) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -435,6 +435,17 @@ def dumps(obj: Any) -> bytes:
         return _json.dumps(unstructure(obj), default=_json_default)
     except ValueError:  # the engine's only ValueError: a NaN or infinite Decimal
         raise ValueError("amounts must be finite numbers") from None
+
+
+class Encoded(list[Any]):
+    """Items with their wire JSON (`wire`: one `_json.Fragment` of `dumps` each), encoded once,
+    so a bulk chunk's ledger keys hash the very bytes its POST sends (`bulk`)."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, items: Iterable[Any], wire: list[_json.Fragment]) -> None:
+        super().__init__(items)
+        self.wire = wire
 
 
 def parse(data: bytes) -> Any:

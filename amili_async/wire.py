@@ -88,7 +88,12 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
     """The compiled unstructure function of `cls` (and, in `done`, of its nested models)."""
     if cls in done:
         return done[cls]
-    namespace: dict[str, Any] = {"datetime": dt.datetime, "fmt": format_datetime, "type": type}
+    namespace: dict[str, Any] = {
+        "datetime": dt.datetime,
+        "fmt": format_datetime,
+        "type": type,
+        "Checked": _request_checks.Checked,
+    }
     done[cls] = lambda value: namespace["write"](value)  # a recursive model calls it late
     lines = ["def write(m):", "    o = {}"]
 
@@ -96,7 +101,14 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
         shape, tp = node(tp)
         if shape == "list":
             e = f"e{depth}"
-            return f"[{expr(tp, e, depth + 1)} for {e} in {x}]"
+            items = f"[{expr(tp, e, depth + 1)} for {e} in {x}]"
+            item_shape, item_cls = node(tp)
+            if item_shape != "model" or not _is_request(item_cls):
+                return items
+            # Items `create_many` checked and encoded already: their JSON as it was encoded.
+            namespace[f"c{len(namespace)}"] = item_cls
+            checked = f"type({x}) is Checked and {x}.cls is c{len(namespace) - 1}"
+            return f"({x}.wire if {checked} else {items})"
         if shape == "model":
             namespace[f"w{len(namespace)}"] = _writer(tp, done)
             return f"w{len(namespace) - 1}({x})"

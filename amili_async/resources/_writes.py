@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from .. import bulk, models
-from .._request_checks import request_item
+from .. import _serde, bulk, models
+from .._request_checks import Checked, request_item
 from ._base import Resource, Sender
 from .batches import DEFAULT_MAX_WAIT, DEFAULT_POLL_INTERVAL, Batches
 
@@ -66,7 +66,10 @@ class BatchWrites(Resource, Generic[NewT]):
         org = organization_id
 
         async def send(chunk: list[Any], key: str) -> str:
-            return (await self.create(org, chunk, idempotency_key=key)).batch_id
+            # The chunk's items went through `_checked` (and bulk encoded them): not again.
+            assert isinstance(chunk, _serde.Encoded)
+            items = Checked(chunk, self.item_model)
+            return (await self.create(org, items, idempotency_key=key)).batch_id
 
         async def wait(batch_id: str) -> models.Batch:
             return await self._batches.wait(
