@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _codegen, _serde
+from . import _codegen, _json, _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
 from ._fields import node, wire_name
@@ -69,15 +69,25 @@ def request_item(
     return model
 
 
+def encoded_items(
+    cls: type[M], start: int, items: list[M | Mapping[str, Any]]
+) -> tuple[list[M], list[_json.Fragment]]:
+    """Each item as a checked `cls` (`request_item`: an error names its input position, the
+    first at `start`) and its wire JSON: what `create_many` sends of a chunk (`Checked`)."""
+    checked = [request_item(item, cls, f"$[{start + i}]") for i, item in enumerate(items)]
+    dumps, fragment = _serde.dumps, _json.Fragment
+    return checked, [fragment(dumps(model)) for model in checked]
+
+
 class Checked(_serde.Encoded):
-    """`cls` items `create_many` checked (or read from dicts) one by one as they streamed,
-    with their wire JSON: `as_models` takes them as they are (one check per item), and the
-    request's writer sends `wire` (`wire._writer`), the bytes the ledger keys hashed."""
+    """`cls` items checked one by one (`encoded_items`), with their wire JSON: `as_models`
+    takes them as they are (one check per item), and the request's writer sends `wire`
+    (`wire._writer`), the bytes the ledger keys hashed."""
 
     __slots__ = ("cls",)
 
-    def __init__(self, encoded: _serde.Encoded, cls: type[Any]) -> None:
-        super().__init__(encoded, encoded.wire)
+    def __init__(self, items: list[Any], wire: list[_json.Fragment], cls: type[Any]) -> None:
+        super().__init__(items, wire)
         self.cls = cls
 
 

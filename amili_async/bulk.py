@@ -25,7 +25,7 @@ import itertools
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
@@ -107,6 +107,9 @@ class ItemResult(Generic[T]):
         return str(self.error) if self.error is not None else self.outcome
 
 
+Prepare = Callable[[int, list[Any]], tuple[list[T], list[_json.Fragment]]]
+"""Turns a chunk of input items (the first at the given input position) into the items sent
+and their wire JSON; what it raises ends the submission (nothing more is sent)."""
 Send = Callable[[list[Any], str], Awaitable[str]]
 """Sends one chunk with the given idempotency key; answers the id of the batch it made."""
 Wait = Callable[[str], Awaitable[models.Batch]]
@@ -115,6 +118,12 @@ Find = Callable[[str], Awaitable[list[models.Batch]]]
 """The first `LOOKUP_PAGE` batches the server lists for an idempotency key."""
 ChunkKey = Callable[[int, list[Any]], str]
 """The idempotency key of a chunk, from the index of its first item and its items."""
+
+
+def as_they_are(start: int, items: list[T]) -> tuple[list[T], list[_json.Fragment]]:
+    """The default `Prepare`: the items themselves, encoded by `_serde.dumps`."""
+    dumps, fragment = _serde.dumps, _json.Fragment
+    return items, [fragment(dumps(item)) for item in items]
 
 
 def random_key(start: int, chunk: list[Any]) -> str:
@@ -142,8 +151,37 @@ def content_key(namespace: str) -> ChunkKey:
     return key
 
 
-async def submit_chunks(
+@overload
+def submit_chunks(
     items: Iterable[T] | AsyncIterable[T],
+    *,
+    send: Send,
+    wait: Wait,
+    find: Find,
+    chunk_size: int = ...,
+    concurrency: int = ...,
+    chunk_key: ChunkKey | None = ...,
+    resend: bool = ...,
+    ledger: Ledger | None = ...,
+    namespace: str = ...,
+) -> AsyncIterator[ItemResult[T]]: ...
+@overload
+def submit_chunks(
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    send: Send,
+    wait: Wait,
+    find: Find,
+    chunk_size: int = ...,
+    concurrency: int = ...,
+    chunk_key: ChunkKey | None = ...,
+    resend: bool = ...,
+    ledger: Ledger | None = ...,
+    namespace: str = ...,
+    prepare: Prepare[T],
+) -> AsyncIterator[ItemResult[T]]: ...
+async def submit_chunks(
+    items: Iterable[Any] | AsyncIterable[Any],
     *,
     send: Send,
     wait: Wait,
@@ -154,16 +192,18 @@ async def submit_chunks(
     resend: bool = True,
     ledger: Ledger | None = None,
     namespace: str = "",
-) -> AsyncIterator[ItemResult[T]]:
+    prepare: Prepare[Any] = as_they_are,
+) -> AsyncIterator[ItemResult[Any]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
 
     At most `concurrency` chunks are in flight, and results are yielded in input order, so
     memory stays bounded by `concurrency * chunk_size` items whatever the input size.
-    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk, or with
-    a `ledger` a digest of its items' keys); `resend=False` sends each chunk once (an unknown
-    outcome is looked up, never resent). With a `ledger`, items (checked models) are keyed by
-    content within `namespace` (the organization and kind): those the ledger knows as created
-    are not sent again (`already_done`).
+    `prepare` turns each chunk of input into the items sent and their wire JSON (`create_many`:
+    reads and checks them) before it goes. `chunk_key` makes each chunk's idempotency key
+    (default: a random UUID per chunk, or with a `ledger` a digest of its items' keys);
+    `resend=False` sends each chunk once (an unknown outcome is looked up, never resent). With
+    a `ledger`, items are keyed by their wire JSON within `namespace` (the organization and
+    kind): those the ledger knows as created are not sent again (`already_done`).
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
@@ -176,10 +216,14 @@ async def submit_chunks(
         ledger=ledger,
     )
     key_of = item_keys(namespace) if ledger is not None else None
-    window: list[asyncio.Task[list[ItemResult[T]]]] = []
-    chunks = _chunks(items, chunk_size, key_of)
+    window: list[asyncio.Task[list[ItemResult[Any]]]] = []
     try:
-        async for pending in chunks:
+        async for start, chunk in _chunks(items, chunk_size):
+            # Each chunk made in a GC pause: its ~15 objects per item (a `create_many` item
+            # read from its dict, its JSON) all live until it is done, so collections over
+            # them while they are made would free nothing.
+            with _gc.paused():
+                pending = _Chunk.of(start, prepare(start, chunk), key_of)
             window.append(asyncio.create_task(chunker.run(pending)))
             if len(window) >= concurrency:
                 for result in await window.pop(0):
@@ -194,37 +238,23 @@ async def submit_chunks(
 
 
 async def _chunks(
-    items: Iterable[T] | AsyncIterable[T], size: int, key_of: Callable[[Any], str] | None
-) -> AsyncIterator[_Chunk[T]]:
-    """`items` from a sync or async iterable, `size` at a time, each chunk encoded.
-
-    A sync iterable's chunk is read (a `create_many` item: read from its dict and checked) and
-    encoded in one GC pause (`_gc.paused`): its ~15 objects per item all live until the chunk
-    is done, so collections over them while they are made would free nothing.
-    """
+    items: Iterable[T] | AsyncIterable[T], size: int
+) -> AsyncIterator[tuple[int, list[T]]]:
+    """(index of the first item, chunk) from a sync or async iterable, `size` items at a time."""
     start = 0
     if isinstance(items, AsyncIterable):
         chunk: list[T] = []
         async for item in items:
             chunk.append(item)
             if len(chunk) == size:
-                with _gc.paused():
-                    encoded = _Chunk.of(start, chunk, key_of)
-                yield encoded
+                yield start, chunk
                 start, chunk = start + size, []
         if chunk:
-            with _gc.paused():
-                encoded = _Chunk.of(start, chunk, key_of)
-            yield encoded
+            yield start, chunk
         return
     iterator = iter(items)
-    while True:
-        with _gc.paused():
-            chunk = list(itertools.islice(iterator, size))
-            encoded = _Chunk.of(start, chunk, key_of)
-        if not chunk:
-            return
-        yield encoded
+    while chunk := list(itertools.islice(iterator, size)):
+        yield start, chunk
         start += len(chunk)
 
 
@@ -240,10 +270,14 @@ class _Chunk(Generic[T]):
     keys: list[str]
 
     @classmethod
-    def of(cls, start: int, items: list[T], key_of: Callable[[Any], str] | None) -> _Chunk[T]:
-        """The chunk of `items` (the first at input position `start`), encoded and keyed."""
-        dumps, fragment = _serde.dumps, _json.Fragment
-        wire = [fragment(dumps(item)) for item in items]
+    def of(
+        cls,
+        start: int,
+        prepared: tuple[list[T], list[_json.Fragment]],
+        key_of: Callable[[_json.Fragment], str] | None,
+    ) -> _Chunk[T]:
+        """The chunk of prepared items (the first at input position `start`), keyed."""
+        items, wire = prepared
         keys = [key_of(encoded) for encoded in wire] if key_of else [""] * len(items)
         return cls(list(range(start, start + len(items))), items, wire, keys)
 

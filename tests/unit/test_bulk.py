@@ -117,7 +117,7 @@ def chunker(batches: FakeBatches, submit: FakeSubmit, sleep: Sleeps | None = Non
 
 
 def pending(start: int, items: list[Any]) -> _Chunk[Any]:
-    return _Chunk.of(start, items, None)
+    return _Chunk.of(start, bulk.as_they_are(start, items), None)
 
 
 async def test_a_failing_lookup_is_retried_with_backoff_before_resending() -> None:
