@@ -69,14 +69,44 @@ def request_item(
     return model
 
 
+@attrs.frozen
+class Sealed:
+    """A request item checked and encoded earlier (a row `submit` validated, kept as its wire
+    JSON on disk): `encoded_items` sends `wire` as it is, with nothing read or checked again.
+
+    Made only by `seal`; ``unique_source_invoice_id`` lets a batch's result be matched to it
+    the way it would be to its model (`bulk`).
+    """
+
+    cls: type[Any]
+    wire: _json.Fragment = attrs.field(repr=False)  # debtor data
+    unique_source_invoice_id: str | None = attrs.field(default=None, repr=False)
+
+
+def seal(model: Any) -> Sealed:
+    """A checked request model as a `Sealed` item (its wire JSON, encoded now)."""
+    source = getattr(model, "unique_source_invoice_id", None)
+    return Sealed(type(model), _json.Fragment(_serde.dumps(model)), source)
+
+
 def encoded_items(
     cls: type[M], start: int, items: list[M | Mapping[str, Any]]
 ) -> tuple[list[M], list[_json.Fragment]]:
     """Each item as a checked `cls` (`request_item`: an error names its input position, the
-    first at `start`) and its wire JSON: what `create_many` sends of a chunk (`Checked`)."""
-    checked = [request_item(item, cls, f"$[{start + i}]") for i, item in enumerate(items)]
+    first at `start`) and its wire JSON: what `create_many` sends of a chunk (`Checked`).
+    A `Sealed` item of `cls` was checked and encoded before: it goes as it is."""
+    checked: list[Any] = []
+    wire: list[_json.Fragment] = []
     dumps, fragment = _serde.dumps, _json.Fragment
-    return checked, [fragment(dumps(model)) for model in checked]
+    for i, item in enumerate(items):
+        if type(item) is Sealed and item.cls is cls:
+            checked.append(item)
+            wire.append(item.wire)
+        else:
+            model = request_item(item, cls, f"$[{start + i}]")
+            checked.append(model)
+            wire.append(fragment(dumps(model)))
+    return checked, wire
 
 
 class Checked(_serde.Encoded):
