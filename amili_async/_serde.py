@@ -22,6 +22,7 @@ import attrs
 import cattrs
 import msgspec
 from cattrs.errors import IterableValidationError, IterableValidationNote
+from cattrs.fns import identity
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from . import _json
@@ -317,8 +318,9 @@ def _configure(conv: cattrs.Converter, *, detailed: bool) -> cattrs.Converter:
     conv.register_unstructure_hook(dt.datetime, format_datetime)
     conv.register_unstructure_hook(dt.date, dt.date.isoformat)
     conv.register_unstructure_hook_func(is_open_enum, lambda member: member._value_)
-    # Decimals stay Decimals here; `dumps` writes them as exact JSON numbers.
-    conv.register_unstructure_hook(Decimal, lambda d: d)
+    # Decimals stay Decimals here (the identity: compiled writers then write the value as it
+    # is, no call); `dumps` writes them as exact numbers.
+    conv.register_unstructure_hook(Decimal, identity)
     return conv
 
 
@@ -431,10 +433,32 @@ def _json_default(value: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Model or plain data -> JSON bytes; Decimals as exact numbers (4500.10, not a float)."""
+    return dumps_wire(unstructure(obj))
+
+
+def dumps_wire(data: Any) -> bytes:
+    """`unstructure`'s output (or what a compiled reader built as it: `_request_checks`) ->
+    the JSON bytes `dumps` writes."""
     try:
-        return _json.dumps(unstructure(obj), default=_json_default)
+        return _json.dumps(data, default=_json_default)
     except ValueError:  # the engine's only ValueError: a NaN or infinite Decimal
         raise ValueError("amounts must be finite numbers") from None
+
+
+def wire_expression(tp: Any, x: str, ref: Callable[[Any], str]) -> str:
+    """Code for the wire value of the (non-None) scalar of type `tp` in variable `x`: what the
+    converter's unstructure hooks give (ISO 8601 text for dates, the value itself where the
+    hook is the identity), for the compiled writers (`wire`) and readers (`_request_checks`).
+    `ref` names a value the code takes from outside."""
+    if tp is dt.datetime:
+        return f"{ref(format_datetime)}({x})"
+    if tp is dt.date:
+        return f"{x}.isoformat()"
+    if tp == _DATE_OR_DATETIME:
+        written = f"{ref(format_datetime)}({x})"
+        return f"({written} if {ref(isinstance)}({x}, {ref(dt.datetime)}) else {x}.isoformat())"
+    hook = converter.get_unstructure_hook(tp)
+    return x if hook is identity else f"{ref(hook)}({x})"
 
 
 class Encoded(list[Any]):

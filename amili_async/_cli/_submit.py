@@ -110,8 +110,7 @@ class Spool:
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed on leaving `with`)
 
-    def add(self, model: Any) -> None:
-        sealed = _request_checks.seal(model)
+    def add(self, sealed: _request_checks.Sealed) -> None:
         # One line a row: the source id (JSON: never a raw tab or newline), a tab, the row's
         # wire JSON (compact JSON: no raw newline either).
         self._file.write(_json.dumps(sealed.unique_source_invoice_id))
@@ -181,13 +180,13 @@ def validate(
                 classify(key)
         data = coerce(row, cls)
         try:
-            model = _request_checks.request_item(data, cls, decoded=True)
+            sealed = _request_checks.seal(data, cls, decoded=True)
         except (TypeError, ValueError) as error:  # every problem of the row, not the first
             found = _request_checks.problems(data, cls, decoded=True) or [("$", str(error))]
         else:
             found = []
             if keep is not None:
-                keep.add(model)
+                keep.add(sealed)
         for where, why in found:
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
