@@ -478,9 +478,10 @@ def _scalar_ok(x: str, tp: Any) -> str | None:
 class _ReaderSource(_Source):
     """`def read(d)`: the checked model from a dict keyed one way, or raise (any exception).
 
-    With `wire`, it answers (model, wire data) instead: the dict `_serde.unstructure` gives of
-    the model, built from the values as they are read (the writer's walk saved: `wire` and
-    this code write each value by the same rule, `_serde.wire_expression`).
+    With `wire`, it answers (model, wire data) instead: a `_serde.wire_struct`, which encodes
+    as the dict `_serde.unstructure` gives of the model, built from the values as they are
+    read (the writer's walk saved: `wire` and this code write each value by the same rule,
+    `_serde.wire_expression`).
     """
 
     def __init__(self, cls: type[Any], by_name: bool, decoded: bool, wire: bool) -> None:
@@ -497,19 +498,23 @@ class _ReaderSource(_Source):
         ]
         self.emit(1, "if type(d) is not dict: raise Fallback")
         self.emit(1, "n = 0  # the values found: all of the dict's keys when it is len(d)")
-        if self.wire:
-            self.emit(1, "o = {}  # the wire data, in the writer's order: the fields'")
         names = [self.var() for _ in fields]
+        wire_values: list[str] = []  # each field's wire value (None: left out, no null sent)
         for name, field, key in zip(names, fields, keys, strict=True):
             self.emit(1, f"{name} = d.get({key!r})")
             required = field.default is attrs.NOTHING
             if required:
                 self.emit(1, f"if {name} is None: raise Fallback")
-            else:  # left at None: not written (no explicit nulls), as the writer does
+                written = self.value(name, field.type, 1)
+            else:
+                at = len(self.lines)
                 self.emit(1, f"if {name} is not None:")
-            written = self.value(name, field.type, 2 - required)
-            if self.wire:
-                self.emit(2 - required, f"o[{wire_name(field)!r}] = {written}")
+                written = self.value(name, field.type, 2)
+                if self.wire and written != name:  # a value of its own, None when not given
+                    value, written = written, self.var()
+                    self.lines.insert(at, f"    {written} = None")
+                    self.emit(2, f"{written} = {value}")
+            wire_values.append(written)
             self.emit(2 - required, "n += 1")
         # Else some keys were null or unknown: an unknown key goes the detailed way.
         known = self.ref(frozenset(keys).issuperset)
@@ -518,7 +523,11 @@ class _ReaderSource(_Source):
         # has a default of its own (which only __init__ would know to give).
         defaults = all(f.default is attrs.NOTHING or f.default is None for f in fields)
         result = emit_build(self, self.cls, fields, names, 1, checked=defaults)
-        self.emit(1, f"return {result}, o" if self.wire else f"return {result}")
+        if self.wire:
+            arguments = ", ".join(f"{f.name}={v}" for f, v in zip(fields, wire_values, strict=True))
+            self.emit(1, f"return {result}, {self.ref(_serde.wire_struct(self.cls))}({arguments})")
+        else:
+            self.emit(1, f"return {result}")
         label = f"read {self.cls.__name__}{' with wire data' if self.wire else ''}"
         function: Callable[[Any], Any] = self.function("read(d)", label)
         return function
