@@ -287,8 +287,8 @@ async def _send(
     already_done = 0
     ledger = None if fresh_keys else Ledger(ledger_path(source))
     with report.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
+        writer = csv.writer(stream)  # a list per row, in REPORT_COLUMNS' order
+        writer.writerow(REPORT_COLUMNS)
         stream.flush()
         async for result in resource.create_many(
             organization_id,
@@ -299,16 +299,16 @@ async def _send(
         ):
             entry = result.succeeded or result.failed
             writer.writerow(
-                {
-                    "row": result.index + 1,
-                    "status": result.outcome,
-                    "idempotency_key": result.idempotency_key or "",
-                    "batch_id": result.batch_id or "",
-                    "invoice_id": getattr(entry, "invoice_id", None) or "",
-                    "case_id": getattr(result.succeeded, "case_id", None) or "",
-                    "reason": result.reason or "",
-                    "already_done": "yes" if result.already_done else "",
-                }
+                (
+                    result.index + 1,  # row
+                    result.outcome,  # status
+                    result.idempotency_key or "",
+                    result.batch_id or "",
+                    getattr(entry, "invoice_id", None) or "",
+                    getattr(result.succeeded, "case_id", None) or "",
+                    result.reason or "",
+                    "yes" if result.already_done else "",  # already_done
+                )
             )
             counts[result.outcome] += 1
             already_done += result.already_done
