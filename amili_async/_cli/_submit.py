@@ -105,7 +105,8 @@ class Reading:
 class Spool:
     """The rows `validate` found valid, each kept as its wire JSON (`_request_checks.Sealed`:
     checked and encoded once) in a temporary file until they are sent: every row is read once
-    and memory stays flat whatever the file's length. The file is gone after the `with`."""
+    and memory stays flat whatever the file's length. Debtor data: the file is a
+    `tempfile.TemporaryFile` (owner-only, without a name on POSIX), gone after the `with`."""
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed on leaving `with`)
@@ -287,7 +288,7 @@ async def _send(
     already_done = 0
     ledger = None if fresh_keys else Ledger(ledger_path(source))
     with report.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)  # a list per row, in REPORT_COLUMNS' order
+        writer = csv.writer(stream)  # a tuple per row, in REPORT_COLUMNS' order
         writer.writerow(REPORT_COLUMNS)
         stream.flush()
         async for result in resource.create_many(
