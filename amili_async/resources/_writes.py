@@ -2,7 +2,9 @@
 
 A write resource's `create` sends one chunk; `create_many` hands `bulk.submit_chunks` three
 plain callables made of the resource's own operations (send a chunk with `create`, wait for its
-batch with `Batches.wait`, look a key up with `Batches.list`), so bulk needs no resource.
+batch with `Batches.wait`, look a key up with `Batches.list`), so bulk needs no resource, and
+how to prepare a chunk (`_request_checks.encoded_items`: each item checked and encoded once;
+`create` then takes the chunk as it is, `Checked`).
 """
 
 from __future__ import annotations
