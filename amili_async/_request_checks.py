@@ -524,7 +524,7 @@ class _ReaderSource(_Source):
         defaults = all(f.default is attrs.NOTHING or f.default is None for f in fields)
         result = emit_build(self, self.cls, fields, names, 1, checked=defaults)
         if self.wire:
-            arguments = ", ".join(f"{f.name}={v}" for f, v in zip(fields, wire_values, strict=True))
+            arguments = ", ".join(wire_values)  # positional, in the fields' order
             self.emit(1, f"return {result}, {self.ref(_serde.wire_struct(self.cls))}({arguments})")
         else:
             self.emit(1, f"return {result}")

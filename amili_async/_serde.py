@@ -452,14 +452,14 @@ _WIRE_STRUCTS: dict[type, type[msgspec.Struct]] = {}
 def wire_struct(cls: type) -> type[msgspec.Struct]:
     """A msgspec Struct that `dumps_wire` writes as `dumps` writes a `cls` model, given each
     field's wire value (`wire_expression`; None: left out, as the writers leave out fields at
-    their None default): the wire names, in the fields' order. Cheaper to build than a dict."""
+    their None default): the wire names, in the fields' order. Built from positional values,
+    one per field in that order: cheaper than a dict."""
     found = _WIRE_STRUCTS.get(cls)
     if found is None:
         fields = attrs.fields(cls)
         found = _WIRE_STRUCTS[cls] = msgspec.defstruct(
             f"{cls.__name__}Wire",
-            [(a.name, object, None) for a in fields],
-            kw_only=True,
+            [(a.name, object, None) for a in fields],  # every field a default: positional
             omit_defaults=True,
             rename={a.name: a.metadata.get("wire", a.name) for a in fields},
         )
