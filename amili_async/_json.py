@@ -70,8 +70,11 @@ def _encoder(default: Callable[[Any], Any] | None, sort_keys: bool) -> msgspec.j
     )
 
 
-_ENCODER = _encoder(None, False)
-_SORTED = _encoder(None, True)
+_ENCODERS: dict[tuple[Callable[[Any], Any] | None, bool], msgspec.json.Encoder] = {}
+"""One encoder per (`default`, `sort_keys`): making one costs more than encoding a small item."""
+_ENCODERS_SIZE = 64
+"""Encoders kept at most: the SDK passes a handful of module-level defaults; a caller making a
+new function per call must not grow this without bound (emptied when full)."""
 
 
 def dumps(
@@ -86,9 +89,10 @@ def dumps(
     ``default`` turns what JSON has no type for into something it has (or a Fragment);
     what it raises propagates. Decimals go out as exact numbers.
     """
-    if default is None:
-        encoder = _SORTED if sort_keys else _ENCODER
-    else:
-        encoder = _encoder(default, sort_keys)
+    encoder = _ENCODERS.get((default, sort_keys))
+    if encoder is None:
+        if len(_ENCODERS) >= _ENCODERS_SIZE:
+            _ENCODERS.clear()
+        encoder = _ENCODERS[default, sort_keys] = _encoder(default, sort_keys)
     out = encoder.encode(obj)
     return out if indent is None else msgspec.json.format(out, indent=indent)

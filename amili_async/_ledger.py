@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 
 import attrs
 
-from . import _json, _serde
+from . import _json
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerError", "chunk_key_of", "item_keys"]
 
@@ -52,18 +52,22 @@ class LedgerEntry:
     """The batch's `succeeded` entry (ids only, wire JSON) once the item was created."""
 
 
-def item_keys(namespace: str) -> Callable[[Any], str]:
-    """A function giving each item of one input its content key.
+def item_keys(namespace: str) -> Callable[[_json.Fragment | bytes], str]:
+    """A function giving each item of one input its content key, from its wire JSON.
 
-    The key digests `namespace` (organisation and kind of item), the item's wire JSON (the
-    checked model, so a dict and the model it reads as have one key) and how many identical
-    items came before it in this input: two identical payments in one file are two payments,
-    and remain two (not four) when the file is run again.
+    The key digests `namespace` (organisation and kind of item), the item's wire JSON (of the
+    checked model, so a dict and the model it reads as have one key: the very bytes its POST
+    sends, encoded once by `bulk`) and how many identical items came before it in this input:
+    two identical payments in one file are two payments, and remain two (not four) when the
+    file is run again.
     """
     seen: dict[bytes, int] = {}
+    prefix = namespace.encode() + b"\x00"
 
-    def key(item: Any) -> str:
-        content = hashlib.sha256(namespace.encode() + b"\x00" + _serde.dumps(item)).digest()
+    def key(wire: _json.Fragment | bytes) -> str:
+        digest = hashlib.sha256(prefix)
+        digest.update(wire)
+        content = digest.digest()
         occurrence = seen.get(content, 0)
         seen[content] = occurrence + 1
         return hashlib.sha256(content + occurrence.to_bytes(8, "big")).hexdigest()[:32]

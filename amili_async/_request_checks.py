@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import _codegen, _serde
+from . import _codegen, _json, _serde
 from ._explain import type_name, why
 from ._fields import model_fields as _fields
 from ._fields import node, wire_name
@@ -49,7 +49,7 @@ def request_item(
         check(item, path)
         return item
     if type(item) is dict:
-        fast = _read_fast(item, cls, decoded)
+        fast: M | None = _read_fast(item, cls, decoded)
         if fast is not None:
             return fast
     if not isinstance(item, Mapping):
@@ -67,6 +67,70 @@ def request_item(
     # dates), naive date-times and float or text money were refused above, and request
     # models check themselves as they are built (`__attrs_post_init__`).
     return model
+
+
+@attrs.frozen
+class Sealed:
+    """A request item checked and encoded earlier (a row `submit` validated, kept as its wire
+    JSON on disk): `encoded_items` sends `wire` as it is, with nothing read or checked again.
+
+    Made only by `seal`; ``unique_source_invoice_id`` lets a batch's result be matched to it
+    the way it would be to its model (`bulk`).
+    """
+
+    cls: type[Any]
+    wire: _json.Fragment = attrs.field(repr=False)  # debtor data
+    unique_source_invoice_id: str | None = attrs.field(default=None, repr=False)
+
+
+def encoded_item(
+    item: M | Mapping[str, Any], cls: type[M], path: str = "$", *, decoded: bool = False
+) -> tuple[M, _json.Fragment]:
+    """`request_item` of `item` and its wire JSON (`_serde.dumps` of the model); a dict's
+    wire data is built as it is read (the writer's walk saved)."""
+    read = _read_fast(item, cls, decoded, wire=True) if type(item) is dict else None
+    if read is not None:
+        return read[0], _json.Fragment(_serde.dumps_wire(read[1]))
+    model = request_item(item, cls, path, decoded=decoded)
+    return model, _json.Fragment(_serde.dumps(model))
+
+
+def seal(item: Mapping[str, Any], cls: type[Any], path: str = "$", *, decoded: bool) -> Sealed:
+    """`item` read and checked as `cls` (raising what `request_item` raises), kept as a
+    `Sealed` item: its wire JSON."""
+    model, wire = encoded_item(item, cls, path, decoded=decoded)
+    return Sealed(cls, wire, getattr(model, "unique_source_invoice_id", None))
+
+
+def encoded_items(
+    cls: type[M], start: int, items: list[M | Mapping[str, Any]]
+) -> tuple[list[M], list[_json.Fragment]]:
+    """Each item as a checked `cls` with its wire JSON (`encoded_item`: an error names its
+    input position, the first at `start`): what `create_many` sends of a chunk (`Checked`).
+    A `Sealed` item of `cls` was checked and encoded before: it goes as it is."""
+    checked: list[Any] = []
+    wire: list[_json.Fragment] = []
+    for i, item in enumerate(items):
+        if type(item) is Sealed and item.cls is cls:
+            checked.append(item)
+            wire.append(item.wire)
+        else:
+            model, encoded = encoded_item(item, cls, f"$[{start + i}]")
+            checked.append(model)
+            wire.append(encoded)
+    return checked, wire
+
+
+class Checked(_serde.Encoded):
+    """`cls` items checked one by one (`encoded_items`), with their wire JSON: `as_models`
+    takes them as they are (one check per item), and the request's writer sends `wire`
+    (`wire._writer`), the bytes the ledger keys hashed."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, items: list[Any], wire: list[_json.Fragment], cls: type[Any]) -> None:
+        super().__init__(items, wire)
+        self.cls = cls
 
 
 def problems(
@@ -292,8 +356,10 @@ class _Fallback(Exception):
 
 
 _checkers: dict[type[Any], Callable[[Any], bool]] = {}
-_readers: dict[tuple[type[Any], bool, bool], Callable[[Any], Any]] = {}
-_compiling: set[type[Any]] = set()  # readers being written: a recursive model is looked up late
+_ReaderKey = tuple[type[Any], bool, bool, bool]
+"""(class, keyed by attribute names, decoded from text, giving the wire data too)."""
+_readers: dict[_ReaderKey, Callable[[Any], Any]] = {}
+_compiling: set[_ReaderKey] = set()  # readers being written: a recursive one is looked up late
 
 
 def _checker(cls: type[Any]) -> Callable[[Any], bool]:
@@ -304,25 +370,28 @@ def _checker(cls: type[Any]) -> Callable[[Any], bool]:
     return function
 
 
-def _reader(cls: type[Any], by_name: bool, decoded: bool) -> Callable[[Any], Any]:
-    """The compiled reader of `cls` dicts keyed by wire names (or attribute names)."""
-    key = (cls, by_name, decoded)
+def _reader(
+    cls: type[Any], by_name: bool, decoded: bool, wire: bool = False
+) -> Callable[[Any], Any]:
+    """The compiled reader of `cls` dicts keyed by wire names (or attribute names); `wire`:
+    one answering (model, the model's wire data), built as it reads (`encoded_items`)."""
+    key = (cls, by_name, decoded, wire)
     function = _readers.get(key)
     if function is None:
-        _compiling.add(cls)
+        _compiling.add(key)
         try:
-            function = _readers[key] = _ReaderSource(cls, by_name, decoded).compile()
+            function = _readers[key] = _ReaderSource(*key).compile()
         finally:
-            _compiling.discard(cls)
+            _compiling.discard(key)
     return function
 
 
-def _read_fast(item: dict[str, Any], cls: type[M], decoded: bool) -> M | None:
-    """`item` read and checked by the compiled reader; None: leave it to the detailed path."""
+def _read_fast(item: dict[str, Any], cls: type[M], decoded: bool, wire: bool = False) -> Any:
+    """`item` read and checked by the compiled reader (with `wire`: and its wire data, as
+    `_serde.unstructure` gives it of the model); None: leave it to the detailed path."""
     for by_name in (False, True):
         try:
-            model: M = _reader(cls, by_name, decoded)(item)
-            return model
+            return _reader(cls, by_name, decoded, wire)(item)
         except Exception:  # any doubt goes to the detailed path, which explains
             continue
     return None
@@ -407,11 +476,17 @@ def _scalar_ok(x: str, tp: Any) -> str | None:
 
 
 class _ReaderSource(_Source):
-    """`def read(d)`: the checked model from a dict keyed one way, or raise (any exception)."""
+    """`def read(d)`: the checked model from a dict keyed one way, or raise (any exception).
 
-    def __init__(self, cls: type[Any], by_name: bool, decoded: bool) -> None:
+    With `wire`, it answers (model, wire data) instead: a `_serde.wire_struct`, which encodes
+    as the dict `_serde.unstructure` gives of the model, built from the values as they are
+    read (the writer's walk saved: `wire` and this code write each value by the same rule,
+    `_serde.wire_expression`).
+    """
+
+    def __init__(self, cls: type[Any], by_name: bool, decoded: bool, wire: bool) -> None:
         super().__init__()
-        self.cls, self.by_name, self.decoded = cls, by_name, decoded
+        self.cls, self.by_name, self.decoded, self.wire = cls, by_name, decoded, wire
 
     def compile(self) -> Callable[[Any], Any]:
         fields = _fields(self.cls)
@@ -424,15 +499,23 @@ class _ReaderSource(_Source):
         self.emit(1, "if type(d) is not dict: raise Fallback")
         self.emit(1, "n = 0  # the values found: all of the dict's keys when it is len(d)")
         names = [self.var() for _ in fields]
+        wire_values: list[str] = []  # each field's wire value (None: left out, no null sent)
         for name, field, key in zip(names, fields, keys, strict=True):
             self.emit(1, f"{name} = d.get({key!r})")
-            if field.default is attrs.NOTHING:
+            required = field.default is attrs.NOTHING
+            if required:
                 self.emit(1, f"if {name} is None: raise Fallback")
-                self.value(name, field.type, 1)
+                written = self.value(name, field.type, 1)
             else:
+                at = len(self.lines)
                 self.emit(1, f"if {name} is not None:")
-                self.value(name, field.type, 2)
-            self.emit(2 - (field.default is attrs.NOTHING), "n += 1")
+                written = self.value(name, field.type, 2)
+                if self.wire and written != name:  # a value of its own, None when not given
+                    value, written = written, self.var()
+                    self.lines.insert(at, f"    {written} = None")
+                    self.emit(2, f"{written} = {value}")
+            wire_values.append(written)
+            self.emit(2 - required, "n += 1")
         # Else some keys were null or unknown: an unknown key goes the detailed way.
         known = self.ref(frozenset(keys).issuperset)
         self.emit(1, f"if n != len(d) and not {known}(d): raise Fallback")
@@ -440,31 +523,48 @@ class _ReaderSource(_Source):
         # has a default of its own (which only __init__ would know to give).
         defaults = all(f.default is attrs.NOTHING or f.default is None for f in fields)
         result = emit_build(self, self.cls, fields, names, 1, checked=defaults)
-        self.emit(1, f"return {result}")
-        function: Callable[[Any], Any] = self.function("read(d)", f"read {self.cls.__name__}")
+        if self.wire:
+            arguments = ", ".join(wire_values)  # positional, in the fields' order
+            self.emit(1, f"return {result}, {self.ref(_serde.wire_struct(self.cls))}({arguments})")
+        else:
+            self.emit(1, f"return {result}")
+        label = f"read {self.cls.__name__}{' with wire data' if self.wire else ''}"
+        function: Callable[[Any], Any] = self.function("read(d)", label)
         return function
 
-    def value(self, x: str, tp: Any, indent: int) -> None:
-        """Statements turning the (non-None) value in `x` into the field's type, in place."""
+    def value(self, x: str, tp: Any, indent: int) -> str:
+        """Statements turning the (non-None) value in `x` into the field's type, in place;
+        the expression of its wire data afterwards (with `wire`; else "")."""
         shape, tp = node(tp)
         emit = self.emit
         if shape == "list":
-            element, items = self.var(), self.var()
+            element, items, written = self.var(), self.var(), self.var()
             emit(indent, f"if type({x}) is not list: raise Fallback")
             emit(indent, f"{items} = []")
+            if self.wire:
+                emit(indent, f"{written} = []")
             emit(indent, f"for {element} in {x}:")
             emit(indent + 1, f"if {element} is None: raise Fallback")
-            self.value(element, tp, indent + 1)
+            element_written = self.value(element, tp, indent + 1)
             emit(indent + 1, f"{items}.append({element})")
+            if self.wire:
+                emit(indent + 1, f"{written}.append({element_written})")
             emit(indent, f"{x} = {items}")
-        elif shape == "model":
+            return written if self.wire else ""
+        if shape == "model":
+            key = (tp, self.by_name, self.decoded, self.wire)
             read = self.ref(
-                _reader(tp, self.by_name, self.decoded)
-                if tp not in _compiling
-                else lambda d, tp=tp: _reader(tp, self.by_name, self.decoded)(d)  # recursive
+                _reader(*key)
+                if key not in _compiling
+                else lambda d, key=key: _reader(*key)(d)  # recursive
             )
-            emit(indent, f"{x} = {read}({x})")
-        elif tp is str or tp is bool or tp is int:
+            if not self.wire:
+                emit(indent, f"{x} = {read}({x})")
+                return ""
+            written = self.var()
+            emit(indent, f"{x}, {written} = {read}({x})")
+            return written
+        if tp is str or tp is bool or tp is int:
             emit(indent, f"if type({x}) is not {tp.__name__}: raise Fallback")
         elif tp is Decimal:
             emit(indent, f"if type({x}) is Decimal:")
@@ -496,3 +596,4 @@ class _ReaderSource(_Source):
             emit(indent, f"{x} = {hook}({x}, {self.ref(tp)})")
             if _scalar_ok(x, tp) is not None:  # float: reading may give what check refuses
                 emit(indent, f"if not ({_scalar_ok(x, tp)}): raise Fallback")
+        return _serde.wire_expression(tp, x, self.ref) if self.wire else ""

@@ -25,11 +25,11 @@ import itertools
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from . import _serde, _telemetry, models
+from . import _gc, _json, _serde, _telemetry, models
 from ._ledger import Ledger, LedgerError, chunk_key_of, item_keys
 from ._tasks import cancel_and_wait
 from .errors import AmiliError, APIStatusError, ClientClosedError
@@ -107,6 +107,9 @@ class ItemResult(Generic[T]):
         return str(self.error) if self.error is not None else self.outcome
 
 
+Prepare = Callable[[int, list[Any]], tuple[list[T], list[_json.Fragment]]]
+"""Turns a chunk of input items (the first at the given input position) into the items sent
+and their wire JSON; what it raises ends the submission (nothing more is sent)."""
 Send = Callable[[list[Any], str], Awaitable[str]]
 """Sends one chunk with the given idempotency key; answers the id of the batch it made."""
 Wait = Callable[[str], Awaitable[models.Batch]]
@@ -115,6 +118,12 @@ Find = Callable[[str], Awaitable[list[models.Batch]]]
 """The first `LOOKUP_PAGE` batches the server lists for an idempotency key."""
 ChunkKey = Callable[[int, list[Any]], str]
 """The idempotency key of a chunk, from the index of its first item and its items."""
+
+
+def as_they_are(start: int, items: list[T]) -> tuple[list[T], list[_json.Fragment]]:
+    """The default `Prepare`: the items themselves, encoded by `_serde.dumps`."""
+    dumps, fragment = _serde.dumps, _json.Fragment
+    return items, [fragment(dumps(item)) for item in items]
 
 
 def random_key(start: int, chunk: list[Any]) -> str:
@@ -132,16 +141,47 @@ def content_key(namespace: str) -> ChunkKey:
 
     def key(start: int, chunk: list[Any]) -> str:
         digest = hashlib.sha256(f"{namespace}\x00{start}\x00".encode())
-        for item in chunk:
-            digest.update(_serde.dumps(item))
+        # A chunk of `submit_chunks` carries its items' JSON already (`_serde.Encoded`).
+        wire = chunk.wire if isinstance(chunk, _serde.Encoded) else map(_serde.dumps, chunk)
+        for encoded in wire:
+            digest.update(encoded)
             digest.update(b"\x00")
         return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
 
     return key
 
 
-async def submit_chunks(
+@overload
+def submit_chunks(
     items: Iterable[T] | AsyncIterable[T],
+    *,
+    send: Send,
+    wait: Wait,
+    find: Find,
+    chunk_size: int = ...,
+    concurrency: int = ...,
+    chunk_key: ChunkKey | None = ...,
+    resend: bool = ...,
+    ledger: Ledger | None = ...,
+    namespace: str = ...,
+) -> AsyncIterator[ItemResult[T]]: ...
+@overload
+def submit_chunks(
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    send: Send,
+    wait: Wait,
+    find: Find,
+    chunk_size: int = ...,
+    concurrency: int = ...,
+    chunk_key: ChunkKey | None = ...,
+    resend: bool = ...,
+    ledger: Ledger | None = ...,
+    namespace: str = ...,
+    prepare: Prepare[T],
+) -> AsyncIterator[ItemResult[T]]: ...
+async def submit_chunks(
+    items: Iterable[Any] | AsyncIterable[Any],
     *,
     send: Send,
     wait: Wait,
@@ -152,16 +192,18 @@ async def submit_chunks(
     resend: bool = True,
     ledger: Ledger | None = None,
     namespace: str = "",
-) -> AsyncIterator[ItemResult[T]]:
+    prepare: Prepare[Any] = as_they_are,
+) -> AsyncIterator[ItemResult[Any]]:
     """Chunk `items`, submit chunks concurrently, wait for each batch, yield results in order.
 
     At most `concurrency` chunks are in flight, and results are yielded in input order, so
     memory stays bounded by `concurrency * chunk_size` items whatever the input size.
-    `chunk_key` makes each chunk's idempotency key (default: a random UUID per chunk, or with
-    a `ledger` a digest of its items' keys); `resend=False` sends each chunk once (an unknown
-    outcome is looked up, never resent). With a `ledger`, items (checked models) are keyed by
-    content within `namespace` (the organization and kind): those the ledger knows as created
-    are not sent again (`already_done`).
+    `prepare` turns each chunk of input into the items sent and their wire JSON (`create_many`:
+    reads and checks them) before it goes. `chunk_key` makes each chunk's idempotency key
+    (default: a random UUID per chunk, or with a `ledger` a digest of its items' keys);
+    `resend=False` sends each chunk once (an unknown outcome is looked up, never resent). With
+    a `ledger`, items are keyed by their wire JSON within `namespace` (the organization and
+    kind): those the ledger knows as created are not sent again (`already_done`).
     """
     if chunk_size < 1 or concurrency < 1:
         raise ValueError("chunk_size and concurrency must be >= 1")
@@ -174,14 +216,14 @@ async def submit_chunks(
         ledger=ledger,
     )
     key_of = item_keys(namespace) if ledger is not None else None
-    window: list[asyncio.Task[list[ItemResult[T]]]] = []
-    chunks = _chunks(items, chunk_size)
+    window: list[asyncio.Task[list[ItemResult[Any]]]] = []
     try:
-        async for start, chunk in chunks:
-            pending = [
-                _Item(start + offset, item, key_of(item) if key_of else "")
-                for offset, item in enumerate(chunk)
-            ]
+        async for start, chunk in _chunks(items, chunk_size):
+            # Each chunk made in a GC pause: its ~15 objects per item (a `create_many` item
+            # read from its dict, its JSON) all live until it is done, so collections over
+            # them while they are made would free nothing.
+            with _gc.paused():
+                pending = _Chunk.of(start, prepare(start, chunk), key_of)
             window.append(asyncio.create_task(chunker.run(pending)))
             if len(window) >= concurrency:
                 for result in await window.pop(0):
@@ -216,13 +258,44 @@ async def _chunks(
         start += len(chunk)
 
 
-@attrs.frozen
-class _Item(Generic[T]):
-    """One input item on its way: its position in the input, the item, its ledger key."""
+@attrs.define
+class _Chunk(Generic[T]):
+    """Items on their way, as parallel lists (no object per item): their positions in the
+    input, the items, their wire JSON (encoded once: the ledger keys hash it, the POST sends
+    it) and their ledger keys ("" without a ledger)."""
 
-    index: int
-    item: T = attrs.field(repr=False)
-    key: str
+    indexes: list[int]
+    items: list[T]
+    wire: list[_json.Fragment]
+    keys: list[str]
+
+    @classmethod
+    def of(
+        cls,
+        start: int,
+        prepared: tuple[list[T], list[_json.Fragment]],
+        key_of: Callable[[_json.Fragment], str] | None,
+    ) -> _Chunk[T]:
+        """The chunk of prepared items (the first at input position `start`), keyed."""
+        items, wire = prepared
+        keys = [key_of(encoded) for encoded in wire] if key_of else [""] * len(items)
+        return cls(list(range(start, start + len(items))), items, wire, keys)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def picked(self, offsets: list[int]) -> _Chunk[T]:
+        """The chunk of the items at `offsets`, in that order."""
+        return _Chunk(
+            [self.indexes[o] for o in offsets],
+            [self.items[o] for o in offsets],
+            [self.wire[o] for o in offsets],
+            [self.keys[o] for o in offsets],
+        )
+
+    def encoded(self) -> _serde.Encoded:
+        """The items as `send` gets them: a list that carries their wire JSON."""
+        return _serde.Encoded(self.items, self.wire)
 
 
 @attrs.define
@@ -239,19 +312,20 @@ class _Chunker:
     """Sends of one chunk at most: 1 when POST retries are switched off (retry_posts=False)."""
     ledger: Ledger | None = None
 
-    async def run(self, pending: list[_Item[T]]) -> list[ItemResult[T]]:
+    async def run(self, pending: _Chunk[T]) -> list[ItemResult[T]]:
         """Every item's result; items a 422 names fail alone, the rest go again (new key)."""
         results: list[ItemResult[T]] = []
         if self.ledger is not None:
             results, pending = await self._recall(self.ledger, pending)
         while pending:
-            done, pending = await _telemetry.chunk(self._run_once(pending), len(pending))
+            done, again = await _telemetry.chunk(self._run_once(pending), len(pending))
             results += done
+            pending = pending.picked(again)
         return sorted(results, key=lambda result: result.index)
 
     async def _recall(
-        self, ledger: Ledger, pending: list[_Item[T]]
-    ) -> tuple[list[ItemResult[T]], list[_Item[T]]]:
+        self, ledger: Ledger, pending: _Chunk[T]
+    ) -> tuple[list[ItemResult[T]], _Chunk[T]]:
         """(results the ledger or an earlier run's batch gives, the items still to send).
 
         An item sent earlier whose outcome was never learnt is looked up by its chunk's key:
@@ -259,83 +333,84 @@ class _Chunker:
         knowable (lookups failing), it is unknown and not sent.
         """
         results: list[ItemResult[T]] = []
-        fresh: list[_Item[T]] = []
-        earlier: dict[str, list[tuple[_Item[T], int]]] = {}
-        for item in pending:
-            entry = ledger.get(item.key)
+        fresh: list[int] = []  # offsets in `pending` of the items to send
+        earlier: dict[str, list[tuple[int, int]]] = {}  # chunk key -> (offset here, offset there)
+        indexes, items, keys = pending.indexes, pending.items, pending.keys
+        for at, item_key in enumerate(keys):
+            entry = ledger.get(item_key)
             if entry is None or entry.state == "failed":
-                fresh.append(item)  # refused before: nothing was created, so send it again
+                fresh.append(at)  # refused before: nothing was created, so send it again
             elif entry.state == "succeeded":
                 results.append(
-                    self._done_before(item, entry.chunk_key, entry.batch_id, entry.result)
+                    self._done_before(
+                        indexes[at], items[at], entry.chunk_key, entry.batch_id, entry.result
+                    )
                 )
             else:
-                earlier.setdefault(entry.chunk_key, []).append((item, entry.offset))
+                earlier.setdefault(entry.chunk_key, []).append((at, entry.offset))
         for key, members in earlier.items():
             cause = AmiliError(f"an earlier run sent chunk {key} and did not learn its outcome")
             try:
                 batch_id = await self._find_batch(key, cause)
                 if batch_id is None:
-                    fresh += [item for item, _ in members]
+                    fresh += [at for at, _ in members]
                     continue
                 batch = await self.wait(batch_id)
             except _Unknown as unknown:
                 results += [
-                    ItemResult(item.index, item.item, "unknown", key, error=unknown.error)
-                    for item, _ in members
+                    ItemResult(indexes[at], items[at], "unknown", key, error=unknown.error)
+                    for at, _ in members
                 ]
                 continue
             except AmiliError as error:
                 results += [
-                    ItemResult(item.index, item.item, "unknown", key, batch_id, error=error)
-                    for item, _ in members
+                    ItemResult(indexes[at], items[at], "unknown", key, batch_id, error=error)
+                    for at, _ in members
                 ]
                 continue
             entries = _Entries.of(batch)
-            for item, offset in members:
-                result = entries.result(offset, item.item, item.index, key)
+            for at, offset in members:
+                result = entries.result(offset, items[at], indexes[at], key)
                 if result.outcome == "succeeded":
                     wire = _serde.unstructure(result.succeeded)
-                    ledger.outcome(item.key, "succeeded", key, offset, batch_id, wire)
+                    ledger.outcome(keys[at], "succeeded", key, offset, batch_id, wire)
                     results.append(attrs.evolve(result, already_done=True))
                 elif result.outcome == "failed":
-                    fresh.append(item)
+                    fresh.append(at)
                 else:
                     results.append(result)
-        return results, sorted(fresh, key=lambda item: item.index)
+        return results, pending.picked(sorted(fresh))
 
     @staticmethod
-    def _done_before(item: _Item[T], key: str, batch_id: str | None, wire: Any) -> ItemResult[T]:
+    def _done_before(
+        index: int, item: T, key: str, batch_id: str | None, wire: Any
+    ) -> ItemResult[T]:
         succeeded = None if wire is None else _serde.structure(wire, models.BatchSucceededItem)
-        return ItemResult(
-            item.index, item.item, "succeeded", key, batch_id, succeeded, already_done=True
-        )
+        return ItemResult(index, item, "succeeded", key, batch_id, succeeded, already_done=True)
 
-    async def _run_once(
-        self, pending: list[_Item[T]]
-    ) -> tuple[list[ItemResult[T]], list[_Item[T]]]:
-        """Send `pending` once as one chunk: (their results, items to send again)."""
-        items = [p.item for p in pending]
+    async def _run_once(self, pending: _Chunk[T]) -> tuple[list[ItemResult[T]], list[int]]:
+        """Send `pending` once as one chunk: (their results, offsets of items to send again)."""
+        indexes, items = pending.indexes, pending.items
         if self.key_for is None:
-            key = chunk_key_of(p.key for p in pending)
+            key = chunk_key_of(pending.keys)
         else:
-            key = self.key_for(pending[0].index, items)
+            key = self.key_for(indexes[0], pending.encoded())
         if self.ledger is not None:
-            self.ledger.sent(key, [p.key for p in pending])
+            self.ledger.sent(key, pending.keys)
 
         def every(outcome: Outcome, error: AmiliError, batch_id: str | None = None) -> list[Any]:
             return [
-                ItemResult(p.index, p.item, outcome, key, batch_id=batch_id, error=error)
-                for p in pending
+                ItemResult(index, item, outcome, key, batch_id=batch_id, error=error)
+                for index, item in zip(indexes, items, strict=True)
             ]
 
         try:
-            created = await self._submit_once(items, key)
+            created = await self._submit_once(pending.encoded(), key)
         except _Refused as refused:  # the server created nothing
             named = _refused_items(refused.error, len(items))
             failed = [
                 ItemResult(
-                    pending[offset].index,
+                    indexes[offset],
                     items[offset],
                     "failed",
                     key,
@@ -347,7 +422,8 @@ class _Chunker:
             if not named:
                 failed = every("failed", refused.error)
             self._record(key, pending, failed)
-            return failed, [p for offset, p in enumerate(pending) if named and offset not in named]
+            again = [offset for offset in range(len(items)) if named and offset not in named]
+            return failed, again
         except _Unknown as unknown:
             return every("unknown", unknown.error), []
         try:
@@ -357,19 +433,22 @@ class _Chunker:
             # again instead of resubmitting (which would create twice).
             return every("unknown", error, created), []
         entries = _Entries.of(batch)
-        results = [entries.result(offset, p.item, p.index, key) for offset, p in enumerate(pending)]
+        results = [
+            entries.result(offset, item, index, key)
+            for offset, (index, item) in enumerate(zip(indexes, items, strict=True))
+        ]
         self._record(key, pending, results)
         return results, []
 
-    def _record(self, key: str, pending: list[_Item[T]], results: list[ItemResult[T]]) -> None:
+    def _record(self, key: str, pending: _Chunk[T], results: list[ItemResult[T]]) -> None:
         """Write the learnt outcomes to the ledger (unknown ones stay "sent": looked up later)."""
         if self.ledger is None:
             return
-        offsets = {p.index: offset for offset, p in enumerate(pending)}
-        keys = {p.index: p.key for p in pending}
+        offsets = {index: offset for offset, index in enumerate(pending.indexes)}
+        keys = pending.keys
         self.ledger.outcomes(
             (
-                keys[result.index],
+                keys[offsets[result.index]],
                 result.outcome,
                 key,
                 offsets[result.index],

@@ -16,7 +16,6 @@ text where a number is meant, ValueError for a naive date-time.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,7 +23,6 @@ import attrs
 
 from . import _codegen, _request_checks, _serde, models
 from ._fields import model_fields, node, wire_name
-from ._time import format_datetime
 
 __all__ = ["from_json", "from_wire", "to_json", "to_wire"]
 
@@ -88,7 +86,7 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
     """The compiled unstructure function of `cls` (and, in `done`, of its nested models)."""
     if cls in done:
         return done[cls]
-    namespace: dict[str, Any] = {"datetime": dt.datetime, "fmt": format_datetime, "type": type}
+    namespace: dict[str, Any] = {"type": type, "Checked": _request_checks.Checked}
     done[cls] = lambda value: namespace["write"](value)  # a recursive model calls it late
     lines = ["def write(m):", "    o = {}"]
 
@@ -96,23 +94,23 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
         shape, tp = node(tp)
         if shape == "list":
             e = f"e{depth}"
-            return f"[{expr(tp, e, depth + 1)} for {e} in {x}]"
+            items = f"[{expr(tp, e, depth + 1)} for {e} in {x}]"
+            item_shape, item_cls = node(tp)
+            if item_shape != "model" or not _is_request(item_cls):
+                return items
+            # Items `create_many` checked and encoded already: their JSON as it was encoded.
+            namespace[f"c{len(namespace)}"] = item_cls
+            checked = f"type({x}) is Checked and {x}.cls is c{len(namespace) - 1}"
+            return f"({x}.wire if {checked} else {items})"
         if shape == "model":
             namespace[f"w{len(namespace)}"] = _writer(tp, done)
             return f"w{len(namespace) - 1}({x})"
-        if tp is dt.datetime:
-            return f"fmt({x})"
-        if tp is dt.date:
-            return f"{x}.isoformat()"
-        if tp == dt.date | dt.datetime:
-            return f"(fmt({x}) if isinstance({x}, datetime) else {x}.isoformat())"
-        hook = _serde.converter.get_unstructure_hook(tp)
-        if hook is _IDENTITY:
-            return x
-        namespace[f"h{len(namespace)}"] = hook
-        return f"h{len(namespace) - 1}({x})"
+        return _serde.wire_expression(tp, x, ref)
 
-    namespace["isinstance"] = isinstance
+    def ref(value: Any) -> str:
+        namespace[f"h{len(namespace)}"] = value
+        return f"h{len(namespace) - 1}"
+
     for field in model_fields(cls):
         key, value = wire_name(field), expr(field.type, "v", 0)
         lines.append(f"    v = m.{field.name}")
@@ -131,7 +129,6 @@ def _writer(cls: type[Any], done: dict[type[Any], Callable[[Any], Any]]) -> Call
     return function
 
 
-_IDENTITY = _serde.converter.get_unstructure_hook(str)
 _written: dict[type[Any], Callable[[Any], Any]] = {}
 for _cls in models.REQUEST_MODELS:
     _serde.converter.register_unstructure_hook(_cls, _writer(_cls, _written))

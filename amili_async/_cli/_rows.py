@@ -321,7 +321,9 @@ def _csv_record(name: str, number: int, header: list[str], cells: list[str]) -> 
                 problem=f"{name} row {number}: a value in column {position + 1}, which the "
                 "header does not name",
             )
-        row[column] = unquote_cell(value)
+        # `unquote_cell`, called only where it can change the text (a cell can begin with
+        # TEXT_MARK): a call per cell was a fifth of reading a row.
+        row[column] = unquote_cell(value) if value[0] == TEXT_MARK else value
     try:
         return Record(number, unflatten(row))
     except ValueError as error:
@@ -471,10 +473,12 @@ def _index(part: str, column: str) -> int:
 
 def coerce(data: Any, cls: type[Any]) -> Any:
     """Turn CSV text into the JSON types a model's fields expect (booleans, numbers)."""
-    if not isinstance(data, dict) or not attrs.has(cls):
+    if not isinstance(data, dict):
         return data
-    plan = _PLANS.get(cls)
+    plan = _PLANS.get(cls)  # a model's plan: found once (`attrs.has` asked once, not per row)
     if plan is None:
+        if not attrs.has(cls):
+            return data
         plan = _plan(cls)
     if not plan:
         return data  # only text fields: nothing to turn

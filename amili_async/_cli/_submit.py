@@ -19,13 +19,14 @@ from __future__ import annotations
 import csv
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .. import _request_checks, models
+from .. import _json, _request_checks, models
 from .._client import AmiliClient
 from ..bulk import DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, Ledger
 from ..resources._writes import BatchWrites
@@ -37,7 +38,6 @@ from ._rows import (
     csv_header,
     file_format,
     read_records,
-    read_rows,
     unknown_column,
 )
 
@@ -102,27 +102,47 @@ class Reading:
     delimiter: str | None = None
 
 
-def _models(path: Path, cls: type[Any], reading: Reading) -> Iterator[Any]:
-    """Each row as a checked request model (the rows were validated first: see `validate`)."""
-    for row in read_rows(path, encoding=reading.encoding, delimiter=reading.delimiter):
-        yield _request_checks.request_item(coerce(row, cls), cls, decoded=True)
+class Spool:
+    """The rows `validate` found valid, each kept as its wire JSON (`_request_checks.Sealed`:
+    checked and encoded once) in a temporary file until they are sent: every row is read once
+    and memory stays flat whatever the file's length. Debtor data: the file is a
+    `tempfile.TemporaryFile` (owner-only, without a name on POSIX), gone after the `with`."""
 
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed on leaving `with`)
 
-KEPT_ROWS = 20_000
-"""Rows whose checked models `submit` keeps from validating to sending, so each row is read
-and checked once: ~2 KB a model, 40 MB at most. A longer file is read a second time instead,
-keeping memory flat whatever its size."""
+    def add(self, sealed: _request_checks.Sealed) -> None:
+        # One line a row: the source id (JSON: never a raw tab or newline), a tab, the row's
+        # wire JSON (compact JSON: no raw newline either).
+        self._file.write(_json.dumps(sealed.unique_source_invoice_id))
+        self._file.write(b"\t")
+        self._file.write(bytes(sealed.wire))
+        self._file.write(b"\n")
+
+    def items(self, cls: type[Any]) -> Iterator[_request_checks.Sealed]:
+        """The rows added, in order, as `Sealed` items of `cls`."""
+        self._file.seek(0)
+        sealed, fragment, loads = _request_checks.Sealed, _json.Fragment, _json.loads
+        for line in self._file:
+            source, _, wire = line.partition(b"\t")
+            yield sealed(cls, fragment(wire[:-1]), loads(source))
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
 
 
 def validate(
-    path: Path, what: str, reading: Reading = Reading(), *, keep: list[Any] | None = None
+    path: Path, what: str, reading: Reading = Reading(), *, keep: Spool | None = None
 ) -> tuple[int, list[str]]:
     """(rows, read-only columns ignored) after checking every row and column of `path`.
 
     Raises InvalidInputError listing every header problem, every unknown column (with a
     suggestion) and every invalid row or line: its number, the column, the value (shortened)
-    and why. `keep` gets every row's checked model, unless there are more than `KEPT_ROWS`
-    (then it is left empty).
+    and why. `keep` gets every valid row, checked and encoded (sent from there: each row is
+    read once).
     """
     cls, listing = MODELS[what], LISTINGS.get(what)
     unknown: dict[str, str] = {}
@@ -161,16 +181,13 @@ def validate(
                 classify(key)
         data = coerce(row, cls)
         try:
-            model = _request_checks.request_item(data, cls, decoded=True)
+            sealed = _request_checks.seal(data, cls, decoded=True)
         except (TypeError, ValueError) as error:  # every problem of the row, not the first
             found = _request_checks.problems(data, cls, decoded=True) or [("$", str(error))]
         else:
             found = []
-            if keep is not None and len(keep) < KEPT_ROWS:
-                keep.append(model)
-            elif keep is not None:
-                keep.clear()
-                keep = None
+            if keep is not None:
+                keep.add(sealed)
         for where, why in found:
             column, value = _cell(row, where)
             shown_value = f" = {shown(str(value))}" if value is not None else ""
@@ -229,11 +246,31 @@ async def submit(
     reading: Reading = Reading(),
 ) -> SubmitSummary:
     """Submit every row of `source` and write the per-row report."""
-    # Every row is validated before any is sent; their models are kept for sending (or, for
-    # a long file, read again: memory stays flat).
-    kept: list[Any] = []
-    total, ignored = validate(source, what, reading, keep=kept)
-    items = kept if len(kept) == total else _models(source, MODELS[what], reading)
+    # Every row is validated before any is sent; each is kept, encoded, in a spool on disk
+    # and sent from there (read once, memory flat).
+    with Spool() as spool:
+        return await _send(client, what, organization_id, source, spool, report=report,
+            chunk_size=chunk_size, concurrency=concurrency, progress=progress,
+            fresh_keys=fresh_keys, reading=reading)  # fmt: skip
+
+
+async def _send(
+    client: AmiliClient,
+    what: str,
+    organization_id: str,
+    source: Path,
+    spool: Spool,
+    *,
+    report: Path | None,
+    chunk_size: int,
+    concurrency: int,
+    progress: bool,
+    fresh_keys: bool,
+    reading: Reading,
+) -> SubmitSummary:
+    """`submit` with its spool: validate into it, then send from it and write the report."""
+    total, ignored = validate(source, what, reading, keep=spool)
+    items = spool.items(MODELS[what])
     if ignored:
         names = ", ".join(ignored[:5]) + (
             f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
@@ -251,8 +288,8 @@ async def submit(
     already_done = 0
     ledger = None if fresh_keys else Ledger(ledger_path(source))
     with report.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
+        writer = csv.writer(stream)  # a tuple per row, in REPORT_COLUMNS' order
+        writer.writerow(REPORT_COLUMNS)
         stream.flush()
         async for result in resource.create_many(
             organization_id,
@@ -263,16 +300,16 @@ async def submit(
         ):
             entry = result.succeeded or result.failed
             writer.writerow(
-                {
-                    "row": result.index + 1,
-                    "status": result.outcome,
-                    "idempotency_key": result.idempotency_key or "",
-                    "batch_id": result.batch_id or "",
-                    "invoice_id": getattr(entry, "invoice_id", None) or "",
-                    "case_id": getattr(result.succeeded, "case_id", None) or "",
-                    "reason": result.reason or "",
-                    "already_done": "yes" if result.already_done else "",
-                }
+                (
+                    result.index + 1,  # row
+                    result.outcome,  # status
+                    result.idempotency_key or "",
+                    result.batch_id or "",
+                    getattr(entry, "invoice_id", None) or "",
+                    getattr(result.succeeded, "case_id", None) or "",
+                    result.reason or "",
+                    "yes" if result.already_done else "",  # already_done
+                )
             )
             counts[result.outcome] += 1
             already_done += result.already_done

@@ -22,7 +22,7 @@ import attrs
 from .. import _response, _serde, _telemetry, models
 from .._pagination import AsyncPager, Page, RawPage, Source, TokenPager
 from .._request import DEFAULT_OPTIONS, Request, RequestOptions
-from .._request_checks import refuse_naive, request_item
+from .._request_checks import Checked, refuse_naive, request_item
 from .._response import ListResponse, Response
 from .._time import format_datetime
 
@@ -133,7 +133,10 @@ def query(params: Mapping[str, Any]) -> dict[str, str]:
 
 def as_models(items: Iterable[M | Mapping[str, Any]], cls: type[M]) -> list[M]:
     """Accept models or dicts (e.g. rows read from JSON) and return models, checked before
-    the network (see `_request_checks`: float amounts, naive date-times...)."""
+    the network (see `_request_checks`: float amounts, naive date-times...); items
+    `create_many` checked already (`Checked`) are taken as they are."""
+    if type(items) is Checked and items.cls is cls:
+        return items
     return [request_item(item, cls, f"$[{i}]") for i, item in enumerate(items)]
 
 

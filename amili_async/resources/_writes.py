@@ -2,16 +2,19 @@
 
 A write resource's `create` sends one chunk; `create_many` hands `bulk.submit_chunks` three
 plain callables made of the resource's own operations (send a chunk with `create`, wait for its
-batch with `Batches.wait`, look a key up with `Batches.list`), so bulk needs no resource.
+batch with `Batches.wait`, look a key up with `Batches.list`), so bulk needs no resource, and
+how to prepare a chunk (`_request_checks.encoded_items`: each item checked and encoded once;
+`create` then takes the chunk as it is, `Checked`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from .. import bulk, models
-from .._request_checks import request_item
+from .. import _serde, bulk, models
+from .._request_checks import Checked, encoded_items
 from ._base import Resource, Sender
 from .batches import DEFAULT_MAX_WAIT, DEFAULT_POLL_INTERVAL, Batches
 
@@ -57,7 +60,7 @@ class BatchWrites(Resource, Generic[NewT]):
         """Submit any number of items in concurrent chunks; one result per item, in order.
 
         Items (models, or dicts read as models: `result.item` is the checked model) are
-        checked as they stream; each chunk is created at most once (see
+        checked as they stream, a chunk at a time; each chunk is created at most once (see
         :mod:`amili_async.bulk`), then waited for for at most `max_wait` seconds. With
         `ledger=bulk.Ledger(path)` each item is keyed by its content, so running the same items
         again, in another order, chunked in another way or with some edited, creates each
@@ -66,7 +69,10 @@ class BatchWrites(Resource, Generic[NewT]):
         org = organization_id
 
         async def send(chunk: list[Any], key: str) -> str:
-            return (await self.create(org, chunk, idempotency_key=key)).batch_id
+            # The chunk's items were checked and encoded by `encoded_items`: not again.
+            assert isinstance(chunk, _serde.Encoded)
+            items = Checked(chunk, chunk.wire, self.item_model)
+            return (await self.create(org, items, idempotency_key=key)).batch_id
 
         async def wait(batch_id: str) -> models.Batch:
             return await self._batches.wait(
@@ -78,7 +84,7 @@ class BatchWrites(Resource, Generic[NewT]):
             return await pager.collect(limit=bulk.LOOKUP_PAGE)
 
         return bulk.submit_chunks(
-            _checked(items, self.item_model),
+            items,
             send=send,
             wait=wait,
             find=find,
@@ -88,19 +94,5 @@ class BatchWrites(Resource, Generic[NewT]):
             resend=self._sender.retry_posts,
             ledger=ledger,
             namespace=f"{org}/{self.kind}",
+            prepare=functools.partial(encoded_items, self.item_model),
         )
-
-
-async def _checked(
-    items: Iterable[NewT | Mapping[str, Any]] | AsyncIterable[NewT | Mapping[str, Any]],
-    cls: type[NewT],
-) -> AsyncIterator[NewT]:
-    """Each item as a checked model, read lazily; an error names the item's input index."""
-    if isinstance(items, AsyncIterable):
-        index = 0
-        async for item in items:
-            yield request_item(item, cls, f"$[{index}]")
-            index += 1
-        return
-    for index, item in enumerate(items):
-        yield request_item(item, cls, f"$[{index}]")

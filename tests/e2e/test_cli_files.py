@@ -9,16 +9,19 @@ file, the byte offset and the flag. Every run is the real CLI against a live san
 from __future__ import annotations
 
 import csv
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from amili_async import AmiliClient
+from amili_async._cli import _submit
 from amili_async.sandbox import SandboxConfig, SandboxServer
 
 from .conftest import assert_one_line_error, sandbox_invoice_count
-from .test_cli import SEEDED, _row, base_env, cli, read_report
+from .test_cli import SEEDED, _row, base_env, cli, read_report, write_csv
 
 
 @pytest.fixture
@@ -144,3 +147,44 @@ async def test_jsonl_lists_every_bad_line_like_csv(
         "amili-async: error: rows.jsonl: 3 invalid rows of 5 (listed above); nothing was sent",
     ]
     assert sandbox_invoice_count(amili_sandbox) == SEEDED
+
+
+async def test_submit_reads_each_row_once_and_sends_what_it_checked(
+    amili_client: AmiliClient,
+    amili_sandbox: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # More rows than a chunk: the file is read once and each row coerced (and checked) once;
+    # what is sent is what validation checked, kept on disk meanwhile (memory flat).
+    org = amili_sandbox.default_org_id
+    rows = [_row(n, invoiceNumber=f"ONCE-{n}") for n in range(1, 8)]
+    source = write_csv(tmp_path / "rows.csv", rows)
+    reads: list[Path] = []
+    coerced: list[dict[str, Any]] = []
+    read_records, coerce = _submit.read_records, _submit.coerce
+
+    def counted_reads(path: Path, **options: Any) -> Any:
+        reads.append(path)
+        return read_records(path, **options)
+
+    def counted_coerce(row: dict[str, Any], cls: type[Any]) -> Any:
+        coerced.append(row)
+        return coerce(row, cls)
+
+    monkeypatch.setattr(_submit, "read_records", counted_reads)
+    monkeypatch.setattr(_submit, "coerce", counted_coerce)
+    summary = await _submit.submit(
+        amili_client, "invoices", org, source, chunk_size=3, progress=False
+    )
+
+    assert (summary.ok, summary.failed, summary.unknown) == (7, 0, 0)
+    assert reads == [source]
+    assert [row["invoiceNumber"] for row in coerced] == [f"ONCE-{n}" for n in range(1, 8)]
+    report = read_report(tmp_path / "rows.report.csv")
+    invoice = await amili_client.invoices.get(org, report[6]["invoice_id"])
+    assert (invoice.invoice_number, invoice.original_invoice_amount) == (
+        "ONCE-7",
+        Decimal("1250.50"),
+    )
+    assert sandbox_invoice_count(amili_sandbox) == SEEDED + 7

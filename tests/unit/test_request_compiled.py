@@ -143,10 +143,28 @@ def test_a_dict_reads_as_the_detailed_path_reads_it(variant: str, decoded: bool)
         assert fast[1] == slow[1]
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_chunk_item_reads_and_encodes_as_the_model_and_its_writer_do(variant: str) -> None:
+    # `create_many`'s reading builds each dict's wire data as it reads it: the same model, the
+    # same errors, and the very bytes the model's writer gives.
+    data = VARIANTS[variant]()
+    fast = outcome(lambda: _request_checks.encoded_items(models.NewInvoice, 3, [data]))
+    slow = outcome(lambda: _request_checks.request_item(data, models.NewInvoice, "$[3]"))
+    assert fast[0] == slow[0]
+    if fast[0] != "ok":
+        assert fast[1] == slow[1]
+        return
+    ([model], [wire]) = fast[1]
+    assert model == slow[1]
+    assert bytes(wire) == _serde.dumps(slow[1])
+
+
 def test_the_compiled_reader_takes_the_common_dicts_itself() -> None:
     """Not merely correct by always falling back: the usual shapes are read compiled."""
     for variant in ("as built", "an int amount", "an enum member", "all attribute names"):
         assert _request_checks._read_fast(VARIANTS[variant](), models.NewInvoice, False)
+        read = _request_checks._read_fast(VARIANTS[variant](), models.NewInvoice, False, True)
+        assert read is not None  # with its wire data: (model, data)
     assert _request_checks._read_fast(VARIANTS["a float amount"](), models.NewInvoice, True)
     for variant in ("a naive date-time", "a float amount", "an unknown key"):
         assert _request_checks._read_fast(VARIANTS[variant](), models.NewInvoice, False) is None
