@@ -104,7 +104,6 @@ class RetryPolicy:
         rng: Random,
         clock: Callable[[], float],
         max_retries: int | None = None,
-        *,
         may_retry: bool = True,
         deadline: float | None = None,
         retry_for: float | None = None,

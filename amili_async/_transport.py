@@ -303,20 +303,21 @@ class Transport:
         # The limiter and the budget govern API calls; the token endpoint is another server.
         limiter = self._limiter if authenticate else None
         deadline = None if call.deadline is None else self._monotonic() + call.deadline
-        decisions = self._retry.start(
+        decisions = self._retry.start(  # positional: keywords cost a dict on every call
             self._rng,
             self._clock,
             max_retries,
-            may_retry=call.retry_posts or call.method != "POST",
-            deadline=deadline,
-            retry_for=call.retry_for,
-            monotonic=self._monotonic,
-            budget=self._budget if authenticate else None,
+            call.retry_posts or call.method != "POST",  # may_retry
+            deadline,
+            call.retry_for,
+            self._monotonic,
+            self._budget if authenticate else None,  # budget
         )
         attempt = 0
         while True:
             attempt += 1
-            self._live_session()  # refuses a closed client, or one from another loop
+            if self._closed or self._loop is not asyncio.get_running_loop():
+                self._live_session()  # refuses a closed client, or one from another loop
             if flow is not None:
                 call.headers["Authorization"] = flow.ready() or await flow.authorization()
             if authenticate and self._on_request is not None:
