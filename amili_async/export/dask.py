@@ -39,6 +39,7 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
     ) from missing
 
 from .._client import AmiliClient
+from .._tasks import cancel_and_wait
 from ._commit import finish_plan
 from ._local import ExportFailedError, ExportResult
 from ._manifest import UnitResult
@@ -81,6 +82,16 @@ class ExportInterruptedError(Exception):
         self.lost = lost
 
 
+async def _shut_down(client: AmiliClient | None) -> None:
+    """What `asyncio.run` does at its end, on a worker's loop: work still running there (a
+    unit whose scheduler went away) is cancelled and awaited, the client closed, and one
+    loop pass lets the closed connections finish closing (else a socket outlives the loop)."""
+    await cancel_and_wait(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
+    if client is not None:
+        await client.aclose()
+    await asyncio.sleep(0)  # one pass of the loop: the transports' connection_lost callbacks
+
+
 class ExportWorkerPlugin(WorkerPlugin):
     """Gives each worker an event loop thread and one client built from `settings`."""
 
@@ -100,9 +111,8 @@ class ExportWorkerPlugin(WorkerPlugin):
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        if self._client is not None:
-            closing = asyncio.run_coroutine_threadsafe(self._client.aclose(), loop)
-            closing.result(_CLOSE_TIMEOUT)
+        closing = asyncio.run_coroutine_threadsafe(_shut_down(self._client), loop)
+        closing.result(_CLOSE_TIMEOUT)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(_CLOSE_TIMEOUT)
         loop.close()
