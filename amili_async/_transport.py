@@ -393,7 +393,7 @@ class Transport:
             session = self._session
             if self._closed or session is None:
                 raise ClientClosedError("client is closed")
-            remaining = None if decisions.deadline is None else decisions.remaining()
+            remaining = decisions.remaining()
             if remaining is not None:
                 if remaining <= 0:
                     raise TimeoutError("the call's deadline passed")

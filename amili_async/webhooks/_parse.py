@@ -169,14 +169,16 @@ def _as_declared(body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None
         head = _HEAD.decode(body)
     except (msgspec.DecodeError, RecursionError):  # incl. ValidationError: another shape
         return None
-    name = (
-        head.type if head.eventType is None else None if head.type is not None else head.eventType
-    )
-    if name is None or name not in _DECLARED:
+    if head.type is not None and head.eventType is None:
+        spelling, name = "type", head.type
+    elif head.eventType is not None and head.type is None:
+        spelling, name = "eventType", head.eventType
+    else:
+        return None  # neither spelling, or both: the general path settles it
+    declared = _DECLARED.get(name)
+    if declared is None or declared[0] != spelling:
         return None
-    name_spelling, org_spelling = _DECLARED[name]
-    if name_spelling != ("type" if head.eventType is None else "eventType"):
-        return None
+    org_spelling = declared[1]
     data = head.data
     other = None if data is None else data.organizationId if org_spelling == "orgId" else data.orgId
     if other is not None:
