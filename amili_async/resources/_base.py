@@ -173,7 +173,7 @@ class Resource:
     ) -> Coroutine[Any, Any, T]:
         """GET `route` into `cast_to`: `_call`'s coroutine itself (one frame less per call)."""
         wire = query(params) if params else None
-        chosen = DEFAULT_OPTIONS if timeout is None else options(timeout)
+        chosen = DEFAULT_OPTIONS if timeout is None else options(timeout)  # no call per GET
         request = Request("GET", route, params=wire, root=root, options=chosen)
         return self._call(request, cast_to)
 
